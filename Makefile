@@ -1,0 +1,50 @@
+# hdpbench: `make book` builds the book on the embedded demo data; `make test` runs the tests.
+# Both install what they need into .venv on first use.
+
+SHELL := /bin/bash
+.DEFAULT_GOAL := help
+
+PYTHON ?= python3
+VENV := .venv
+BIN := $(VENV)/bin
+STAMP := $(VENV)/.installed
+# PyTorch 2.13.0 CPU wheel provided on this kind of machine; elsewhere pip resolves torch itself.
+TORCH_VERSION := 2.13.0
+TORCH_WHEEL := $(firstword $(wildcard /opt/wheels/torch-$(TORCH_VERSION)*.whl))
+
+DATASET ?= demo
+MODELS ?=
+DEVICE ?= cpu
+PYTEST_ARGS ?=
+
+.PHONY: help install test book data clean distclean
+
+help: ## show this help
+	@grep -hE '^[a-zA-Z_-]+:.*?## ' $(MAKEFILE_LIST) | awk 'BEGIN {FS = ":.*?## "}; {printf "  \033[36m%-12s\033[0m %s\n", $$1, $$2}'
+
+$(STAMP): pyproject.toml
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/pip install --upgrade --quiet pip
+ifneq ($(TORCH_WHEEL),)
+	$(BIN)/pip install --quiet "$(TORCH_WHEEL)"
+endif
+	$(BIN)/pip install --quiet -e ".[dev]"
+	touch $(STAMP)
+
+install: $(STAMP) ## create .venv and install the package with its test tools (torch first)
+
+test: $(STAMP) ## run the test suite (set HDPBENCH_FIXTURES to run the real-data tests)
+	$(BIN)/python -m pytest $(PYTEST_ARGS)
+
+book: $(STAMP) ## execute the notebooks with papermill and build the HTML book into _build/html
+	$(BIN)/python -m hdpbench.book --dataset "$(DATASET)" --models "$(MODELS)" --device "$(DEVICE)"
+
+data: $(STAMP) ## fetch the authors' dataset into data/hdp (or say where to put it)
+	$(BIN)/hdpbench data fetch --dataset hdp
+
+clean: ## remove the built book, caches and generated notebooks (keeps results/ and .venv)
+	rm -rf _build book/_generated .cache .pytest_cache
+	find . -name __pycache__ -type d -prune -exec rm -rf {} +
+
+distclean: clean ## also remove .venv and the results store
+	rm -rf $(VENV) results

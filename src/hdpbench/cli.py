@@ -1,0 +1,146 @@
+"""The ``hdpbench`` command line."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from typing import Sequence
+
+from . import __version__
+from .errors import HdpbenchError
+
+
+def _print_json(obj) -> None:
+    from .results import _json_default
+
+    json.dump(obj, sys.stdout, indent=2, default=_json_default)
+    sys.stdout.write("\n")
+
+
+def _table(rows: list[list[str]], header: list[str]) -> str:
+    widths = [max(len(str(x)) for x in column) for column in zip(header, *rows)]
+    lines = ["  ".join(str(x).ljust(w) for x, w in zip(header, widths))]
+    lines.append("  ".join("-" * w for w in widths))
+    lines += ["  ".join(str(x).ljust(w) for x, w in zip(row, widths)) for row in rows]
+    return "\n".join(lines)
+
+
+def cmd_data_list(args) -> int:
+    from .datasets import dataset_status, get_dataset, registered_datasets
+
+    if args.dataset is None:
+        statuses = [dataset_status(spec) for spec in registered_datasets().values()]
+        if args.json:
+            _print_json(statuses)
+            return 0
+        rows = [[s["name"], "yes" if s["available"] else "no", s["local_dir"], s["title"]] for s in statuses]
+        print(_table(rows, ["dataset", "on disk", "local folder", "title"]))
+        print("\nList a dataset's compounds with: hdpbench data list --dataset NAME")
+        return 0
+    dataset = get_dataset(args.dataset, download=False)
+    entries = [e for e in dataset.entries().values() if args.halide is None or e.halide == args.halide]
+    if args.json:
+        _print_json([{"formula": e.formula, "halide": e.halide, "path": str(e.path), **e.has()} for e in entries])
+        return 0
+    rows = []
+    for e in entries:
+        has = e.has()
+        sigma = has["sigma_reference"]
+        rows.append(
+            [
+                e.formula,
+                e.halide,
+                has["force_constants"] or "-",
+                str(has["production_md_files"]),
+                "-" if sigma is None else f"{sigma:.3f}",
+            ]
+        )
+    print(f"dataset {dataset.name!r} at {dataset.root}: {len(entries)} compounds")
+    print(_table(rows, ["compound", "halide", "force constants", "MD files", "sigma_ref"]))
+    return 0
+
+
+def cmd_data_fetch(args) -> int:
+    from .datasets import fetch, registered_datasets
+
+    specs = registered_datasets()
+    if args.dataset not in specs:
+        print(f"no registered dataset {args.dataset!r}; known: {sorted(specs)}", file=sys.stderr)
+        return 2
+    root = fetch(specs[args.dataset])
+    print(f"dataset {args.dataset!r} is at {root}")
+    return 0
+
+
+def cmd_data_show(args) -> int:
+    from .datasets import get_dataset
+
+    dataset = get_dataset(args.dataset, download=False)
+    compound = dataset.load(args.compound, discard=args.discard, trajectories=not args.no_md)
+    info = {
+        "formula": compound.formula,
+        "halide": compound.halide,
+        "unitcell_atoms": len(compound.unitcell),
+        "supercell_matrix": compound.supercell_matrix.tolist(),
+        "supercell_atoms": compound.n_atoms,
+        "force_constants_shape": list(compound.force_constants.shape),
+        "production_files": [t.source_files[0] for t in compound.trajectories],
+        "frames_per_file": [len(t) for t in compound.trajectories],
+        "summary": {k: v for k, v in compound.summary.items() if k != "raw"},
+        "provenance": compound.provenance,
+    }
+    if args.json:
+        _print_json(info)
+    else:
+        for key, value in info.items():
+            print(f"{key:>22}: {value}")
+    return 0
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="hdpbench",
+        description="MACE models on halide double perovskites: phonons, anharmonicity score, MD, kernel maps.",
+    )
+    parser.add_argument("--version", action="version", version=f"hdpbench {__version__}")
+    commands = parser.add_subparsers(dest="command", metavar="COMMAND")
+
+    data = commands.add_parser("data", help="reference datasets: list, fetch, inspect")
+    data_commands = data.add_subparsers(dest="data_command", metavar="ACTION", required=True)
+
+    listing = data_commands.add_parser("list", help="registered datasets, or the compounds of one")
+    listing.add_argument("--dataset", help="dataset name or folder (default: list the registered datasets)")
+    listing.add_argument("--halide", choices=["F", "Cl", "Br", "I"], help="only compounds of this halide")
+    listing.add_argument("--json", action="store_true", help="machine-readable output")
+    listing.set_defaults(func=cmd_data_list)
+
+    fetching = data_commands.add_parser("fetch", help="download a dataset into its local mirror (checksummed)")
+    fetching.add_argument("--dataset", required=True)
+    fetching.set_defaults(func=cmd_data_fetch)
+
+    show = data_commands.add_parser("show", help="load one compound and describe its record")
+    show.add_argument("compound", help="formula, e.g. Cs2AgBiBr6")
+    show.add_argument("--dataset", default="demo")
+    show.add_argument("--discard", type=int, default=100, help="frames dropped from the start of each MD file")
+    show.add_argument("--no-md", action="store_true", help="skip the MD files (fast)")
+    show.add_argument("--json", action="store_true")
+    show.set_defaults(func=cmd_data_show)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    if not getattr(args, "func", None):
+        parser.print_help()
+        return 0
+    try:
+        return int(args.func(args) or 0)
+    except HdpbenchError as error:
+        print(f"hdpbench: error: {error}", file=sys.stderr)
+        return 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,1 @@
+"""Readers for the file formats reference data comes in (VASP, phonopy, FHI-vibes, ASE)."""

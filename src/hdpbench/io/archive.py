@@ -1,0 +1,145 @@
+"""One compound's files, whether packed as ``dpv_<formula>.tar.gz`` or extracted as ``dpv_<formula>/``.
+
+Members are read straight from the compressed tarball in a single streaming pass: nothing is
+extracted to disk. Every member name is checked first; a member that would escape its folder
+(absolute path, ``..``) or is a link or device is refused and the archive rejected, so a tampered
+archive can never write outside its folder even where files must be extracted
+(:meth:`CompoundFiles.extract` also uses tarfile's ``data`` filter).
+"""
+
+from __future__ import annotations
+
+import gzip
+import os
+import re
+import tarfile
+import zlib
+from pathlib import Path, PurePosixPath
+from typing import IO, Callable, Iterator
+
+from ..errors import ArchiveError, UnsafeArchiveMemberError
+
+ARCHIVE_SUFFIXES = (".tar.gz", ".tgz", ".tar")
+_ARCHIVE_READ_ERRORS = (tarfile.TarError, EOFError, zlib.error, gzip.BadGzipFile, OSError)
+
+
+def compound_name(path: str | Path) -> str:
+    """'dpv_Cs2AgBiBr6' for .../dpv_Cs2AgBiBr6.tar.gz or .../dpv_Cs2AgBiBr6/."""
+    name = Path(path).name
+    for suffix in ARCHIVE_SUFFIXES:
+        if name.endswith(suffix):
+            return name[: -len(suffix)]
+    return name
+
+
+def formula_of(path: str | Path) -> str:
+    name = compound_name(path)
+    return name[4:] if name.startswith("dpv_") else name
+
+
+def _normalise(name: str, prefix: str) -> str:
+    parts = [p for p in PurePosixPath(name).parts if p not in ("", ".")]
+    if parts and parts[0] == prefix:
+        parts = parts[1:]
+    return "/".join(parts)
+
+
+def check_member_safe(member: tarfile.TarInfo, archive: str | Path) -> None:
+    """Refuse members that would land outside the archive's folder or are not plain files/folders."""
+    name = member.name
+    location = f"{archive}:{name}"
+    if name.startswith(("/", "\\")) or re.match(r"^[A-Za-z]:", name):
+        raise UnsafeArchiveMemberError(location, "member has an absolute path; refusing the archive")
+    if ".." in PurePosixPath(name.replace("\\", "/")).parts:
+        raise UnsafeArchiveMemberError(location, "member path escapes the archive folder ('..'); refusing the archive")
+    if member.issym() or member.islnk():
+        raise UnsafeArchiveMemberError(location, f"member is a link (to {member.linkname!r}); refusing the archive")
+    if not (member.isfile() or member.isdir()):
+        raise UnsafeArchiveMemberError(location, "member is a device, FIFO or other special file; refusing the archive")
+
+
+class CompoundFiles:
+    """Uniform access to the members of one compound archive or folder (names relative to it)."""
+
+    def __init__(self, path: str | Path):
+        self.path = Path(path)
+        self.name = compound_name(self.path)
+        self.is_archive = self.path.is_file()
+        if not self.path.exists():
+            raise ArchiveError(self.path, "no such archive or folder")
+
+    def __repr__(self) -> str:
+        return f"CompoundFiles({str(self.path)!r})"
+
+    def location(self, member: str) -> str:
+        return f"{self.path}:{member}" if self.is_archive else str(self.path / member)
+
+    def _open_tar(self) -> tarfile.TarFile:
+        try:
+            return tarfile.open(self.path, mode="r|*")
+        except _ARCHIVE_READ_ERRORS as error:
+            raise ArchiveError(self.path, f"corrupt or unreadable archive ({type(error).__name__}: {error})") from error
+
+    def iter_members(self, wanted: Callable[[str], bool] = lambda name: True) -> Iterator[tuple[str, IO[bytes]]]:
+        """Yield (name, binary stream) for each wanted regular file, in archive order, in one pass.
+
+        A stream is only valid until the next item is requested (tar streaming).
+        """
+        if not self.is_archive:
+            for file in sorted(p for p in self.path.rglob("*") if p.is_file() and not p.is_symlink()):
+                name = file.relative_to(self.path).as_posix()
+                if wanted(name):
+                    with open(file, "rb") as stream:
+                        yield name, stream
+            return
+        with self._open_tar() as tar:
+            try:
+                for member in tar:
+                    check_member_safe(member, self.path)
+                    if not member.isfile():
+                        continue
+                    name = _normalise(member.name, self.name)
+                    if wanted(name):
+                        stream = tar.extractfile(member)
+                        yield name, stream
+            except UnsafeArchiveMemberError:
+                raise
+            except _ARCHIVE_READ_ERRORS as error:
+                raise ArchiveError(
+                    self.path, f"corrupt or truncated archive ({type(error).__name__}: {error})"
+                ) from error
+
+    def member_names(self) -> list[str]:
+        """All regular-file members (validating every name on the way)."""
+        return [name for name, _ in self.iter_members(lambda name: True)]
+
+    def read_members(self, names: set[str]) -> dict[str, bytes]:
+        """The bytes of the named members that exist (one pass)."""
+        return {name: stream.read() for name, stream in self.iter_members(lambda n: n in names)}
+
+    def extract(self, names: list[str], destination: str | Path) -> list[Path]:
+        """Extract the named members below ``destination`` (tarfile ``data`` filter; names are checked)."""
+        destination = Path(destination)
+        destination.mkdir(parents=True, exist_ok=True)
+        written = []
+        for name, stream in self.iter_members(lambda n: n in set(names)):
+            target = (destination / name).resolve()
+            if os.path.commonpath([target, destination.resolve()]) != str(destination.resolve()):
+                raise UnsafeArchiveMemberError(self.location(name), "member would be written outside the target folder")
+            target.parent.mkdir(parents=True, exist_ok=True)
+            target.write_bytes(stream.read())
+            written.append(target)
+        return written
+
+
+def extract_archive(path: str | Path, destination: str | Path) -> None:
+    """Unpack a whole downloaded archive with tarfile's ``data`` filter (refuses unsafe members)."""
+    try:
+        with tarfile.open(path) as tar:
+            for member in tar.getmembers():
+                check_member_safe(member, path)
+            tar.extractall(destination, filter="data")
+    except UnsafeArchiveMemberError:
+        raise
+    except (tarfile.FilterError, *_ARCHIVE_READ_ERRORS) as error:
+        raise ArchiveError(path, f"cannot unpack ({type(error).__name__}: {error})") from error

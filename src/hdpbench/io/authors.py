@@ -1,0 +1,179 @@
+"""The authors' raw data layout (Yang, Fan & Li, Chem. Mater. 2022), read into :class:`Compound` records.
+
+Per compound (archive ``dpv_<formula>.tar.gz`` or folder ``dpv_<formula>/``)::
+
+    CONTCAR                      relaxed 10-atom primitive cell = phonon unit cell
+    SPOSCAR                      2x2x2 supercell of CONTCAR (80 atoms): reference positions for u
+    force_constants.hdf5         full Φ (80, 80, 3, 3), eV/Å²  (FORCE_SETS is the fallback)
+    MD/vasprun_prod.xml          300 K production MD, then vasprun_prod_1.xml, _2.xml, ...
+
+and a summary database ``double_halide_pv.db`` (ASE db, ``uid = dpv_<formula>``) beside the halide
+folders. Equilibration (``MD/*_equ*``), SOC runs and ``phonon.tar.gz`` are not used.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from ..compound import Compound, Trajectory, halide_of
+from ..errors import DataError, MissingMemberError
+from ..structures import read_poscar, supercell_matrix_between
+from .archive import CompoundFiles, formula_of
+from .force_constants import read_force_constants
+from .vasprun import read_vasprun
+
+UNITCELL_MEMBER = "CONTCAR"
+SUPERCELL_MEMBER = "SPOSCAR"
+FC_MEMBER = "force_constants.hdf5"
+FORCE_SETS_MEMBER = "FORCE_SETS"
+PRODUCTION_MD = re.compile(r"^MD/vasprun_prod(?:_(\d+))?\.xml$")
+SUMMARY_DB = "double_halide_pv.db"
+DEFAULT_DISCARD = 100  # equilibration frames dropped from the start of every production file
+SIGMA_MISSING_AT = 2.0  # the authors treat σ_DFT ≥ 2 as missing
+
+
+def production_file_number(name: str) -> int | None:
+    """0 for MD/vasprun_prod.xml, k for MD/vasprun_prod_k.xml, None for anything else."""
+    match = PRODUCTION_MD.match(name)
+    if not match:
+        return None
+    return int(match.group(1) or 0)
+
+
+@dataclass
+class MemberInventory:
+    """What one compound's archive or folder contains, from its member names alone."""
+
+    unitcell: bool
+    supercell: bool
+    force_constants_hdf5: bool
+    force_sets: bool
+    production_files: list[str] = field(default_factory=list)
+
+    @classmethod
+    def from_names(cls, names: list[str]) -> "MemberInventory":
+        production = sorted((n for n in names if production_file_number(n) is not None), key=production_file_number)
+        return cls(
+            unitcell=UNITCELL_MEMBER in names,
+            supercell=SUPERCELL_MEMBER in names,
+            force_constants_hdf5=FC_MEMBER in names,
+            force_sets=FORCE_SETS_MEMBER in names,
+            production_files=production,
+        )
+
+    @property
+    def has_force_constants(self) -> bool:
+        return self.force_constants_hdf5 or self.force_sets
+
+
+def load_compound(
+    path: str | Path,
+    *,
+    discard: int = DEFAULT_DISCARD,
+    trajectories: bool = True,
+    summary: dict[str, Any] | None = None,
+    halide: str | None = None,
+) -> Compound:
+    """Read one compound in the authors' layout, in a single pass over its archive.
+
+    ``discard`` frames are dropped from the start of each production file. With
+    ``trajectories=False`` the MD files are skipped (fast: phonon stages need only cells and Φ).
+    """
+    files = CompoundFiles(path)
+    formula = formula_of(path)
+    wanted_static = {UNITCELL_MEMBER, SUPERCELL_MEMBER, FC_MEMBER, FORCE_SETS_MEMBER}
+    static: dict[str, bytes] = {}
+    parsed: dict[int, Trajectory] = {}
+
+    def wanted(name: str) -> bool:
+        return name in wanted_static or (trajectories and production_file_number(name) is not None)
+
+    for name, stream in files.iter_members(wanted):
+        number = production_file_number(name)
+        if number is None:
+            static[name] = stream.read()
+        else:
+            parsed[number] = read_vasprun(stream, discard=discard, name=files.location(name))
+
+    for required in (UNITCELL_MEMBER, SUPERCELL_MEMBER):
+        if required not in static:
+            raise MissingMemberError(files.location(required), f"missing member {required} of {files.name}")
+    unitcell = read_poscar(static[UNITCELL_MEMBER], name=files.location(UNITCELL_MEMBER))
+    supercell = read_poscar(static[SUPERCELL_MEMBER], name=files.location(SUPERCELL_MEMBER))
+    matrix = supercell_matrix_between(unitcell, supercell, name=files.location(SUPERCELL_MEMBER))
+
+    if FC_MEMBER in static:
+        fc_member = FC_MEMBER
+    elif FORCE_SETS_MEMBER in static:
+        fc_member = FORCE_SETS_MEMBER
+    else:
+        raise MissingMemberError(
+            files.location(FC_MEMBER), f"missing member {FC_MEMBER} of {files.name} (and no {FORCE_SETS_MEMBER} to fall back on)"
+        )
+    force_constants = read_force_constants(
+        static[fc_member],
+        name=files.location(fc_member),
+        unitcell=unitcell,
+        supercell_matrix=matrix,
+        n_atoms=len(supercell),
+    )
+
+    trajectory_list = [parsed[k] for k in sorted(parsed)]
+    return Compound(
+        formula=formula,
+        halide=halide or halide_of(unitcell.get_chemical_symbols()),
+        unitcell=unitcell,
+        supercell_matrix=matrix,
+        reference_supercell=supercell,
+        force_constants=force_constants,
+        trajectories=trajectory_list,
+        summary=dict(summary or {}),
+        provenance={
+            "source": str(files.path),
+            "layout": "authors",
+            "force_constants_from": fc_member,
+            "production_files": [t.source_files[0] for t in trajectory_list],
+            "discarded_frames_per_file": discard,
+        },
+    )
+
+
+def read_summary_db(path: str | Path) -> dict[str, dict[str, Any]]:
+    """Per-compound summary values from ``double_halide_pv.db``, keyed by formula.
+
+    Canonical keys: ``sigma_reference`` (σ_DFT at 300 K; None where the authors' value is ≥ 2,
+    which they treat as missing), ``formation_energy`` (eV/atom) and ``min_phonon_freq_thz``
+    ({'G','L','W','X'} → THz). The database's own key-value pairs are kept under ``raw``.
+    """
+    import ase.db
+
+    path = Path(path)
+    if not path.is_file():
+        raise DataError(path, "summary database not found")
+    try:
+        rows = list(ase.db.connect(str(path), type="db").select())
+    except Exception as error:
+        raise DataError(path, f"not a readable ASE database ({type(error).__name__}: {error})") from error
+    summaries: dict[str, dict[str, Any]] = {}
+    for row in rows:
+        uid = row.get("uid")
+        if not isinstance(uid, str) or not uid.startswith("dpv_"):
+            continue  # element reference rows (uid = element_<X>)
+        values = dict(row.key_value_pairs)
+        sigma = values.get("sigma_300K_single")
+        if sigma is not None and (not np.isfinite(sigma) or sigma >= SIGMA_MISSING_AT):
+            sigma = None
+        summaries[uid[4:]] = {
+            "sigma_reference": sigma,
+            "formation_energy": values.get("formation_energy"),
+            "min_phonon_freq_thz": {
+                point: values[f"{point}_min_ph_freq"] for point in "GLWX" if f"{point}_min_ph_freq" in values
+            },
+            "raw": values,
+        }
+    return summaries

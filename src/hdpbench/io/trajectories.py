@@ -1,0 +1,118 @@
+"""Read MD trajectories with forces from any supported format into a :class:`Trajectory`.
+
+Formats: VASP ``vasprun.xml`` (streamed), FHI-vibes ``trajectory.nc`` (NetCDF4 read with h5py; also
+gives the reference supercell and Φ it was computed with) and anything ``ase.io.read`` understands
+that carries forces (extxyz, ASE ``.traj``...).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+from ase import Atoms
+
+from ..compound import Trajectory, check_force_constants
+from ..errors import DataError
+from .vasprun import read_vasprun
+
+
+@dataclass
+class FhiVibesTrajectory:
+    """What an FHI-vibes ``trajectory.nc`` holds that σ needs, plus FHI-vibes' own σ for checks."""
+
+    trajectory: Trajectory
+    reference: Atoms
+    force_constants: np.ndarray | None  # (N, N, 3, 3)
+    sigma_per_sample: np.ndarray | None
+    sigma: float | None
+
+
+def trajectory_format(path: str | Path) -> str:
+    name = Path(path).name.lower()
+    if name.endswith(".nc"):
+        return "fhi-vibes"
+    if "vasprun" in name or name.endswith(".xml"):
+        return "vasprun"
+    return "ase"
+
+
+def read_fhi_vibes(path: str | Path) -> FhiVibesTrajectory:
+    import h5py
+
+    path = Path(path)
+    try:
+        f = h5py.File(path, "r")
+    except OSError as error:
+        raise DataError(path, f"not a readable NetCDF4/HDF5 file ({error})") from error
+    with f:
+        required = ("positions", "forces", "cell", "positions_reference", "lattice_reference")
+        missing = [key for key in required if key not in f]
+        if missing:
+            raise DataError(path, f"not an FHI-vibes trajectory: missing {missing}")
+        numbers = _numbers_from_vibes(f, path)
+        reference = Atoms(
+            numbers=numbers,
+            positions=f["positions_reference"][()],
+            cell=f["lattice_reference"][()],
+            pbc=True,
+        )
+        fc = None
+        if "force_constants_remapped" in f:
+            fc = check_force_constants(f["force_constants_remapped"][()], len(numbers), f"{path}:force_constants_remapped")
+        energies = f["energy_potential"][()] if "energy_potential" in f else None
+        trajectory = Trajectory(
+            numbers=numbers,
+            positions=f["positions"][()],
+            cells=f["cell"][()],
+            forces=f["forces"][()],
+            energies=energies,
+            source_files=[str(path)],
+        )
+        sigma_per_sample = f["sigma_per_sample"][()] if "sigma_per_sample" in f else None
+        sigma = float(np.ravel(f.attrs["sigma"])[0]) if "sigma" in f.attrs else None
+    trajectory.check_finite()
+    return FhiVibesTrajectory(trajectory, reference, fc, sigma_per_sample, sigma)
+
+
+def _numbers_from_vibes(f, path) -> np.ndarray:
+    """FHI-vibes stores the species as an attribute array of symbols in atom order."""
+    from ase.data import atomic_numbers
+
+    raw = f.attrs.get("symbols")
+    if raw is None:
+        raise DataError(path, "no 'symbols' attribute: not an FHI-vibes trajectory")
+    symbols = [s.decode() if isinstance(s, bytes) else str(s) for s in np.atleast_1d(raw)]
+    unknown = sorted({s for s in symbols if s not in atomic_numbers})
+    if unknown:
+        raise DataError(path, f"unknown element symbol(s) {unknown}")
+    return np.array([atomic_numbers[s] for s in symbols])
+
+
+def read_trajectory(path: str | Path, *, discard: int = 0, file_format: str | None = None) -> Trajectory:
+    """Frames with forces from a vasprun.xml, an FHI-vibes trajectory.nc or an ASE-readable file."""
+    path = Path(path)
+    if not path.is_file():
+        raise DataError(path, "no such trajectory file")
+    kind = file_format or trajectory_format(path)
+    if kind == "vasprun":
+        return read_vasprun(path, discard=discard)
+    if kind == "fhi-vibes":
+        trajectory = read_fhi_vibes(path).trajectory
+    else:
+        import ase.io
+
+        try:
+            frames = ase.io.read(path, index=":")
+        except Exception as error:
+            raise DataError(path, f"ase.io.read could not read it ({type(error).__name__}: {error})") from error
+        trajectory = Trajectory.from_atoms_list(frames, source=path)
+        if trajectory.forces is None:
+            raise DataError(path, "frames carry no forces")
+    if discard:
+        if discard >= len(trajectory):
+            raise DataError(path, f"no frames left after discarding the first {discard} (file has {len(trajectory)})")
+        trajectory = trajectory.select(slice(discard, None))
+    trajectory.check_finite()
+    return trajectory

@@ -1,0 +1,206 @@
+"""Streaming reader for VASP ``vasprun.xml`` (relaxations, single points, MD).
+
+A 2000-step production MD file of 80 atoms is tens of MB of XML. ``ase.io.read`` keeps every
+``<calculation>`` element in memory and builds an Atoms object per step; here each step is turned
+into arrays as soon as its closing tag is parsed and then dropped from the tree, so the parser's
+memory does not grow with the number of steps. Values follow ``ase.io.read(path, index=":")``
+exactly: same positions (fractional @ cell, not wrapped), cell, forces, ``energy`` (VASP's
+e_0_energy workaround), ``free_energy`` (e_fr_energy minus the PSTRESS·V term) and stress (Voigt,
+eV/Å³).
+"""
+
+from __future__ import annotations
+
+import io
+import os
+import xml.etree.ElementTree as ET
+from dataclasses import dataclass
+from pathlib import Path
+from typing import IO, Iterator
+
+import numpy as np
+from ase.data import atomic_numbers
+from ase.units import GPa
+
+from ..compound import Trajectory
+from ..errors import DataError
+
+_EV_PER_J = 1.0 / 1.602176634e-19  # ASE's EVTOJ convention (kbar → eV/Å³ for PSTRESS)
+
+
+@dataclass
+class VasprunStep:
+    """One ionic step, in ASE's conventions."""
+
+    index: int
+    cell: np.ndarray  # (3, 3) Å
+    positions: np.ndarray  # (n_atoms, 3) Å, Cartesian
+    forces: np.ndarray | None  # (n_atoms, 3) eV/Å
+    energy: float
+    free_energy: float
+    stress: np.ndarray | None  # (6,) Voigt xx yy zz yz xz xy, eV/Å³ (ASE sign convention)
+    symbols: list[str]  # shared by all steps of a file
+
+
+def _vectors(varray: ET.Element | None) -> np.ndarray | None:
+    """A ``<varray>`` of ``<v>`` rows as a 2-D float array (one C-level parse for all rows)."""
+    if varray is None:
+        return None
+    rows = [v.text for v in varray]
+    values = np.array(" ".join(rows).split(), dtype=float)
+    return values.reshape(len(rows), -1)
+
+
+def _source_name(source) -> str:
+    if isinstance(source, (str, os.PathLike)):
+        return str(source)
+    return getattr(source, "name", "<vasprun.xml stream>")
+
+
+class _Context:
+    def __init__(self, name: str):
+        self.name = name
+        self.symbols: list[str] | None = None
+        self.pstress_kbar = 0.0
+
+
+def _read_step(elem: ET.Element, index: int, ctx: _Context) -> VasprunStep:
+    basis = _vectors(elem.find("structure/crystal/varray[@name='basis']"))
+    fractional = _vectors(elem.find("structure/varray[@name='positions']"))
+    energy_block = elem.find("energy")
+    if basis is None or fractional is None or energy_block is None:
+        raise DataError(ctx.name, f"ionic step {index} has no structure or energy block")
+    n_atoms = len(ctx.symbols) if ctx.symbols is not None else len(fractional)
+    if fractional.shape != (n_atoms, 3):
+        raise DataError(ctx.name, f"ionic step {index} has {len(fractional)} positions for {n_atoms} atoms")
+    volume = np.linalg.det(basis)
+    free_energy = float(energy_block.find("i[@name='e_fr_energy']").text)
+    # calculation/energy's e_fr_energy is an enthalpy (includes PSTRESS·V), as ASE notes.
+    free_energy -= ctx.pstress_kbar * 1e-22 * _EV_PER_J * volume
+    # VASP writes a wrong e_0_energy in calculation/energy; take e_0 − e_fr from the last SC step.
+    scf_energies = elem.findall("scstep/energy")
+    correction = 0.0
+    if scf_energies:
+        last = scf_energies[-1]
+        correction = float(last.find("i[@name='e_0_energy']").text) - float(
+            last.find("i[@name='e_fr_energy']").text
+        )
+    forces = _vectors(elem.find("varray[@name='forces']"))
+    if forces is not None and forces.shape != (n_atoms, 3):
+        raise DataError(ctx.name, f"ionic step {index} has forces of shape {forces.shape}")
+    stress = _vectors(elem.find("varray[@name='stress']"))
+    if stress is not None:
+        stress = (stress * (-0.1 * GPa)).reshape(9)[[0, 4, 8, 5, 2, 1]]
+    return VasprunStep(
+        index=index,
+        cell=basis,
+        positions=fractional @ basis,
+        forces=forces,
+        energy=free_energy + correction,
+        free_energy=free_energy,
+        stress=stress,
+        symbols=ctx.symbols if ctx.symbols is not None else [],
+    )
+
+
+def iter_vasprun(source: str | os.PathLike | IO[bytes], *, name: str | None = None) -> Iterator[VasprunStep]:
+    """Yield the ionic steps of a vasprun.xml one at a time.
+
+    ``source`` is a path or a binary file object (e.g. a tar member). A file cut off in the middle
+    of a step (an interrupted run) yields the complete steps before the cut, as ASE does.
+    """
+    ctx = _Context(name or _source_name(source))
+    root: ET.Element | None = None
+    index = 0
+    try:
+        for event, elem in ET.iterparse(source, events=("start", "end")):
+            if event == "start":
+                if root is None:
+                    root = elem
+                continue
+            tag = elem.tag
+            if tag == "calculation":
+                step = _read_step(elem, index, ctx)
+                # Drop the parsed step from the tree: memory stays flat in the number of steps.
+                elem.clear()
+                if root is not None:
+                    root.remove(elem)
+                index += 1
+                yield step
+            elif tag == "atominfo":
+                ctx.symbols = [rc[0].text.strip() for rc in elem.find("array[@name='atoms']/set")]
+            elif tag == "parameters":
+                for item in elem.iter("i"):
+                    if item.get("name", "").upper() == "PSTRESS":
+                        ctx.pstress_kbar = float(item.text)
+                elem.clear()
+            elif tag in ("kpoints", "incar", "generator", "dos", "eigenvalues", "projected"):
+                elem.clear()
+    except ET.ParseError as error:
+        if ctx.symbols is None:
+            raise DataError(ctx.name, f"not a readable vasprun.xml ({error})") from error
+        # Truncated after some complete steps: keep what was complete.
+    if ctx.symbols is None:
+        raise DataError(ctx.name, "no <atominfo> block: not a vasprun.xml")
+
+
+def read_vasprun_symbols(source, *, name: str | None = None) -> list[str]:
+    """Chemical symbols in file order, reading only up to ``<atominfo>``."""
+    label = name or _source_name(source)
+    try:
+        for _, elem in ET.iterparse(source, events=("end",)):
+            if elem.tag == "atominfo":
+                return [rc[0].text.strip() for rc in elem.find("array[@name='atoms']/set")]
+    except ET.ParseError as error:
+        raise DataError(label, f"not a readable vasprun.xml ({error})") from error
+    raise DataError(label, "no <atominfo> block: not a vasprun.xml")
+
+
+def read_vasprun(
+    source: str | os.PathLike | IO[bytes] | bytes,
+    *,
+    discard: int = 0,
+    name: str | None = None,
+    require_forces: bool = True,
+) -> Trajectory:
+    """Read all ionic steps into a :class:`~hdpbench.compound.Trajectory`.
+
+    ``discard`` drops that many leading steps (equilibration); they are parsed but not stored.
+    ``frame_index`` of the result counts steps from the start of the file.
+    """
+    if isinstance(source, (bytes, bytearray)):
+        source = io.BytesIO(source)
+    label = name or _source_name(source)
+    symbols: list[str] = []
+    cells, positions, forces, energies, kept = [], [], [], [], []
+    n_steps = 0
+    for step in iter_vasprun(source, name=label):
+        n_steps += 1
+        symbols = step.symbols
+        if step.index < discard:
+            continue
+        if require_forces and step.forces is None:
+            raise DataError(label, f"ionic step {step.index} has no forces")
+        cells.append(step.cell)
+        positions.append(step.positions)
+        forces.append(step.forces)
+        energies.append(step.energy)
+        kept.append(step.index)
+    if not kept:
+        problem = f"no ionic steps left after discarding the first {discard}" if n_steps else "no ionic steps"
+        raise DataError(label, f"{problem} (file has {n_steps})")
+    unknown = sorted({s for s in symbols if s not in atomic_numbers})
+    if unknown:
+        raise DataError(label, f"unknown element symbol(s) {unknown} in <atominfo>")
+    numbers = [atomic_numbers[s] for s in symbols]
+    trajectory = Trajectory(
+        numbers=numbers,
+        positions=np.array(positions),
+        cells=np.array(cells),
+        forces=None if any(f is None for f in forces) else np.array(forces),
+        energies=np.array(energies),
+        source_files=[label],
+        frame_index=np.array(kept),
+    )
+    trajectory.check_finite()
+    return trajectory

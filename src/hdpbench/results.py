@@ -1,0 +1,250 @@
+"""The results store: ``results/<dataset>/<model>/<stage>/<compound>.*`` plus a manifest per stage.
+
+Expensive stages write here once; notebooks only read. Each compound's result is committed by a
+small ``<compound>.done.json`` marker written *after* its data files, holding the stage key; a result
+counts as done only when that marker exists and its key equals the current key. So
+
+* rerunning skips compounds already done with the same model, checkpoint, dataset version and
+  settings; changing any of them recomputes;
+* a run killed at any moment leaves either a complete result or none (every file is written to a
+  temporary name and renamed), and the next run completes only what is missing;
+* a compound that fails (bad input) raises without touching any other compound's files.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import datetime as _dt
+import hashlib
+import json
+import os
+import tempfile
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Callable, Iterable, Iterator
+
+import numpy as np
+
+from . import __version__, paths
+
+
+@contextlib.contextmanager
+def atomic_path(path: str | Path) -> Iterator[Path]:
+    """Yield a temporary path beside ``path``; on success it is fsynced and renamed onto ``path``."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp_name = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    os.close(fd)
+    tmp = Path(tmp_name)
+    try:
+        yield tmp
+        with open(tmp, "rb") as handle:
+            os.fsync(handle.fileno())
+        os.replace(tmp, path)
+    finally:
+        if tmp.exists():
+            tmp.unlink()
+
+
+def atomic_write_bytes(path: str | Path, data: bytes) -> None:
+    with atomic_path(path) as tmp:
+        tmp.write_bytes(data)
+
+
+def atomic_write_json(path: str | Path, obj: Any) -> None:
+    atomic_write_bytes(path, (json.dumps(obj, indent=2, sort_keys=True, default=_json_default) + "\n").encode())
+
+
+def _json_default(value):
+    if isinstance(value, np.ndarray):
+        return value.tolist()
+    if isinstance(value, np.generic):
+        return value.item()
+    if isinstance(value, Path):
+        return str(value)
+    raise TypeError(f"not JSON serialisable: {type(value).__name__}")
+
+
+def sha256_file(path: str | Path, chunk: int = 1 << 20) -> str:
+    digest = hashlib.sha256()
+    with open(path, "rb") as handle:
+        while block := handle.read(chunk):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+def _canonical(obj: Any) -> str:
+    return json.dumps(obj, sort_keys=True, default=_json_default, separators=(",", ":"))
+
+
+def _safe_component(name: str, what: str) -> str:
+    if not name or name in (".", "..") or "/" in name or "\\" in name or "\0" in name:
+        raise ValueError(f"invalid {what} name {name!r} for the results store")
+    return name
+
+
+@dataclass
+class StageManifest:
+    """What a stage's results were computed with. ``key`` covers everything that changes results."""
+
+    dataset: str
+    model: str
+    stage: str
+    settings: dict[str, Any] = field(default_factory=dict)
+    model_sha256: str | None = None
+    dataset_version: str | None = None
+    stage_version: int = 1  # bump when a stage's code changes its results
+
+    @property
+    def key(self) -> str:
+        content = {
+            "dataset": self.dataset,
+            "dataset_version": self.dataset_version,
+            "model": self.model,
+            "model_sha256": self.model_sha256,
+            "stage": self.stage,
+            "stage_version": self.stage_version,
+            "settings": self.settings,
+        }
+        return hashlib.sha256(_canonical(content).encode()).hexdigest()[:16]
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "dataset": self.dataset,
+            "dataset_version": self.dataset_version,
+            "model": self.model,
+            "model_sha256": self.model_sha256,
+            "stage": self.stage,
+            "stage_version": self.stage_version,
+            "settings": self.settings,
+            "key": self.key,
+            "hdpbench_version": __version__,
+            "written_at": _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"),
+        }
+
+
+class StageResults:
+    """Results of one stage for one (dataset, model), one set of files per compound."""
+
+    def __init__(self, manifest: StageManifest, root: str | Path | None = None):
+        self.manifest = manifest
+        root = Path(root) if root is not None else paths.results_dir()
+        self.directory = (
+            root
+            / _safe_component(manifest.dataset, "dataset")
+            / _safe_component(manifest.model, "model")
+            / _safe_component(manifest.stage, "stage")
+        )
+
+    @property
+    def key(self) -> str:
+        return self.manifest.key
+
+    def _marker(self, compound: str) -> Path:
+        return self.directory / f"{_safe_component(compound, 'compound')}.done.json"
+
+    def path(self, compound: str, suffix: str) -> Path:
+        """Where a data file of ``compound`` lives, e.g. suffix '.npz' or '.phonopy.yaml'."""
+        return self.directory / f"{_safe_component(compound, 'compound')}{suffix}"
+
+    def is_done(self, compound: str) -> bool:
+        marker = self._marker(compound)
+        if not marker.is_file():
+            return False
+        try:
+            record = json.loads(marker.read_text())
+        except (OSError, json.JSONDecodeError):
+            return False
+        return record.get("key") == self.key and all(self.path(compound, s).is_file() for s in record.get("files", []))
+
+    def pending(self, compounds: Iterable[str]) -> list[str]:
+        return [c for c in compounds if not self.is_done(c)]
+
+    def done(self) -> list[str]:
+        if not self.directory.is_dir():
+            return []
+        names = sorted(p.name[: -len(".done.json")] for p in self.directory.glob("*.done.json"))
+        return [n for n in names if self.is_done(n)]
+
+    def write_manifest(self) -> Path:
+        path = self.directory / "manifest.json"
+        atomic_write_json(path, self.manifest.to_dict())
+        return path
+
+    def read_manifest(self) -> dict[str, Any] | None:
+        path = self.directory / "manifest.json"
+        return json.loads(path.read_text()) if path.is_file() else None
+
+    def save(
+        self,
+        compound: str,
+        *,
+        json_data: dict[str, Any] | None = None,
+        arrays: dict[str, np.ndarray] | None = None,
+        files: dict[str, Callable[[Path], None]] | None = None,
+    ) -> None:
+        """Write a compound's results atomically, then its done-marker.
+
+        ``json_data`` → ``<compound>.json``; ``arrays`` → ``<compound>.npz``; ``files`` maps a
+        suffix to a writer called with a temporary path (e.g. a phonopy yaml or extxyz writer).
+        """
+        written = []
+        if json_data is not None:
+            atomic_write_json(self.path(compound, ".json"), json_data)
+            written.append(".json")
+        if arrays is not None:
+            with atomic_path(self.path(compound, ".npz")) as tmp:
+                with open(tmp, "wb") as handle:
+                    np.savez_compressed(handle, **arrays)
+            written.append(".npz")
+        for suffix, writer in (files or {}).items():
+            with atomic_path(self.path(compound, suffix)) as tmp:
+                writer(tmp)
+            written.append(suffix)
+        current = self.read_manifest()
+        if current is None or current.get("key") != self.key:
+            self.write_manifest()
+        atomic_write_json(self._marker(compound), {"key": self.key, "files": written})
+
+    def load_json(self, compound: str) -> dict[str, Any]:
+        self._require(compound)
+        return json.loads(self.path(compound, ".json").read_text())
+
+    def load_arrays(self, compound: str) -> dict[str, np.ndarray]:
+        self._require(compound)
+        with np.load(self.path(compound, ".npz")) as data:
+            return {k: data[k] for k in data.files}
+
+    def _require(self, compound: str) -> None:
+        if not self.is_done(compound):
+            raise FileNotFoundError(
+                f"{self.directory}: no result for {compound} with key {self.key} "
+                "(not computed yet, computed with other settings, or interrupted)"
+            )
+
+    def run(
+        self,
+        compounds: Iterable[str],
+        compute: Callable[[str], dict[str, Any]],
+        *,
+        progress: bool = True,
+    ) -> dict[str, str]:
+        """Compute and save every pending compound; ``compute(name)`` returns ``save``'s keyword arguments.
+
+        Returns {compound: 'done' | 'skipped'}. An exception from one compound propagates after
+        nothing of it was committed; results of other compounds stay as they are.
+        """
+        from tqdm.auto import tqdm
+
+        compounds = list(compounds)
+        todo = set(self.pending(compounds))
+        status = {c: "skipped" for c in compounds if c not in todo}
+        for compound in tqdm(
+            [c for c in compounds if c in todo],
+            desc=f"{self.manifest.stage} [{self.manifest.model}]",
+            unit="compound",
+            disable=not progress,
+        ):
+            self.save(compound, **compute(compound))
+            status[compound] = "done"
+        return status

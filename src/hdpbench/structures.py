@@ -1,0 +1,56 @@
+"""Conversions between ASE Atoms and phonopy's PhonopyAtoms, and reading POSCAR-style text."""
+
+from __future__ import annotations
+
+import io
+from pathlib import Path
+
+import numpy as np
+from ase import Atoms
+
+from .errors import DataError
+
+
+def to_phonopy_atoms(atoms: Atoms):
+    from phonopy.structure.atoms import PhonopyAtoms
+
+    return PhonopyAtoms(
+        symbols=atoms.get_chemical_symbols(),
+        cell=np.array(atoms.cell.array),
+        scaled_positions=atoms.get_scaled_positions(wrap=False),
+        masses=atoms.get_masses(),
+    )
+
+
+def from_phonopy_atoms(patoms) -> Atoms:
+    return Atoms(
+        symbols=list(patoms.symbols),
+        cell=np.array(patoms.cell),
+        scaled_positions=np.array(patoms.scaled_positions),
+        masses=np.array(patoms.masses),
+        pbc=True,
+    )
+
+
+def read_poscar(source: str | Path | bytes, *, name: str | None = None) -> Atoms:
+    """A VASP POSCAR/CONTCAR/SPOSCAR from a path or from the file's bytes."""
+    from ase.io.vasp import read_vasp
+
+    label = name or str(source)
+    try:
+        if isinstance(source, (bytes, bytearray)):
+            return read_vasp(io.StringIO(source.decode()))
+        return read_vasp(str(source))
+    except Exception as error:  # ASE raises assorted errors for malformed POSCARs
+        raise DataError(label, f"not a readable VASP structure file ({type(error).__name__}: {error})") from error
+
+
+def supercell_matrix_between(unitcell: Atoms, supercell: Atoms, *, name: str = "supercell") -> np.ndarray:
+    """Integer M with supercell.cell = M @ unitcell.cell (rows are lattice vectors)."""
+    ratio = supercell.cell.array @ np.linalg.inv(unitcell.cell.array)
+    matrix = np.rint(ratio).astype(int)
+    if not np.allclose(ratio, matrix, atol=1e-4) or round(abs(np.linalg.det(matrix))) * len(unitcell) != len(
+        supercell
+    ):
+        raise DataError(name, "its cell is not an integer supercell of the unit cell with matching atom count")
+    return matrix
