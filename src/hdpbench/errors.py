@@ -46,6 +46,10 @@ class ForceConstantsShapeError(DataError):
     """Force constants whose shape does not fit the supercell."""
 
 
+class EmptyTrajectoryError(DataError):
+    """A trajectory file with no frames (left after discarding equilibration)."""
+
+
 class FrameIndexError(DataError, IndexError):
     """A frame index past the end of a trajectory."""
 

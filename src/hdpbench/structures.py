@@ -54,3 +54,40 @@ def supercell_matrix_between(unitcell: Atoms, supercell: Atoms, *, name: str = "
     ):
         raise DataError(name, "its cell is not an integer supercell of the unit cell with matching atom count")
     return matrix
+
+
+def double_perovskite(a_site: str, b_site: str, b_prime_site: str, halide: str, a: float, x: float = 0.25) -> Atoms:
+    """The 10-atom primitive cell of an Fm-3m A2BB'X6 double perovskite.
+
+    Wyckoff sites of the conventional cell (lattice constant ``a``): A 8c (1/4, 1/4, 1/4), B 4a
+    (0, 0, 0), B' 4b (1/2, 1/2, 1/2), X 24e (x, 0, 0). Atom order: A, A, B, B', X x 6.
+    """
+    cell = 0.5 * a * np.array([[0.0, 1.0, 1.0], [1.0, 0.0, 1.0], [1.0, 1.0, 0.0]])
+    conventional_fractional = [
+        (0.25, 0.25, 0.25),
+        (0.75, 0.75, 0.75),
+        (0.0, 0.0, 0.0),
+        (0.5, 0.5, 0.5),
+        (x, 0.0, 0.0),
+        (-x, 0.0, 0.0),
+        (0.0, x, 0.0),
+        (0.0, -x, 0.0),
+        (0.0, 0.0, x),
+        (0.0, 0.0, -x),
+    ]
+    atoms = Atoms(
+        symbols=[a_site, a_site, b_site, b_prime_site] + [halide] * 6,
+        positions=a * np.array(conventional_fractional),
+        cell=cell,
+        pbc=True,
+    )
+    atoms.wrap()
+    return atoms
+
+
+def make_supercell(unitcell: Atoms, supercell_matrix) -> Atoms:
+    """The supercell exactly as phonopy builds it (atom order of phonopy's SPOSCAR)."""
+    import phonopy
+
+    phonon = phonopy.Phonopy(to_phonopy_atoms(unitcell), supercell_matrix=np.asarray(supercell_matrix))
+    return from_phonopy_atoms(phonon.supercell)

@@ -21,7 +21,7 @@ from typing import Any
 import numpy as np
 
 from ..compound import Compound, Trajectory, halide_of
-from ..errors import DataError, MissingMemberError
+from ..errors import DataError, EmptyTrajectoryError, MissingMemberError
 from ..structures import read_poscar, supercell_matrix_between
 from .archive import CompoundFiles, formula_of
 from .force_constants import read_force_constants
@@ -89,6 +89,7 @@ def load_compound(
     wanted_static = {UNITCELL_MEMBER, SUPERCELL_MEMBER, FC_MEMBER, FORCE_SETS_MEMBER}
     static: dict[str, bytes] = {}
     parsed: dict[int, Trajectory] = {}
+    skipped: dict[str, str] = {}
 
     def wanted(name: str) -> bool:
         return name in wanted_static or (trajectories and production_file_number(name) is not None)
@@ -98,7 +99,10 @@ def load_compound(
         if number is None:
             static[name] = stream.read()
         else:
-            parsed[number] = read_vasprun(stream, discard=discard, name=files.location(name))
+            try:
+                parsed[number] = read_vasprun(stream, discard=discard, name=files.location(name))
+            except EmptyTrajectoryError as error:  # a run shorter than its equilibration: no frames to use
+                skipped[files.location(name)] = error.problem
 
     for required in (UNITCELL_MEMBER, SUPERCELL_MEMBER):
         if required not in static:
@@ -139,6 +143,7 @@ def load_compound(
             "force_constants_from": fc_member,
             "production_files": [t.source_files[0] for t in trajectory_list],
             "discarded_frames_per_file": discard,
+            "skipped_production_files": skipped,
         },
     )
 

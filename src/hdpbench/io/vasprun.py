@@ -23,7 +23,7 @@ from ase.data import atomic_numbers
 from ase.units import GPa
 
 from ..compound import Trajectory
-from ..errors import DataError
+from ..errors import DataError, EmptyTrajectoryError
 
 _EV_PER_J = 1.0 / 1.602176634e-19  # ASE's EVTOJ convention (kbar → eV/Å³ for PSTRESS)
 
@@ -188,7 +188,7 @@ def read_vasprun(
         kept.append(step.index)
     if not kept:
         problem = f"no ionic steps left after discarding the first {discard}" if n_steps else "no ionic steps"
-        raise DataError(label, f"{problem} (file has {n_steps})")
+        raise EmptyTrajectoryError(label, f"{problem} (file has {n_steps})")
     unknown = sorted({s for s in symbols if s not in atomic_numbers})
     if unknown:
         raise DataError(label, f"unknown element symbol(s) {unknown} in <atominfo>")
@@ -204,3 +204,62 @@ def read_vasprun(
     )
     trajectory.check_finite()
     return trajectory
+
+
+def write_vasprun(path, trajectory: Trajectory, *, generator: str = "hdpbench") -> None:
+    """Write frames as a minimal VASP-6-style ``vasprun.xml`` (atominfo + one calculation per step).
+
+    Holds what trajectory readers use (cell, fractional positions, forces, energies) in VASP's
+    element layout, so :func:`read_vasprun` and ``ase.io.read`` both read it back. Used for data this
+    project generates in the authors' layout; it is not a complete VASP output.
+    """
+    from xml.sax.saxutils import escape
+
+    from ..results import atomic_path
+
+    if trajectory.forces is None:
+        raise DataError(trajectory.origin, "writing a vasprun.xml needs forces")
+    symbols = trajectory.symbols
+    species = list(dict.fromkeys(symbols))
+    energies = trajectory.energies if trajectory.energies is not None else np.zeros(len(trajectory))
+
+    def varray(name: str, rows: np.ndarray, indent: str) -> str:
+        body = "".join(f"{indent} <v>{' '.join(f'{v:17.8f}' for v in row)} </v>\n" for row in rows)
+        return f'{indent}<varray name="{name}" >\n{body}{indent}</varray>\n'
+
+    def structure(cell, fractional, indent: str, attrs: str = "") -> str:
+        return (
+            f"{indent}<structure{attrs}>\n{indent} <crystal>\n"
+            + varray("basis", cell, indent + "  ")
+            + f"{indent} </crystal>\n"
+            + varray("positions", fractional, indent + " ")
+            + f"{indent}</structure>\n"
+        )
+
+    atom_rows = "".join(f"    <rc><c>{escape(s):>2}</c><c>{species.index(s) + 1:4d}</c></rc>\n" for s in symbols)
+    with atomic_path(path) as tmp, open(tmp, "w", encoding="ISO-8859-1") as out:
+        out.write('<?xml version="1.0" encoding="ISO-8859-1"?>\n<modeling>\n <generator>\n')
+        out.write(f'  <i name="program" type="string">{escape(generator)}</i>\n </generator>\n')
+        # Γ-only, as the authors' MD; ASE's reader expects a k-point list.
+        out.write(
+            ' <kpoints>\n  <varray name="kpointlist" >\n   <v>       0.00000000       0.00000000       0.00000000 </v>\n'
+            '  </varray>\n  <varray name="weights" >\n   <v>       1.00000000 </v>\n  </varray>\n </kpoints>\n'
+        )
+        out.write(
+            f" <atominfo>\n  <atoms>{len(symbols):8d} </atoms>\n  <types>{len(species):8d} </types>\n"
+            '  <array name="atoms" >\n   <dimension dim="1">ion</dimension>\n'
+            '   <field type="string">element</field>\n   <field type="int">atomtype</field>\n'
+            f"   <set>\n{atom_rows}   </set>\n  </array>\n </atominfo>\n"
+        )
+        fractional_all = np.linalg.solve(
+            trajectory.cells.transpose(0, 2, 1), trajectory.positions.transpose(0, 2, 1)
+        ).transpose(0, 2, 1)
+        out.write(structure(trajectory.cells[0], fractional_all[0], " ", ' name="initialpos" '))
+        for k in range(len(trajectory)):
+            energy = f'   <i name="e_fr_energy">{energies[k]:16.8f} </i>\n   <i name="e_wo_entrp">{energies[k]:16.8f} </i>\n   <i name="e_0_energy">{energies[k]:16.8f} </i>\n'
+            out.write(" <calculation>\n  <scstep>\n   <energy>\n" + energy.replace("   <i", "    <i") + "   </energy>\n  </scstep>\n")
+            out.write(structure(trajectory.cells[k], fractional_all[k], "  "))
+            out.write(varray("forces", trajectory.forces[k], "  "))
+            out.write("  <energy>\n" + energy + "  </energy>\n </calculation>\n")
+        out.write(structure(trajectory.cells[-1], fractional_all[-1], " ", ' name="finalpos" '))
+        out.write("</modeling>\n")

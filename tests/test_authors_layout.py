@@ -1,0 +1,119 @@
+"""Reading compounds in the authors' raw layout, from tarballs and from extracted folders."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from hdpbench.datasets import get_dataset
+from hdpbench.io.archive import CompoundFiles
+from hdpbench.io.authors import load_compound, read_summary_db
+
+from .builders import production_name, write_folder, write_tarball
+
+
+def test_tarball_is_read_in_full(authors_dataset):
+    root, built = authors_dataset
+    expected = built["Cs2AgBiBr6"]
+    compound = load_compound(expected.path, discard=2)
+    assert compound.formula == "Cs2AgBiBr6" and compound.halide == "Br"
+    assert len(compound.unitcell) == 10 and compound.n_atoms == 80
+    np.testing.assert_array_equal(compound.supercell_matrix, np.diag([2, 2, 2]))
+    np.testing.assert_allclose(compound.reference_supercell.positions, expected.supercell.positions, atol=1e-6)
+    np.testing.assert_allclose(compound.force_constants, expected.force_constants, atol=1e-12)
+    assert compound.provenance["force_constants_from"] == "force_constants.hdf5"
+    # Two production files (the equilibration file is ignored), first 2 of 6 frames dropped from each.
+    assert [len(t) for t in compound.trajectories] == [4, 4]
+    for k, trajectory in enumerate(compound.trajectories):
+        assert trajectory.source_files == [f"{expected.path}:{production_name(k)}"]
+        np.testing.assert_array_equal(trajectory.frame_index, [2, 3, 4, 5])
+        np.testing.assert_allclose(trajectory.positions, expected.frames[k].positions[2:], atol=1e-6)
+        np.testing.assert_allclose(trajectory.forces, expected.frames[k].forces[2:], atol=1e-7)
+    joined = compound.trajectory
+    assert len(joined) == 8 and joined.frame_file(5) == f"{expected.path}:{production_name(1)}"
+
+
+def test_folder_and_tarball_give_the_same_record(tmp_path, members_of):
+    members, _ = members_of("Cs2AgBiBr6")
+    packed = load_compound(write_tarball(tmp_path / "a" / "dpv_Cs2AgBiBr6.tar.gz", members, "dpv_Cs2AgBiBr6"), discard=0)
+    unpacked = load_compound(write_folder(tmp_path / "b" / "dpv_Cs2AgBiBr6", members), discard=0)
+    assert packed.n_frames == unpacked.n_frames == 12
+    np.testing.assert_array_equal(packed.force_constants, unpacked.force_constants)
+    for a, b in zip(packed.trajectories, unpacked.trajectories, strict=True):
+        np.testing.assert_array_equal(a.positions, b.positions)
+        np.testing.assert_array_equal(a.forces, b.forces)
+
+
+def test_members_without_folder_prefix_are_found(tmp_path, members_of):
+    members, _ = members_of("Cs2AgBiBr6")
+    compound = load_compound(write_tarball(tmp_path / "dpv_Cs2AgBiBr6.tar.gz", members, prefix=None), discard=0)
+    assert compound.n_frames == 12
+
+
+def test_production_file_shorter_than_its_equilibration_is_skipped_and_recorded(tmp_path, members_of):
+    members, _ = members_of("Cs2AgBiBr6")
+    compound = load_compound(write_tarball(tmp_path / "dpv_Cs2AgBiBr6.tar.gz", members, "dpv_Cs2AgBiBr6"))  # 100 > 6
+    assert compound.trajectories == []
+    skipped = compound.provenance["skipped_production_files"]
+    assert len(skipped) == 2 and all("no ionic steps left after discarding the first 100" in v for v in skipped.values())
+
+
+def test_force_sets_fallback_equals_phonopy_hdf5(tmp_path, members_of):
+    members, built = members_of("Cs2AgBiBr6")
+    del members["force_constants.hdf5"]
+    compound = load_compound(write_tarball(tmp_path / "dpv_Cs2AgBiBr6.tar.gz", members, "dpv_Cs2AgBiBr6"), trajectories=False)
+    assert compound.provenance["force_constants_from"] == "FORCE_SETS"
+    # FORCE_SETS stores forces as text (about 1e-10 eV/Å), so Φ agrees to ~1e-8 eV/Å².
+    np.testing.assert_allclose(compound.force_constants, built.force_constants, rtol=0, atol=1e-7)
+    assert compound.trajectories == []
+
+
+def test_tarball_is_not_extracted_to_disk(authors_dataset):
+    root, built = authors_dataset
+    before = sorted(p for p in root.rglob("*"))
+    load_compound(built["Cs2AgBiBr6"].path)
+    assert sorted(p for p in root.rglob("*")) == before
+
+
+def test_summary_database(authors_dataset):
+    root, _ = authors_dataset
+    summary = read_summary_db(root / "double_halide_pv.db")
+    assert set(summary) == {"Cs2AgBiBr6", "Cs2NaInCl6"}  # element rows skipped
+    assert summary["Cs2AgBiBr6"]["sigma_reference"] == pytest.approx(0.41)
+    assert summary["Cs2AgBiBr6"]["min_phonon_freq_thz"] == {"G": pytest.approx(-0.3)}
+    # The authors treat σ ≥ 2 as missing; the raw value is kept.
+    assert summary["Cs2NaInCl6"]["sigma_reference"] is None
+    assert summary["Cs2NaInCl6"]["raw"]["sigma_300K_single"] == pytest.approx(2.5)
+
+
+def test_dataset_by_path_lists_and_loads(authors_dataset):
+    root, built = authors_dataset
+    dataset = get_dataset(root)
+    assert dataset.compounds() == ["Cs2NaInCl6", "Cs2AgBiBr6"]  # halide folders in order F, Cl, Br, I
+    entry = dataset.entries()["Cs2AgBiBr6"]
+    assert entry.halide == "Br"
+    assert entry.has() == {
+        "unitcell": True,
+        "reference_supercell": True,
+        "force_constants": "force_constants.hdf5",
+        "production_md_files": 2,
+        "sigma_reference": pytest.approx(0.41),
+    }
+    compound = dataset.load("Cs2NaInCl6", discard=0)
+    assert compound.halide == "Cl" and compound.n_frames == 12
+    assert compound.summary["sigma_reference"] is None
+
+
+def test_member_inventory_is_cached(authors_dataset, monkeypatch):
+    root, _ = authors_dataset
+    get_dataset(root).entries()
+    calls = []
+    original = CompoundFiles.member_names
+
+    def counting(self):
+        calls.append(self.path)
+        return original(self)
+
+    monkeypatch.setattr(CompoundFiles, "member_names", counting)
+    get_dataset(root).entries()
+    assert all(path.is_dir() for path in calls)  # archives were not re-read
