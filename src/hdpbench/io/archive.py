@@ -10,6 +10,7 @@ archive can never write outside its folder even where files must be extracted
 from __future__ import annotations
 
 import gzip
+import io
 import os
 import re
 import tarfile
@@ -58,6 +59,31 @@ def check_member_safe(member: tarfile.TarInfo, archive: str | Path) -> None:
         raise UnsafeArchiveMemberError(location, "member is a device, FIFO or other special file; refusing the archive")
 
 
+class _GuardedStream(io.RawIOBase):
+    """A tar member stream whose read errors (truncated or corrupt archive) name the archive."""
+
+    def __init__(self, stream: IO[bytes], archive: Path, member: str):
+        self._stream = stream
+        self._archive = archive
+        self.name = f"{archive}:{member}"
+
+    def readable(self) -> bool:
+        return True
+
+    def read(self, size: int = -1) -> bytes:
+        try:
+            return self._stream.read(None if size is None or size < 0 else size)
+        except _ARCHIVE_READ_ERRORS as error:
+            raise ArchiveError(
+                self._archive, f"corrupt or truncated archive while reading {self.name} ({type(error).__name__}: {error})"
+            ) from error
+
+    def readinto(self, buffer) -> int:
+        data = self.read(len(buffer))
+        buffer[: len(data)] = data
+        return len(data)
+
+
 class CompoundFiles:
     """Uniform access to the members of one compound archive or folder (names relative to it)."""
 
@@ -100,8 +126,7 @@ class CompoundFiles:
                         continue
                     name = _normalise(member.name, self.name)
                     if wanted(name):
-                        stream = tar.extractfile(member)
-                        yield name, stream
+                        yield name, _GuardedStream(tar.extractfile(member), self.path, name)
             except UnsafeArchiveMemberError:
                 raise
             except _ARCHIVE_READ_ERRORS as error:

@@ -1,0 +1,213 @@
+"""Bad input raises an error naming the file and the problem, and never touches stored results."""
+
+from __future__ import annotations
+
+import io
+import tarfile
+
+import numpy as np
+import pytest
+
+from hdpbench.compound import Compound, Trajectory, check_force_constants
+from hdpbench.errors import (
+    ArchiveError,
+    DataError,
+    ForceConstantsShapeError,
+    FrameIndexError,
+    MissingMemberError,
+    NonFiniteError,
+    TrajectoryMismatchError,
+    UnsafeArchiveMemberError,
+)
+from hdpbench.io.archive import CompoundFiles, extract_archive
+from hdpbench.io.authors import load_compound
+from hdpbench.io.force_constants import read_force_constants
+from hdpbench.io.vasprun import write_vasprun
+from hdpbench.results import StageManifest, StageResults
+
+from .builders import production_name, write_folder, write_tarball
+
+
+def _tar_with(path, members, extra):
+    write_tarball(path, members, "dpv_Cs2AgBiBr6")
+    with tarfile.open(path, "r:gz") as tar:
+        existing = [(m, tar.extractfile(m).read()) for m in tar.getmembers()]
+    with tarfile.open(path, "w:gz") as tar:
+        for member, data in existing:
+            tar.addfile(member, io.BytesIO(data))
+        for info, data in extra:
+            tar.addfile(info, io.BytesIO(data) if data is not None else None)
+    return path
+
+
+@pytest.mark.parametrize(
+    "make_member, problem",
+    [
+        (lambda: (tarfile.TarInfo("dpv_Cs2AgBiBr6/../../evil"), b"x"), "escapes the archive folder"),
+        (lambda: (tarfile.TarInfo("/etc/evil"), b"x"), "absolute path"),
+        (lambda: (_link("dpv_Cs2AgBiBr6/CONTCAR_link", "/etc/passwd", tarfile.SYMTYPE), None), "is a link"),
+        (lambda: (_link("dpv_Cs2AgBiBr6/hard", "dpv_Cs2AgBiBr6/CONTCAR", tarfile.LNKTYPE), None), "is a link"),
+    ],
+)
+def test_unsafe_members_are_refused_and_never_extracted(tmp_path, members_of, make_member, problem):
+    members, _ = members_of()
+    info, data = make_member()
+    if data is not None:
+        info.size = len(data)
+    archive = _tar_with(tmp_path / "dpv_Cs2AgBiBr6.tar.gz", members, [(info, data)])
+    with pytest.raises(UnsafeArchiveMemberError, match=problem) as caught:
+        load_compound(archive)
+    assert str(archive) in str(caught.value) and info.name in str(caught.value)
+    target = tmp_path / "out"
+    with pytest.raises(UnsafeArchiveMemberError):
+        extract_archive(archive, target)
+    with pytest.raises(UnsafeArchiveMemberError):
+        CompoundFiles(archive).extract(["CONTCAR"], target)
+    assert not (tmp_path / "evil").exists()
+    assert not target.exists() or not any(target.rglob("*"))
+
+
+def _link(name, target, kind):
+    info = tarfile.TarInfo(name)
+    info.type = kind
+    info.linkname = target
+    return info
+
+
+@pytest.mark.parametrize("missing", ["CONTCAR", "SPOSCAR"])
+def test_missing_member_is_named(tmp_path, members_of, missing):
+    members, _ = members_of()
+    del members[missing]
+    archive = write_tarball(tmp_path / "dpv_Cs2AgBiBr6.tar.gz", members, "dpv_Cs2AgBiBr6")
+    with pytest.raises(MissingMemberError, match=f"missing member {missing} of dpv_Cs2AgBiBr6") as caught:
+        load_compound(archive)
+    assert caught.value.path == f"{archive}:{missing}"
+
+
+def test_missing_force_constants_and_force_sets(tmp_path, members_of):
+    members, _ = members_of()
+    del members["force_constants.hdf5"], members["FORCE_SETS"]
+    with pytest.raises(MissingMemberError, match="force_constants.hdf5 .* no FORCE_SETS"):
+        load_compound(write_folder(tmp_path / "dpv_Cs2AgBiBr6", members))
+
+
+@pytest.mark.parametrize("damage", ["truncate", "garbage"])
+def test_corrupt_tarball(tmp_path, members_of, damage):
+    members, _ = members_of()
+    archive = write_tarball(tmp_path / "dpv_Cs2AgBiBr6.tar.gz", members, "dpv_Cs2AgBiBr6")
+    data = archive.read_bytes()
+    archive.write_bytes(data[: len(data) // 2] if damage == "truncate" else b"\x1f\x8b" + bytes(range(256)) * 40)
+    with pytest.raises(ArchiveError, match="corrupt") as caught:
+        load_compound(archive)
+    assert str(archive) in str(caught.value)
+
+
+def test_corrupt_force_constants_member(tmp_path, members_of):
+    members, _ = members_of()
+    members["force_constants.hdf5"] = b"not hdf5 at all"
+    folder = write_folder(tmp_path / "dpv_Cs2AgBiBr6", members)
+    with pytest.raises(DataError, match="force_constants.hdf5: not a readable HDF5 file"):
+        load_compound(folder)
+
+
+def _write_md(members, trajectory, tmp_path, k=0):
+    path = tmp_path / "scratch.xml"
+    write_vasprun(path, trajectory)
+    members[production_name(k)] = path.read_bytes()
+
+
+@pytest.mark.parametrize("change", ["count", "species", "order"])
+def test_trajectory_not_matching_the_reference_supercell(tmp_path, members_of, change):
+    members, built = members_of()
+    good = built.frames[1]
+    if change == "count":
+        bad = Trajectory(good.numbers[:-1], good.positions[:, :-1], good.cells, good.forces[:, :-1])
+        problem = "79 atoms per frame but the reference supercell of Cs2AgBiBr6 has 80"
+    elif change == "species":
+        numbers = good.numbers.copy()
+        numbers[numbers == 35] = 17  # Br -> Cl
+        bad = Trajectory(numbers, good.positions, good.cells, good.forces)
+        problem = "species differ from the reference supercell"
+    else:
+        order = np.roll(np.arange(80), 1)
+        bad = Trajectory(good.numbers[order], good.positions[:, order], good.cells, good.forces[:, order])
+        problem = "atom order differs from the reference supercell"
+    _write_md(members, bad, tmp_path, k=1)
+    archive = write_tarball(tmp_path / "dpv_Cs2AgBiBr6.tar.gz", members, "dpv_Cs2AgBiBr6")
+    with pytest.raises(TrajectoryMismatchError, match=problem) as caught:
+        load_compound(archive, discard=0)
+    assert f"{archive}:{production_name(1)}" in str(caught.value)
+
+
+@pytest.mark.parametrize("value", [np.nan, np.inf])
+def test_non_finite_forces_name_file_and_frame(tmp_path, members_of, value):
+    members, built = members_of()
+    forces = built.frames[0].forces.copy()
+    forces[4, 7, 1] = value
+    bad = Trajectory(built.frames[0].numbers, built.frames[0].positions, built.frames[0].cells, forces)
+    path = tmp_path / "scratch.xml"
+    write_vasprun(path, bad)
+    members[production_name(0)] = path.read_bytes().replace(b" nan", b"  NaN").replace(b" inf", b" Infinity")
+    archive = write_tarball(tmp_path / "dpv_Cs2AgBiBr6.tar.gz", members, "dpv_Cs2AgBiBr6")
+    with pytest.raises(NonFiniteError, match=r"non-finite forces in frame 4 of that file") as caught:
+        load_compound(archive, discard=0)
+    assert f"{archive}:{production_name(0)}" in str(caught.value)
+
+
+@pytest.mark.parametrize("shape", [(79, 80, 3, 3), (80, 80, 3), (240, 239)])
+def test_force_constants_of_the_wrong_shape(tmp_path, shape):
+    with pytest.raises(ForceConstantsShapeError, match=r"a supercell of 80 atoms needs \(80, 80, 3, 3\)"):
+        check_force_constants(np.zeros(shape), 80, "fc.hdf5")
+
+
+def test_force_constants_file_of_the_wrong_size_for_the_supercell(tmp_path, members_of):
+    from phonopy.file_IO import write_force_constants_to_hdf5
+
+    path = tmp_path / "force_constants.hdf5"
+    write_force_constants_to_hdf5(np.zeros((40, 40, 3, 3)), filename=str(path))
+    with pytest.raises(ForceConstantsShapeError, match=str(path)):
+        read_force_constants(path, n_atoms=80)
+
+
+def test_non_finite_force_constants(tmp_path):
+    fc = np.zeros((2, 2, 3, 3))
+    fc[1, 0, 2, 2] = np.nan
+    with pytest.raises(NonFiniteError, match=r"fc.hdf5: non-finite force constant at index \(1, 0, 2, 2\)"):
+        check_force_constants(fc, 2, "fc.hdf5")
+
+
+def test_frame_index_past_the_end(members_of):
+    _, built = members_of()
+    trajectory = built.frames[0]
+    with pytest.raises(FrameIndexError, match="frame index 6 is past the end of a trajectory of 6 frames"):
+        trajectory.select([0, 6])
+    with pytest.raises(FrameIndexError, match="past the end"):
+        trajectory.atoms(-7)
+    assert len(trajectory.select([-1, 0])) == 2
+
+
+def test_bad_compound_leaves_the_results_store_untouched(tmp_path, members_of):
+    members, _ = members_of()
+    good = write_folder(tmp_path / "data" / "dpv_Cs2AgBiBr6", members)
+    broken_members = dict(members)
+    del broken_members["SPOSCAR"]
+    broken = write_folder(tmp_path / "data" / "dpv_Broken", broken_members)
+    stage = StageResults(StageManifest("user", "model", "inventory", settings={"discard": 0}), root=tmp_path / "results")
+
+    def compute(name):
+        compound = load_compound(good if name == "Cs2AgBiBr6" else broken, discard=0)
+        return {"json_data": {"frames": compound.n_frames}}
+
+    stage.run(["Cs2AgBiBr6"], compute, progress=False)
+    snapshot = {p: (p.read_bytes(), p.stat().st_mtime_ns) for p in stage.directory.iterdir()}
+    with pytest.raises(MissingMemberError, match="dpv_Broken"):
+        stage.run(["Cs2AgBiBr6", "Broken"], compute, progress=False)
+    assert {p: (p.read_bytes(), p.stat().st_mtime_ns) for p in stage.directory.iterdir()} == snapshot
+    assert stage.done() == ["Cs2AgBiBr6"]
+
+
+def test_compound_rejects_mismatched_trajectory_directly(members_of):
+    _, built = members_of()
+    wrong = Trajectory(built.frames[0].numbers[:10], built.frames[0].positions[:, :10], built.frames[0].cells)
+    with pytest.raises(TrajectoryMismatchError, match="10 atoms per frame"):
+        Compound("Cs2AgBiBr6", "Br", built.unitcell, np.diag([2, 2, 2]), built.supercell, trajectories=[wrong])
