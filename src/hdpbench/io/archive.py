@@ -145,6 +145,7 @@ class CompoundFiles:
     def extract(self, names: list[str], destination: str | Path) -> list[Path]:
         """Extract the named members below ``destination`` (tarfile ``data`` filter; names are checked)."""
         destination = Path(destination)
+        self.member_names()  # validate every member before writing anything
         destination.mkdir(parents=True, exist_ok=True)
         written = []
         for name, stream in self.iter_members(lambda n: n in set(names)):
