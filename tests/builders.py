@@ -51,7 +51,7 @@ def compound_members(formula: str, *, n_files: int = 2, frames_per_file: int = 6
     """(members {name: bytes}, BuiltCompound without path) for one compound."""
     a_site, b_site, b_prime, halide, a = SITES[formula]
     unitcell = double_perovskite(a_site, b_site, b_prime, halide, a=a, x=0.245)
-    phonon = phonopy.Phonopy(to_phonopy_atoms(unitcell), supercell_matrix=np.diag([2, 2, 2]))
+    phonon = phonopy.Phonopy(to_phonopy_atoms(unitcell), supercell_matrix=np.diag([2, 2, 2]), primitive_matrix="P")
     phonon.generate_displacements(distance=0.01)
     forces = []
     for displaced in phonon.supercells_with_displacements:

@@ -89,5 +89,5 @@ def make_supercell(unitcell: Atoms, supercell_matrix) -> Atoms:
     """The supercell exactly as phonopy builds it (atom order of phonopy's SPOSCAR)."""
     import phonopy
 
-    phonon = phonopy.Phonopy(to_phonopy_atoms(unitcell), supercell_matrix=np.asarray(supercell_matrix))
+    phonon = phonopy.Phonopy(to_phonopy_atoms(unitcell), supercell_matrix=np.asarray(supercell_matrix), primitive_matrix="P")
     return from_phonopy_atoms(phonon.supercell)

@@ -42,7 +42,7 @@ def _phonopy(unitcell: Atoms, supercell_matrix, name: str):
 
     if unitcell is None or supercell_matrix is None:
         raise DataError(name, "needs the unit cell and the supercell matrix to build the full force constants")
-    return phonopy.Phonopy(to_phonopy_atoms(unitcell), supercell_matrix=np.asarray(supercell_matrix), primitive_matrix=None)
+    return phonopy.Phonopy(to_phonopy_atoms(unitcell), supercell_matrix=np.asarray(supercell_matrix), primitive_matrix="P")
 
 
 def _expand_compact(fc: np.ndarray, unitcell, supercell_matrix, name: str) -> np.ndarray:

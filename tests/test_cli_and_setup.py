@@ -1,0 +1,110 @@
+"""The command line, the dataset registry and import hygiene."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+
+import pytest
+
+from hdpbench import cli
+from hdpbench.datasets import DatasetSpec, fetch, get_dataset, registered_datasets
+from hdpbench.errors import DatasetUnavailableError, UnknownDatasetError
+
+
+def run_cli(capsys, *argv):
+    code = cli.main(list(argv))
+    captured = capsys.readouterr()
+    return code, captured.out, captured.err
+
+
+def test_help_lists_commands(capsys):
+    with pytest.raises(SystemExit) as exit_info:
+        cli.main(["--help"])
+    assert exit_info.value.code == 0
+    assert "data" in capsys.readouterr().out
+
+
+def test_console_script_is_installed():
+    result = subprocess.run([sys.executable, "-m", "hdpbench.cli", "data", "list", "--json"], capture_output=True, text=True)
+    assert result.returncode == 0, result.stderr
+    names = {d["name"] for d in json.loads(result.stdout)}
+    assert {"hdp", "demo"} <= names
+
+
+def test_data_list_of_a_dataset_folder(capsys, authors_dataset):
+    root, _ = authors_dataset
+    code, out, _ = run_cli(capsys, "data", "list", "--dataset", str(root), "--json")
+    assert code == 0
+    listing = {row["formula"]: row for row in json.loads(out)}
+    assert listing["Cs2AgBiBr6"]["halide"] == "Br" and listing["Cs2AgBiBr6"]["production_md_files"] == 2
+    assert listing["Cs2NaInCl6"]["force_constants"] == "force_constants.hdf5"
+    code, out, _ = run_cli(capsys, "data", "list", "--dataset", str(root), "--halide", "Cl")
+    assert code == 0 and "Cs2NaInCl6" in out and "Cs2AgBiBr6" not in out
+
+
+def test_data_show_loads_one_compound(capsys, authors_dataset):
+    root, _ = authors_dataset
+    code, out, _ = run_cli(capsys, "data", "show", "Cs2AgBiBr6", "--dataset", str(root), "--discard", "1", "--json")
+    info = json.loads(out)
+    assert code == 0 and info["supercell_atoms"] == 80 and info["frames_per_file"] == [5, 5]
+    assert info["force_constants_shape"] == [80, 80, 3, 3]
+
+
+def test_unavailable_dataset_says_what_to_download_and_where(capsys, tmp_path, monkeypatch):
+    monkeypatch.setenv("HDPBENCH_DATA_DIR", str(tmp_path / "mirror"))
+    code, _, err = run_cli(capsys, "data", "list", "--dataset", "hdp")
+    assert code == 1
+    assert "10.1021/acs.chemmater.2c01779" in err
+    assert str(tmp_path / "mirror" / "hdp") in err
+    assert "HDPBENCH_HDP_URL" in err
+
+
+def test_local_mirror_is_used_before_any_download(tmp_path, monkeypatch, members_of):
+    from .builders import write_tarball
+
+    monkeypatch.setenv("HDPBENCH_DATA_DIR", str(tmp_path / "mirror"))
+    members, _ = members_of()
+    write_tarball(tmp_path / "mirror" / "hdp" / "bromides" / "dpv_Cs2AgBiBr6.tar.gz", members, "dpv_Cs2AgBiBr6")
+    monkeypatch.setenv("HDPBENCH_HDP_URL", "https://example.invalid/never-contacted.tar.gz")
+    dataset = get_dataset("hdp")
+    assert dataset.compounds() == ["Cs2AgBiBr6"]
+
+
+def test_failed_download_keeps_the_instructions(tmp_path, monkeypatch):
+    import pooch
+
+    def refuse(*args, **kwargs):
+        raise ConnectionError("no network")
+
+    monkeypatch.setattr(pooch, "retrieve", refuse)
+    spec = DatasetSpec(name="hdp", title="t", url="https://example.invalid/x.tar.gz", sha256="0" * 64, path=str(tmp_path / "x"))
+    with pytest.raises(DatasetUnavailableError, match="Download failed: ConnectionError: no network"):
+        fetch(spec)
+
+
+def test_unknown_dataset_name():
+    with pytest.raises(UnknownDatasetError, match="registered datasets are"):
+        get_dataset("no-such-dataset")
+
+
+def test_registry_entries_are_complete():
+    specs = registered_datasets()
+    assert specs["hdp"].doi == "10.1021/acs.chemmater.2c01779" and specs["hdp"].layout == "authors"
+    assert specs["demo"].demo and "not DFT" in specs["demo"].title
+
+
+def test_e3nn_and_mace_import_after_torch_setup():
+    """In a fresh interpreter: e3nn 0.4.4 under torch ≥ 2.6 needs `slice` as a safe global."""
+    # e3nn first: mace's own import switches weights-only loading off process-wide, which would hide the fix.
+    code = (
+        "from hdpbench.torch_setup import import_mace, import_e3nn\n"
+        "import_e3nn(); import_mace()\n"
+        "from mace.modules import MACE\n"
+        "import e3nn.o3\n"
+        "print(e3nn.o3.Irreps('1x0e+1x1o').dim)\n"
+    )
+    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.strip().splitlines()[-1] == "4"

@@ -1,0 +1,116 @@
+"""Users' own data: force constants in every phonopy format, FHI-vibes and ASE trajectories."""
+
+from __future__ import annotations
+
+import lzma
+
+import ase.io
+import numpy as np
+import phonopy
+import pytest
+from phonopy.file_IO import write_FORCE_CONSTANTS, write_force_constants_to_hdf5
+
+from hdpbench.errors import DataError
+from hdpbench.io.force_constants import read_force_constants, read_phonopy_yaml
+from hdpbench.io.trajectories import read_fhi_vibes, read_trajectory
+from hdpbench.structures import double_perovskite, supercell_matrix_between, to_phonopy_atoms
+
+
+def test_full_and_compact_hdf5_and_text_give_the_same_full_fc(tmp_path, members_of):
+    _, built = members_of()
+    full = built.force_constants
+    phonon = phonopy.Phonopy(to_phonopy_atoms(built.unitcell), supercell_matrix=np.diag([2, 2, 2]), primitive_matrix="P")
+    compact = full[phonon.primitive.p2s_map]
+    write_force_constants_to_hdf5(full, filename=str(tmp_path / "full.hdf5"))
+    write_force_constants_to_hdf5(compact, filename=str(tmp_path / "compact.hdf5"), p2s_map=phonon.primitive.p2s_map)
+    write_FORCE_CONSTANTS(full, filename=tmp_path / "FORCE_CONSTANTS")
+    context = {"unitcell": built.unitcell, "supercell_matrix": np.diag([2, 2, 2]), "n_atoms": 80}
+    np.testing.assert_array_equal(read_force_constants(tmp_path / "full.hdf5", **context), full)
+    np.testing.assert_allclose(read_force_constants(tmp_path / "compact.hdf5", **context), full, atol=1e-14)
+    np.testing.assert_allclose(read_force_constants(tmp_path / "FORCE_CONSTANTS", **context), full, atol=1e-12)
+    with pytest.raises(DataError, match="needs the unit cell and the supercell matrix"):
+        read_force_constants(tmp_path / "compact.hdf5")
+
+
+def test_force_sets_of_real_nacl_equal_phonopy_load(fixtures):
+    nacl = fixtures / "phonopy" / "NaCl"
+    reference = phonopy.load(
+        supercell_matrix=[2, 2, 2],
+        unitcell_filename=str(nacl / "POSCAR-unitcell"),
+        force_sets_filename=str(nacl / "FORCE_SETS"),
+        primitive_matrix="P",
+        is_nac=False,
+        symmetrize_fc=False,
+        is_compact_fc=False,
+    )
+    unitcell = ase.io.read(nacl / "POSCAR-unitcell", format="vasp")
+    fc = read_force_constants(nacl / "FORCE_SETS", unitcell=unitcell, supercell_matrix=np.diag([2, 2, 2]))
+    np.testing.assert_allclose(fc, reference.force_constants, atol=1e-12)
+
+
+def test_phonopy_yaml_xz_of_real_kcl(fixtures, tmp_path):
+    path = fixtures / "phonopy" / "KCl" / "phonopy_fc222_JPCM2022.yaml.xz"
+    fc, unitcell, matrix = read_phonopy_yaml(path)
+    assert fc.shape == (64, 64, 3, 3)
+    np.testing.assert_array_equal(matrix, np.diag([2, 2, 2]))
+    assert unitcell.get_chemical_formula() == "Cl4K4"
+    # Independent reference: phonopy's own loader on the decompressed file.
+    plain = tmp_path / "phonopy.yaml"
+    plain.write_bytes(lzma.decompress(path.read_bytes()))
+    expected = phonopy.load(str(plain), is_compact_fc=False, log_level=0).force_constants
+    np.testing.assert_array_equal(read_force_constants(path), expected)
+    # Acoustic sum rule holds for real force constants: Σ_j Φ_ij = 0.
+    assert np.abs(fc.sum(axis=1)).max() < 1e-3
+
+
+def test_fhi_vibes_trajectory(fixtures):
+    vibes = read_fhi_vibes(fixtures / "fhi-vibes" / "CsPbI3_aims_pbesol_700K_trajectory.nc")
+    assert len(vibes.trajectory) == 9 and vibes.trajectory.n_atoms == 135
+    assert vibes.reference.get_chemical_formula() == "Cs27I81Pb27"
+    assert vibes.force_constants.shape == (135, 135, 3, 3)
+    assert vibes.sigma == pytest.approx(0.6594, abs=1e-4) and vibes.sigma_per_sample.shape == (9,)
+    # (3N, 3N) → (N, N, 3, 3): the block Φ_ij is rows 3i..3i+2, columns 3j..3j+2 of the file's matrix.
+    import h5py
+
+    with h5py.File(fixtures / "fhi-vibes" / "CsPbI3_aims_pbesol_700K_trajectory.nc") as f:
+        matrix = f["force_constants_remapped"][()]
+    np.testing.assert_array_equal(vibes.force_constants[5, 17], matrix[15:18, 51:54])
+    assert read_trajectory(fixtures / "fhi-vibes" / "CsPbI3_aims_pbesol_700K_trajectory.nc").n_atoms == 135
+
+
+def test_extxyz_and_traj_with_forces(tmp_path, members_of):
+    _, built = members_of()
+    frames = built.frames[0].to_atoms_list()
+    ase.io.write(tmp_path / "md.extxyz", frames)
+    ase.io.write(tmp_path / "md.traj", frames)
+    for name in ("md.extxyz", "md.traj"):
+        trajectory = read_trajectory(tmp_path / name, discard=2)
+        assert len(trajectory) == 4
+        # extxyz stores 8 decimals; ASE's .traj is binary and exact.
+        np.testing.assert_allclose(trajectory.forces, built.frames[0].forces[2:], atol=1e-7)
+        np.testing.assert_allclose(trajectory.positions, built.frames[0].positions[2:], atol=1e-7)
+
+
+def test_trajectory_without_forces_is_refused(tmp_path):
+    ase.io.write(tmp_path / "plain.extxyz", [double_perovskite("Cs", "Ag", "Bi", "Br", 11.2)])
+    with pytest.raises(DataError, match="plain.extxyz: frames carry no forces"):
+        read_trajectory(tmp_path / "plain.extxyz")
+    with pytest.raises(DataError, match="no such trajectory file"):
+        read_trajectory(tmp_path / "missing.extxyz")
+
+
+def test_supercell_matrix_detection(members_of):
+    _, built = members_of()
+    np.testing.assert_array_equal(supercell_matrix_between(built.unitcell, built.supercell), np.diag([2, 2, 2]))
+    with pytest.raises(DataError, match="not an integer supercell"):
+        supercell_matrix_between(built.unitcell, built.supercell[:79])
+
+
+def test_generated_double_perovskite_is_fm3m_with_wyckoff_sites():
+    import spglib
+
+    atoms = double_perovskite("Rb", "Ni", "Ag", "F", a=8.6, x=0.23)
+    cell = (atoms.cell.array, atoms.get_scaled_positions(), atoms.numbers)
+    dataset = spglib.get_symmetry_dataset(cell)
+    assert dataset.number == 225
+    assert list(dataset.wyckoffs) == ["c", "c", "a", "b"] + ["e"] * 6
