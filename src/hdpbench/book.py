@@ -1,0 +1,78 @@
+"""Build the book: jupytext sources → papermill-executed notebooks → Jupyter Book HTML.
+
+``python -m hdpbench.book [--dataset demo] [--models "a b"] [--device cpu]`` is what ``make book``
+runs. Papermill is the only executor (the book's own execution is off), so a failing cell stops the
+build with its traceback; each notebook has a time budget.
+"""
+
+from __future__ import annotations
+
+import argparse
+import subprocess
+import sys
+from pathlib import Path
+
+from . import paths
+
+NOTEBOOKS = ["data_overview"]  # order of execution; the table of contents lives in _toc.yml
+PAGE_TIMEOUT_S = 1200
+
+
+def generated_dir() -> Path:
+    return paths.book_dir() / "_generated"
+
+
+def execute_notebook(name: str, parameters: dict, *, timeout: int = PAGE_TIMEOUT_S, output_dir: Path | None = None) -> Path:
+    """Execute ``notebooks/<name>.py`` with papermill; a failing cell raises with its traceback."""
+    import jupytext
+    import papermill
+
+    source = paths.notebooks_dir() / f"{name}.py"
+    output = Path(output_dir or generated_dir()) / f"{name}.ipynb"
+    output.parent.mkdir(parents=True, exist_ok=True)
+    unexecuted = output.with_suffix(".input.ipynb")
+    jupytext.write(jupytext.read(source), unexecuted)
+    try:
+        papermill.execute_notebook(
+            str(unexecuted),
+            str(output),
+            parameters=parameters,
+            kernel_name="python3",
+            execution_timeout=timeout,
+            cwd=str(paths.project_root()),
+            progress_bar=False,
+        )
+    finally:
+        unexecuted.unlink(missing_ok=True)
+    return output
+
+
+def build(parameters: dict, *, notebooks: list[str] | None = None) -> Path:
+    for name in notebooks or NOTEBOOKS:
+        print(f"executing notebooks/{name}.py with {parameters}", flush=True)
+        execute_notebook(name, parameters)
+    root = paths.project_root()
+    subprocess.run(
+        [str(Path(sys.executable).parent / "jupyter-book"), "build", str(root), "--warningiserror", "--keep-going"],
+        check=True,
+        cwd=root,
+    )
+    html = root / "_build" / "html" / "index.html"
+    print(f"book built: {html}")
+    return html
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__)
+    parser.add_argument("--dataset", default="demo")
+    parser.add_argument("--models", default="", help="space-separated model names (default: the dataset's models)")
+    parser.add_argument("--device", default="cpu")
+    parser.add_argument("--dtype", default="float32")
+    args = parser.parse_args(argv)
+    parameters = {"dataset": args.dataset, "models": args.models.split(), "device": args.device, "dtype": args.dtype}
+    build(parameters)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
