@@ -10,6 +10,7 @@ import phonopy
 import pytest
 from phonopy.file_IO import write_FORCE_CONSTANTS, write_force_constants_to_hdf5
 
+from hdpbench.compound import Trajectory
 from hdpbench.errors import DataError
 from hdpbench.io.force_constants import read_force_constants, read_phonopy_yaml
 from hdpbench.io.trajectories import read_fhi_vibes, read_trajectory
@@ -114,3 +115,25 @@ def test_generated_double_perovskite_is_fm3m_with_wyckoff_sites():
     dataset = spglib.get_symmetry_dataset(cell)
     assert dataset.number == 225
     assert list(dataset.wyckoffs) == ["c", "c", "a", "b"] + ["e"] * 6
+
+
+def test_compound_from_a_users_own_files(tmp_path, members_of):
+    from phonopy.file_IO import write_FORCE_CONSTANTS
+
+    from hdpbench.datasets import compound_from_files
+    from hdpbench.errors import TrajectoryMismatchError
+
+    _, built = members_of()
+    ase.io.write(tmp_path / "POSCAR", built.unitcell, format="vasp", direct=True)
+    write_FORCE_CONSTANTS(built.force_constants, filename=tmp_path / "FORCE_CONSTANTS")
+    ase.io.write(tmp_path / "md.extxyz", built.frames[0].to_atoms_list())
+    compound = compound_from_files(tmp_path / "POSCAR", tmp_path / "FORCE_CONSTANTS", [tmp_path / "md.extxyz"], discard=1)
+    assert compound.halide == "Br" and compound.n_atoms == 80 and compound.n_frames == 5
+    np.testing.assert_allclose(compound.force_constants, built.force_constants, atol=1e-12)
+    np.testing.assert_allclose(compound.reference_supercell.positions, built.supercell.positions, atol=1e-6)
+    # A trajectory of another supercell size is refused by the same checks as the authors' data.
+    frames = built.frames[0]
+    half = Trajectory(frames.numbers[:40], frames.positions[:, :40], frames.cells, frames.forces[:, :40])
+    ase.io.write(tmp_path / "small.extxyz", half.to_atoms_list())
+    with pytest.raises(TrajectoryMismatchError, match="40 atoms per frame"):
+        compound_from_files(tmp_path / "POSCAR", None, [tmp_path / "small.extxyz"])

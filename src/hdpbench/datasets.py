@@ -291,3 +291,58 @@ def dataset_status(spec: DatasetSpec) -> dict[str, Any]:
         "doi": spec.doi,
         "url": spec.url,
     }
+
+
+def compound_from_files(
+    unitcell: str | Path,
+    force_constants: str | Path | None = None,
+    trajectories: list[str | Path] = (),
+    *,
+    supercell_matrix=(2, 2, 2),
+    reference_supercell: str | Path | None = None,
+    discard: int = 0,
+    formula: str | None = None,
+) -> Compound:
+    """A :class:`Compound` from a user's own files (any supported formats), checked like the authors' data.
+
+    ``unitcell`` is any ASE-readable structure (POSCAR, cif, extxyz...). The reference supercell is
+    built with phonopy's atom order unless given (e.g. an SPOSCAR matching the trajectories' order).
+    """
+    import ase.io
+    import numpy as np
+
+    from .io.force_constants import read_force_constants
+    from .io.trajectories import read_trajectory
+    from .structures import make_supercell, supercell_matrix_between
+
+    try:
+        cell = ase.io.read(unitcell)
+    except Exception as error:
+        raise DataError(unitcell, f"cannot read the unit cell ({type(error).__name__}: {error})") from error
+    matrix = np.asarray(supercell_matrix, dtype=int)
+    matrix = np.diag(matrix) if matrix.shape == (3,) else matrix
+    if reference_supercell is not None:
+        supercell = ase.io.read(reference_supercell)
+        matrix = supercell_matrix_between(cell, supercell, name=str(reference_supercell))
+    else:
+        supercell = make_supercell(cell, matrix)
+    fc = None
+    if force_constants is not None:
+        fc = read_force_constants(force_constants, unitcell=cell, supercell_matrix=matrix, n_atoms=len(supercell))
+    name = formula or cell.get_chemical_formula(mode="metal")
+    return Compound(
+        formula=name,
+        halide=halide_of(cell.get_chemical_symbols()),
+        unitcell=cell,
+        supercell_matrix=matrix,
+        reference_supercell=supercell,
+        force_constants=fc,
+        trajectories=[read_trajectory(path, discard=discard) for path in trajectories],
+        provenance={
+            "source": str(unitcell),
+            "layout": "user files",
+            "force_constants_from": None if force_constants is None else str(force_constants),
+            "trajectory_files": [str(p) for p in trajectories],
+            "discarded_frames_per_file": discard,
+        },
+    )
