@@ -17,7 +17,7 @@ MODELS ?=
 DEVICE ?= cpu
 PYTEST_ARGS ?=
 
-.PHONY: help install test book data clean distclean
+.PHONY: help install test lint book data clean distclean
 
 help: ## show this help
 	@grep -hE '^[a-zA-Z_-]+:.*?## ' $(MAKEFILE_LIST) | awk 'BEGIN {FS = ":.*?## "}; {printf "  \033[36m%-12s\033[0m %s\n", $$1, $$2}'
@@ -35,6 +35,9 @@ install: $(STAMP) ## create .venv and install the package with its test tools (t
 
 test: $(STAMP) ## run the test suite (set HDPBENCH_FIXTURES to run the real-data tests)
 	$(BIN)/python -m pytest $(PYTEST_ARGS)
+
+lint: $(STAMP) ## ruff over the package, tests and benchmarks
+	$(BIN)/ruff check src tests benchmarks
 
 book: $(STAMP) ## execute the notebooks with papermill and build the HTML book into _build/html
 	$(BIN)/python -m hdpbench.book --dataset "$(DATASET)" --models "$(MODELS)" --device "$(DEVICE)"

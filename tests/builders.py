@@ -16,7 +16,7 @@ import numpy as np
 import phonopy
 from ase.calculators.lj import LennardJones
 from ase.io import write
-from phonopy.file_IO import write_FORCE_SETS, write_force_constants_to_hdf5
+from phonopy.file_IO import write_force_constants_to_hdf5, write_FORCE_SETS
 
 from hdpbench.compound import Trajectory
 from hdpbench.io.vasprun import write_vasprun

@@ -20,7 +20,7 @@ def assert_same_as_ase(path):
     expected = ase.io.read(path, index=":", format="vasp-xml")
     steps = list(iter_vasprun(path))
     assert len(steps) == len(expected)
-    for step, atoms in zip(steps, expected):
+    for step, atoms in zip(steps, expected, strict=True):
         assert step.symbols == atoms.get_chemical_symbols()
         np.testing.assert_array_equal(step.positions, atoms.positions)
         np.testing.assert_array_equal(step.cell, atoms.cell.array)

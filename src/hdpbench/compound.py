@@ -7,9 +7,10 @@ Units: Å, eV, eV/Å, eV/Å².
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Sequence
+from typing import Any
 
 import numpy as np
 from ase import Atoms
@@ -141,7 +142,7 @@ class Trajectory:
                 f"but {reference.get_chemical_symbols()[first]} in the reference",
             )
 
-    def select(self, indices: Sequence[int] | slice | np.ndarray) -> "Trajectory":
+    def select(self, indices: Sequence[int] | slice | np.ndarray) -> Trajectory:
         """A new trajectory with the given frames (negative indices count from the end)."""
         if isinstance(indices, slice):
             idx = np.arange(len(self))[indices]
@@ -192,7 +193,7 @@ class Trajectory:
         return [self.atoms(k) for k in range(len(self))]
 
     @classmethod
-    def from_atoms_list(cls, frames: Sequence[Atoms], source: str | Path = "") -> "Trajectory":
+    def from_atoms_list(cls, frames: Sequence[Atoms], source: str | Path = "") -> Trajectory:
         """Build from ASE Atoms; forces/energies are taken from attached calculators when present."""
         if not frames:
             raise DataError(source or "<atoms list>", "no frames")
@@ -216,7 +217,7 @@ class Trajectory:
         )
 
     @classmethod
-    def concatenate(cls, parts: Sequence["Trajectory"]) -> "Trajectory":
+    def concatenate(cls, parts: Sequence[Trajectory]) -> Trajectory:
         """Join trajectories of the same atoms, keeping which file each frame came from."""
         if not parts:
             raise ValueError("nothing to concatenate")

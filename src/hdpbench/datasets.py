@@ -11,15 +11,16 @@ from __future__ import annotations
 
 import json
 import os
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Iterator
+from typing import Any
 
 import yaml
 
 from . import paths
 from .compound import HALIDE_FOLDERS, Compound, halide_of
-from .errors import DatasetUnavailableError, DataError, UnknownDatasetError
+from .errors import DataError, DatasetUnavailableError, UnknownDatasetError
 from .io.archive import ARCHIVE_SUFFIXES, CompoundFiles, extract_archive, formula_of
 from .io.authors import DEFAULT_DISCARD, SUMMARY_DB, MemberInventory, load_compound, read_summary_db
 
@@ -46,7 +47,7 @@ class DatasetSpec:
     extra: dict[str, Any] = field(default_factory=dict)
 
     @classmethod
-    def from_yaml(cls, path: Path) -> "DatasetSpec":
+    def from_yaml(cls, path: Path) -> DatasetSpec:
         try:
             raw = yaml.safe_load(path.read_text()) or {}
         except yaml.YAMLError as error:

@@ -19,9 +19,10 @@ import hashlib
 import json
 import os
 import tempfile
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Callable, Iterable, Iterator
+from typing import Any
 
 import numpy as np
 
@@ -95,20 +96,8 @@ class StageManifest:
     dataset_version: str | None = None
     stage_version: int = 1  # bump when a stage's code changes its results
 
-    @property
-    def key(self) -> str:
-        content = {
-            "dataset": self.dataset,
-            "dataset_version": self.dataset_version,
-            "model": self.model,
-            "model_sha256": self.model_sha256,
-            "stage": self.stage,
-            "stage_version": self.stage_version,
-            "settings": self.settings,
-        }
-        return hashlib.sha256(_canonical(content).encode()).hexdigest()[:16]
-
-    def to_dict(self) -> dict[str, Any]:
+    def _identity(self) -> dict[str, Any]:
+        """Everything that changes results (and nothing that does not, such as the time)."""
         return {
             "dataset": self.dataset,
             "dataset_version": self.dataset_version,
@@ -117,9 +106,18 @@ class StageManifest:
             "stage": self.stage,
             "stage_version": self.stage_version,
             "settings": self.settings,
+        }
+
+    @property
+    def key(self) -> str:
+        return hashlib.sha256(_canonical(self._identity()).encode()).hexdigest()[:16]
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            **self._identity(),
             "key": self.key,
             "hdpbench_version": __version__,
-            "written_at": _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"),
+            "written_at": _dt.datetime.now(_dt.UTC).isoformat(timespec="seconds"),
         }
 
 

@@ -15,8 +15,9 @@ import os
 import re
 import tarfile
 import zlib
+from collections.abc import Callable, Iterator
 from pathlib import Path, PurePosixPath
-from typing import IO, Callable, Iterator
+from typing import IO
 
 from ..errors import ArchiveError, UnsafeArchiveMemberError
 

@@ -56,7 +56,7 @@ class MemberInventory:
     production_files: list[str] = field(default_factory=list)
 
     @classmethod
-    def from_names(cls, names: list[str]) -> "MemberInventory":
+    def from_names(cls, names: list[str]) -> MemberInventory:
         production = sorted((n for n in names if production_file_number(n) is not None), key=production_file_number)
         return cls(
             unitcell=UNITCELL_MEMBER in names,

@@ -14,9 +14,9 @@ from __future__ import annotations
 import io
 import os
 import xml.etree.ElementTree as ET
+from collections.abc import Iterator
 from dataclasses import dataclass
-from pathlib import Path
-from typing import IO, Iterator
+from typing import IO
 
 import numpy as np
 from ase.data import atomic_numbers
