@@ -117,3 +117,22 @@ def test_member_inventory_is_cached(authors_dataset, monkeypatch):
     monkeypatch.setattr(CompoundFiles, "member_names", counting)
     get_dataset(root).entries()
     assert all(path.is_dir() for path in calls)  # archives were not re-read
+
+
+def test_real_vasp_md_file_streamed_from_a_tarball(fixtures, tmp_path):
+    """The archive path must hand the XML parser a stream it reads exactly like the file on disk."""
+    import ase.io
+
+    from hdpbench.io.vasprun import read_vasprun
+
+    real = fixtures / "vasp_md" / "Si64_vasp6_gamma_md_vasprun.xml"
+    archive = write_tarball(tmp_path / "dpv_Si.tar.gz", {"MD/vasprun_prod_1.xml": real.read_bytes()}, "dpv_Si")
+    [(name, trajectory)] = [
+        (name, read_vasprun(stream, discard=2, name=name)) for name, stream in CompoundFiles(archive).iter_members()
+    ]
+    expected = ase.io.read(real, index="2:", format="vasp-xml")
+    assert name == "MD/vasprun_prod_1.xml" and len(trajectory) == len(expected)
+    for k, atoms in enumerate(expected):
+        np.testing.assert_array_equal(trajectory.positions[k], atoms.positions)
+        np.testing.assert_array_equal(trajectory.forces[k], atoms.get_forces())
+        assert trajectory.energies[k] == atoms.get_potential_energy()
