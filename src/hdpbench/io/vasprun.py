@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import io
 import os
+import warnings
 import xml.etree.ElementTree as ET
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -139,21 +140,10 @@ def iter_vasprun(source: str | os.PathLike | IO[bytes], *, name: str | None = No
     except ET.ParseError as error:
         if ctx.symbols is None:
             raise DataError(ctx.name, f"not a readable vasprun.xml ({error})") from error
-        # Truncated after some complete steps: keep what was complete.
+        # Truncated after some complete steps (an interrupted run): keep those, but say so.
+        warnings.warn(f"{ctx.name}: truncated XML, using its {index} complete ionic steps ({error})", stacklevel=2)
     if ctx.symbols is None:
         raise DataError(ctx.name, "no <atominfo> block: not a vasprun.xml")
-
-
-def read_vasprun_symbols(source, *, name: str | None = None) -> list[str]:
-    """Chemical symbols in file order, reading only up to ``<atominfo>``."""
-    label = name or _source_name(source)
-    try:
-        for _, elem in ET.iterparse(source, events=("end",)):
-            if elem.tag == "atominfo":
-                return [rc[0].text.strip() for rc in elem.find("array[@name='atoms']/set")]
-    except ET.ParseError as error:
-        raise DataError(label, f"not a readable vasprun.xml ({error})") from error
-    raise DataError(label, "no <atominfo> block: not a vasprun.xml")
 
 
 def read_vasprun(
