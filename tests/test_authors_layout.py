@@ -93,6 +93,7 @@ def test_dataset_by_path_lists_and_loads(authors_dataset):
     entry = dataset.entries()["Cs2AgBiBr6"]
     assert entry.halide == "Br"
     assert entry.has() == {
+        "problem": None,
         "unitcell": True,
         "reference_supercell": True,
         "force_constants": "force_constants.hdf5",
@@ -136,3 +137,17 @@ def test_real_vasp_md_file_streamed_from_a_tarball(fixtures, tmp_path):
         np.testing.assert_array_equal(trajectory.positions[k], atoms.positions)
         np.testing.assert_array_equal(trajectory.forces[k], atoms.get_forces())
         assert trajectory.energies[k] == atoms.get_potential_energy()
+
+
+def test_a_corrupt_archive_is_listed_with_its_problem(authors_dataset):
+    from hdpbench.errors import ArchiveError
+
+    root, _ = authors_dataset
+    (root / "iodides").mkdir()
+    (root / "iodides" / "dpv_Cs2NaBiI6.tar.gz").write_bytes(b"\x1f\x8b broken")
+    dataset = get_dataset(root)
+    assert dataset.compounds() == ["Cs2NaInCl6", "Cs2AgBiBr6", "Cs2NaBiI6"]
+    assert "corrupt" in dataset.entries()["Cs2NaBiI6"].has()["problem"]
+    assert dataset.entries()["Cs2AgBiBr6"].has()["problem"] is None
+    with pytest.raises(ArchiveError, match="dpv_Cs2NaBiI6.tar.gz"):
+        dataset.load("Cs2NaBiI6")

@@ -54,10 +54,11 @@ def cmd_data_list(args) -> int:
                 has["force_constants"] or "-",
                 str(has["production_md_files"]),
                 "-" if sigma is None else f"{sigma:.3f}",
+                has["problem"] or "",
             ]
         )
     print(f"dataset {dataset.name!r} at {dataset.root}: {len(entries)} compounds")
-    print(_table(rows, ["compound", "halide", "force constants", "MD files", "sigma_ref"]))
+    print(_table(rows, ["compound", "halide", "force constants", "MD files", "sigma_ref", "problem"]))
     return 0
 
 

@@ -20,7 +20,7 @@ import yaml
 
 from . import paths
 from .compound import HALIDE_FOLDERS, Compound, halide_of
-from .errors import DataError, DatasetUnavailableError, UnknownDatasetError
+from .errors import ArchiveError, DataError, DatasetUnavailableError, UnknownDatasetError
 from .io.archive import ARCHIVE_SUFFIXES, CompoundFiles, extract_archive, formula_of
 from .io.authors import DEFAULT_DISCARD, SUMMARY_DB, MemberInventory, load_compound, read_summary_db
 
@@ -85,9 +85,11 @@ class CompoundEntry:
     path: Path
     inventory: MemberInventory
     summary: dict[str, Any] = field(default_factory=dict)
+    problem: str | None = None  # why its archive could not be listed (corrupt, unsafe member)
 
     def has(self) -> dict[str, Any]:
         return {
+            "problem": self.problem,
             "unitcell": self.inventory.unitcell,
             "reference_supercell": self.inventory.supercell,
             "force_constants": "force_constants.hdf5"
@@ -148,13 +150,18 @@ class Dataset:
             entries = {}
             for path, folder_halide in self._compound_paths():
                 formula = formula_of(path)
-                names = cache.member_names(path)
+                problem = None
+                try:
+                    names = cache.member_names(path)
+                except ArchiveError as error:  # one bad archive must not hide the other compounds
+                    names, problem = [], str(error)
                 entries[formula] = CompoundEntry(
                     formula=formula,
                     halide=folder_halide or halide_of(formula),
                     path=path,
                     inventory=MemberInventory.from_names(names),
                     summary=self.summary().get(formula, {}),
+                    problem=problem,
                 )
             cache.save()
             self._entries = entries
