@@ -99,6 +99,22 @@ def cmd_data_show(args) -> int:
     return 0
 
 
+def cmd_models_list(args) -> int:
+    from .models import model_table
+
+    rows = model_table()
+    if args.json:
+        _print_json(rows)
+        return 0
+    print(
+        _table(
+            [[r["name"], r["label"], r["license"], "yes" if r["available"] else "no", r["checkpoint"]] for r in rows],
+            ["model", "paper label", "licence", "weights here", "checkpoint"],
+        )
+    )
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="hdpbench",
@@ -127,6 +143,12 @@ def build_parser() -> argparse.ArgumentParser:
     show.add_argument("--no-md", action="store_true", help="skip the MD files (fast)")
     show.add_argument("--json", action="store_true")
     show.set_defaults(func=cmd_data_show)
+
+    models = commands.add_parser("models", help="the model registry")
+    model_commands = models.add_subparsers(dest="models_command", metavar="ACTION", required=True)
+    model_listing = model_commands.add_parser("list", help="registered models, licences and whether weights are here")
+    model_listing.add_argument("--json", action="store_true")
+    model_listing.set_defaults(func=cmd_models_list)
     return parser
 
 

@@ -1,0 +1,164 @@
+"""The model registry: one YAML per model in ``models/`` (name, paper label, source, licence, sha256, dtype).
+
+A named foundation model is obtained through mace-torch's own mechanism (``mace_mp`` names, its
+cache folder ``$XDG_CACHE_HOME/mace`` and file naming), so weights fetched by mace-torch elsewhere are
+found here too. Where the download is impossible (no network) the error says exactly which file to
+put where. Checkpoints are pickles — loading one runs code from it — so a registry model with a known
+sha256 is refused on mismatch, and local checkpoints must come from a trusted source. (Importing
+mace-torch sets ``TORCH_FORCE_NO_WEIGHTS_ONLY_LOAD=1`` for the whole process, so torch's own
+weights-only safety net is off once mace is loaded.)
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from . import paths
+from .errors import DataError, HdpbenchError
+
+
+class ModelUnavailableError(HdpbenchError):
+    """The weights of a model are not on this machine and could not be downloaded."""
+
+
+class UnknownModelError(HdpbenchError, KeyError):
+    def __str__(self) -> str:
+        return str(self.args[0]) if self.args else ""
+
+
+@dataclass
+class ModelSpec:
+    name: str
+    label: str = ""
+    kind: str = "mace-foundation"  # or "mace-checkpoint" (a local file path)
+    mace_mp_name: str | None = None
+    url: str | None = None
+    path: str | None = None  # local checkpoint, relative to the project root unless absolute
+    license: str = "unknown"
+    sha256: str | None = None
+    dtype: str = "float32"
+    paper_order: int | None = None
+    extra: dict[str, Any] = field(default_factory=dict)
+
+    @classmethod
+    def from_yaml(cls, file: Path) -> ModelSpec:
+        try:
+            raw = yaml.safe_load(file.read_text()) or {}
+        except yaml.YAMLError as error:
+            raise DataError(file, f"not valid YAML ({error})") from error
+        known = {f for f in cls.__dataclass_fields__ if f != "extra"}
+        return cls(**{k: v for k, v in raw.items() if k in known}, extra={k: v for k, v in raw.items() if k not in known})
+
+
+def mace_cache_dir() -> Path:
+    """Where mace-torch caches downloaded foundation models (same rule as ``mace.tools.utils.get_cache_dir``)."""
+    return Path(os.environ.get("XDG_CACHE_HOME", Path.home() / ".cache")) / "mace"
+
+
+def mace_cache_name(url: str) -> str:
+    """mace-torch's cache file name: the URL's basename without characters other than alphanumerics and '_'."""
+    return "".join(c for c in os.path.basename(url) if c.isalnum() or c == "_")
+
+
+def registered_models() -> dict[str, ModelSpec]:
+    specs = {}
+    for file in sorted(paths.model_registry_dir().glob("*.yaml")):
+        spec = ModelSpec.from_yaml(file)
+        specs[spec.name] = spec
+    return dict(sorted(specs.items(), key=lambda item: (item[1].paper_order is None, item[1].paper_order or 0, item[0])))
+
+
+def get_model_spec(name_or_path: str | Path) -> ModelSpec:
+    specs = registered_models()
+    if str(name_or_path) in specs:
+        return specs[str(name_or_path)]
+    path = Path(name_or_path).expanduser()
+    if path.is_file():
+        return ModelSpec(name=path.stem, label=path.stem, kind="mace-checkpoint", path=str(path.resolve()))
+    raise UnknownModelError(
+        f"no model {str(name_or_path)!r}: registered models are {sorted(specs)} (in {paths.model_registry_dir()}); "
+        "a local checkpoint file can also be given by path"
+    )
+
+
+def expected_checkpoint_path(spec: ModelSpec) -> Path:
+    """The file that holds this model's weights on this machine (whether or not it exists yet)."""
+    if spec.path:
+        path = Path(spec.path).expanduser()
+        return path if path.is_absolute() else paths.project_root() / path
+    if not spec.url:
+        raise DataError(paths.model_registry_dir() / f"{spec.name}.yaml", "model has neither 'path' nor 'url'")
+    return mace_cache_dir() / mace_cache_name(spec.url)
+
+
+def is_available(spec: ModelSpec) -> bool:
+    try:
+        return expected_checkpoint_path(spec).is_file()
+    except DataError:
+        return False
+
+
+def unavailable_message(spec: ModelSpec, reason: str = "") -> str:
+    target = expected_checkpoint_path(spec)
+    lines = [f"Model {spec.name!r} ({spec.label}, licence {spec.license}) has no weights on this machine."]
+    if reason:
+        lines.append(f"Download failed: {reason}")
+    if spec.url:
+        lines.append(f"Download {spec.url}")
+        lines.append(f"and save it as {target} (mace-torch's cache: $XDG_CACHE_HOME/mace, file name {target.name}).")
+    else:
+        lines.append(f"Place the checkpoint at {target}.")
+    return "\n".join(lines)
+
+
+def checkpoint_path(spec: ModelSpec, *, download: bool = True) -> Path:
+    """Path of a model's checkpoint: cached, else downloaded by mace-torch, else a clear error.
+
+    A registered sha256 is checked before the path is returned (checkpoints are pickles).
+    """
+    target = expected_checkpoint_path(spec)
+    if not target.is_file():
+        if not (download and spec.mace_mp_name):
+            raise ModelUnavailableError(unavailable_message(spec))
+        from .torch_setup import import_mace
+
+        import_mace()
+        from mace.calculators.foundations_models import download_mace_mp_checkpoint
+
+        try:
+            downloaded = Path(download_mace_mp_checkpoint(spec.mace_mp_name))
+        except Exception as error:  # no network, HTTP error, timeout
+            raise ModelUnavailableError(unavailable_message(spec, f"{type(error).__name__}: {error}")) from error
+        if downloaded.resolve() != target.resolve():
+            raise ModelUnavailableError(f"mace-torch stored {spec.name} at {downloaded}, expected {target}")
+    if spec.sha256:
+        from .results import sha256_file
+
+        actual = sha256_file(target)
+        if actual != spec.sha256:
+            raise DataError(target, f"sha256 {actual} does not match the registered {spec.sha256}; refusing to load it")
+    return target
+
+
+def model_table() -> list[dict[str, Any]]:
+    """One row per registered model, for ``hdpbench models list``."""
+    rows = []
+    for spec in registered_models().values():
+        rows.append(
+            {
+                "name": spec.name,
+                "label": spec.label,
+                "license": spec.license,
+                "available": is_available(spec),
+                "dtype": spec.dtype,
+                "checkpoint": str(expected_checkpoint_path(spec)),
+                "sha256": spec.sha256,
+                "url": spec.url,
+            }
+        )
+    return rows
