@@ -16,13 +16,12 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-import yaml
-
 from . import paths
 from .compound import HALIDE_FOLDERS, Compound, halide_of
 from .errors import ArchiveError, DataError, DatasetUnavailableError, UnknownDatasetError
 from .io.archive import ARCHIVE_SUFFIXES, CompoundFiles, extract_archive, formula_of
 from .io.authors import DEFAULT_DISCARD, SUMMARY_DB, MemberInventory, load_compound, read_summary_db
+from .registry import spec_from_yaml
 
 _FOLDER_HALIDE = {folder: halide for halide, folder in HALIDE_FOLDERS.items()}
 
@@ -48,12 +47,7 @@ class DatasetSpec:
 
     @classmethod
     def from_yaml(cls, path: Path) -> DatasetSpec:
-        try:
-            raw = yaml.safe_load(path.read_text()) or {}
-        except yaml.YAMLError as error:
-            raise DataError(path, f"not valid YAML ({error})") from error
-        known = {f for f in cls.__dataclass_fields__ if f != "extra"}
-        spec = cls(**{k: v for k, v in raw.items() if k in known}, extra={k: v for k, v in raw.items() if k not in known})
+        spec = spec_from_yaml(cls, path)
         env_prefix = f"HDPBENCH_{spec.name.upper().replace('-', '_')}"
         spec.url = os.environ.get(f"{env_prefix}_URL", spec.url)
         spec.sha256 = os.environ.get(f"{env_prefix}_SHA256", spec.sha256)

@@ -16,10 +16,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-import yaml
-
 from . import paths
 from .errors import DataError, HdpbenchError
+from .registry import spec_from_yaml
 
 
 class ModelUnavailableError(HdpbenchError):
@@ -47,12 +46,7 @@ class ModelSpec:
 
     @classmethod
     def from_yaml(cls, file: Path) -> ModelSpec:
-        try:
-            raw = yaml.safe_load(file.read_text()) or {}
-        except yaml.YAMLError as error:
-            raise DataError(file, f"not valid YAML ({error})") from error
-        known = {f for f in cls.__dataclass_fields__ if f != "extra"}
-        return cls(**{k: v for k, v in raw.items() if k in known}, extra={k: v for k, v in raw.items() if k not in known})
+        return spec_from_yaml(cls, file)
 
 
 def mace_cache_dir() -> Path:
