@@ -17,7 +17,7 @@ MODELS ?=
 DEVICE ?= cpu
 PYTEST_ARGS ?=
 
-.PHONY: help install test lint book data clean distclean
+.PHONY: help install test lint book data demo-data clean distclean
 
 help: ## show this help
 	@grep -hE '^[a-zA-Z_-]+:.*?## ' $(MAKEFILE_LIST) | awk 'BEGIN {FS = ":.*?## "}; {printf "  \033[36m%-12s\033[0m %s\n", $$1, $$2}'
@@ -44,6 +44,10 @@ book: $(STAMP) ## execute the notebooks with papermill and build the HTML book i
 
 data: $(STAMP) ## fetch the authors' dataset into data/hdp (or say where to put it)
 	$(BIN)/hdpbench data fetch --dataset hdp
+
+demo-data: $(STAMP) ## regenerate the GFN1-xTB demo dataset in data/demo (hours on 2 cores; resumable)
+	$(BIN)/pip install --quiet -e ".[xtb]"
+	$(BIN)/python -m hdpbench.demo.generate
 
 clean: ## remove the built book, caches and generated notebooks (keeps results/ and .venv)
 	rm -rf _build book/_generated .cache .pytest_cache

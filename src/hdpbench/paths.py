@@ -68,6 +68,11 @@ def fixtures_dir() -> Path | None:
     return Path(value).expanduser().resolve()
 
 
+def demo_work_dir() -> Path:
+    """Resumable scratch of the demo-data generator (``HDPBENCH_DEMO_WORK``); not committed."""
+    return _from_env("HDPBENCH_DEMO_WORK", project_root() / "data" / "demo-work")
+
+
 def book_dir() -> Path:
     return project_root() / "book"
 

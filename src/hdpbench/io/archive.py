@@ -21,7 +21,7 @@ from typing import IO
 
 from ..errors import ArchiveError, UnsafeArchiveMemberError
 
-ARCHIVE_SUFFIXES = (".tar.gz", ".tgz", ".tar")
+ARCHIVE_SUFFIXES = (".tar.gz", ".tgz", ".tar.xz", ".tar")
 _ARCHIVE_READ_ERRORS = (tarfile.TarError, EOFError, zlib.error, gzip.BadGzipFile, OSError)
 
 

@@ -1,0 +1,55 @@
+"""The demo compounds: Fm-3m A2BB'X6 with site assignment, a starting lattice constant and literature values.
+
+``a_start`` only seeds the GFN1-xTB relaxation. ``a_literature`` is recorded beside the relaxed value
+only where an experimental value is known to us (otherwise None).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+
+@dataclass(frozen=True)
+class DemoCompound:
+    formula: str
+    a_site: str
+    b_site: str
+    b_prime_site: str
+    halide: str
+    a_start: float  # Å, conventional cubic cell
+    a_literature: float | None = None
+    literature_source: str | None = None
+    in_paper_table2: bool = False
+
+
+# Order = generation order: the cheap fluoride first, then one of each other halide, so a partial
+# run already spans the halides.
+DEMO_COMPOUNDS = [
+    DemoCompound("Rb3AlF6", "Rb", "Rb", "Al", "F", 8.5, in_paper_table2=True),
+    DemoCompound(
+        "Cs2NaInCl6", "Cs", "Na", "In", "Cl", 10.5, a_literature=10.53, literature_source="experiment (elpasolite, room T)"
+    ),
+    DemoCompound("Rb2NiAgF6", "Rb", "Ni", "Ag", "F", 8.7, in_paper_table2=True),
+    DemoCompound(
+        "Cs2AgBiBr6", "Cs", "Ag", "Bi", "Br", 11.25, a_literature=11.25, literature_source="experiment (single crystal, room T)"
+    ),
+    DemoCompound("Cs2NaRuF6", "Cs", "Na", "Ru", "F", 9.0, in_paper_table2=True),
+    DemoCompound("Cs2NaBiI6", "Cs", "Na", "Bi", "I", 12.3),
+    DemoCompound("K2RbSbF6", "K", "Rb", "Sb", "F", 8.9, in_paper_table2=True),
+    DemoCompound("K2InAgF6", "K", "In", "Ag", "F", 8.6, in_paper_table2=True),
+]
+
+# Tried in order when a compound of that halide fails validation (SCF not converging).
+REPLACEMENTS = {
+    "F": [DemoCompound("K2NaAlF6", "K", "Na", "Al", "F", 8.1), DemoCompound("Cs2KScF6", "Cs", "K", "Sc", "F", 9.0)],
+    "Cl": [DemoCompound("Cs2AgBiCl6", "Cs", "Ag", "Bi", "Cl", 10.8)],
+    "Br": [DemoCompound("Cs2NaBiBr6", "Cs", "Na", "Bi", "Br", 11.4)],
+    "I": [DemoCompound("Cs2AgBiI6", "Cs", "Ag", "Bi", "I", 12.2)],
+}
+
+
+def by_formula(formula: str) -> DemoCompound:
+    for compound in DEMO_COMPOUNDS + [c for cs in REPLACEMENTS.values() for c in cs]:
+        if compound.formula == formula:
+            return compound
+    raise KeyError(f"no demo compound {formula!r}")
