@@ -1,0 +1,354 @@
+"""Batched evaluation of MACE models: many structures (any sizes, mixed compounds) per forward pass.
+
+This is the engine every stage uses. Structures are turned into mace-torch graphs (``AtomicData``,
+the same neighbour lists as ``MACECalculator``), collated into batches, evaluated with the force
+gradient only (parameters frozen), and copied to numpy once per batch. Results come back in input
+order.
+
+Batch size is chosen by *measured* throughput under a memory budget: on a CPU bigger batches are
+often slower (measured here: 0.31 s/frame at batch 1 vs 0.76 s/frame at batch 16 for a 128-channel
+model), on a GPU they are faster up to memory. The choice is cached per (model, device, dtype,
+structure size). A CUDA out-of-memory error frees the cache, halves the batch and retries.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import time
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+from ase import Atoms
+
+from . import paths
+from .errors import HdpbenchError
+from .torch_setup import import_mace, prepare_torch
+
+DTYPES = ("float32", "float64")
+
+
+class UnknownElementError(HdpbenchError, ValueError):
+    """A structure contains an element the model was not trained on."""
+
+
+@dataclass
+class LoadedModel:
+    """A MACE module ready for evaluation, with what is needed to build its input graphs."""
+
+    name: str
+    module: Any  # torch.nn.Module
+    device: str
+    dtype: str
+    r_max: float
+    atomic_numbers: list[int]
+    heads: list[str]
+    head: str
+    checkpoint_sha256: str | None = None
+
+    @property
+    def identity(self) -> str:
+        """Stable id for caches: checkpoint hash when known, else a hash of the weights."""
+        if self.checkpoint_sha256:
+            return self.checkpoint_sha256[:16]
+        torch = prepare_torch()
+        digest = hashlib.sha256()
+        with torch.no_grad():
+            for name, tensor in sorted(self.module.state_dict().items()):
+                digest.update(name.encode())
+                digest.update(tensor.detach().cpu().to(torch.float64).numpy().tobytes())
+        self.checkpoint_sha256 = "weights:" + digest.hexdigest()
+        return self.checkpoint_sha256[:24]
+
+
+def _choose_head(heads: list[str], head: str | None, name: str) -> str:
+    if head is not None:
+        if head not in heads:
+            raise HdpbenchError(f"model {name}: head {head!r} not among {heads}")
+        return head
+    if len(heads) == 1:
+        return heads[0]
+    defaults = [h for h in heads if h.lower() == "default"]
+    if defaults:
+        return defaults[0]
+    raise HdpbenchError(f"model {name} has several heads {heads}: choose one with head=")
+
+
+def load_model(model, *, device: str = "cpu", dtype: str = "float32", head: str | None = None) -> LoadedModel:
+    """A registry name, a checkpoint path, or a torch module → :class:`LoadedModel`.
+
+    Checkpoints are pickles and run code when loaded: only load files from a trusted source
+    (registry models are checked against their sha256 where known).
+    """
+    torch = prepare_torch()
+    import_mace()
+    if dtype not in DTYPES:
+        raise ValueError(f"dtype must be one of {DTYPES}, not {dtype!r}")
+    checkpoint_sha256 = None
+    if isinstance(model, torch.nn.Module):
+        module, name = model, type(model).__name__
+    else:
+        from .models import checkpoint_path, get_model_spec
+        from .results import sha256_file
+
+        spec = get_model_spec(model)
+        path = checkpoint_path(spec)
+        checkpoint_sha256 = spec.sha256 or sha256_file(path)
+        module = torch.load(path, map_location=device, weights_only=False)
+        name = spec.name
+    module = module.to(device=device, dtype=getattr(torch, dtype)).eval()
+    for parameter in module.parameters():
+        parameter.requires_grad_(False)
+    heads = list(getattr(module, "heads", None) or ["Default"])
+    return LoadedModel(
+        name=name,
+        module=module,
+        device=device,
+        dtype=dtype,
+        r_max=float(module.r_max.item() if hasattr(module.r_max, "item") else module.r_max),
+        atomic_numbers=[int(z) for z in module.atomic_numbers],
+        heads=heads,
+        head=_choose_head(heads, head, name),
+        checkpoint_sha256=checkpoint_sha256,
+    )
+
+
+@dataclass
+class Evaluation:
+    """Per-structure results in input order (forces as a list: sizes may differ)."""
+
+    energies: np.ndarray  # (n,) eV
+    forces: list[np.ndarray]  # n arrays (n_atoms_i, 3) eV/Å
+    stresses: np.ndarray | None = None  # (n, 3, 3) eV/Å³ (ASE sign convention)
+    timings: dict[str, float] = field(default_factory=dict)
+    batch_size: int | None = None
+
+    def forces_array(self) -> np.ndarray:
+        """Forces stacked to (n, n_atoms, 3); all structures must have the same size."""
+        sizes = {len(f) for f in self.forces}
+        if len(sizes) != 1:
+            raise ValueError(f"structures have different sizes {sorted(sizes)}; use .forces")
+        return np.stack(self.forces)
+
+
+def check_elements(structures: Sequence[Atoms], model: LoadedModel) -> None:
+    known = set(model.atomic_numbers)
+    for index, atoms in enumerate(structures):
+        unknown = sorted(set(atoms.numbers.tolist()) - known)
+        if unknown:
+            from ase.data import chemical_symbols
+
+            raise UnknownElementError(
+                f"structure {index} ({atoms.get_chemical_formula()}) contains "
+                f"{[chemical_symbols[z] for z in unknown]}, which model {model.name} does not know "
+                f"(it knows {[chemical_symbols[z] for z in sorted(known)]})"
+            )
+
+
+def _is_out_of_memory(error: BaseException) -> bool:
+    torch = prepare_torch()
+    oom = getattr(torch.cuda, "OutOfMemoryError", ())
+    return (oom and isinstance(error, oom)) or "out of memory" in str(error).lower()
+
+
+class BatchedEvaluator:
+    """Evaluate many structures with one model, batch by batch.
+
+    ``batch_size``: an int, or ``"auto"`` to measure throughput on the first structures (cached).
+    ``max_batch_atoms`` bounds the atoms in one batch (the memory budget).
+    """
+
+    def __init__(
+        self,
+        model: LoadedModel,
+        *,
+        batch_size: int | str = "auto",
+        max_batch_atoms: int = 20_000,
+        progress: bool = True,
+    ):
+        self.model = model
+        self.batch_size = batch_size
+        self.max_batch_atoms = max_batch_atoms
+        self.progress = progress
+        self.timings = {"graphs_s": 0.0, "model_s": 0.0}
+        import_mace()
+        from mace.tools.utils import AtomicNumberTable
+
+        self.z_table = AtomicNumberTable(model.atomic_numbers)
+
+    # -- graph construction ---------------------------------------------------------------
+    def graphs(self, structures: Sequence[Atoms]) -> list:
+        """mace-torch graphs (neighbour lists included), built as MACECalculator builds them."""
+        from mace import data as mace_data
+        from mace.tools import torch_tools
+
+        start = time.perf_counter()
+        graphs = []
+        with torch_tools.default_dtype(self.model.dtype):
+            for atoms in structures:
+                config = mace_data.config_from_atoms(atoms, head_name=self.model.head)
+                graphs.append(
+                    mace_data.AtomicData.from_config(config, z_table=self.z_table, cutoff=self.model.r_max, heads=self.model.heads)
+                )
+        self.timings["graphs_s"] += time.perf_counter() - start
+        return graphs
+
+    def _forward(self, graphs: list, stress: bool) -> tuple[np.ndarray, list[np.ndarray], np.ndarray | None]:
+        torch = prepare_torch()
+        from mace.tools import torch_geometric
+
+        start = time.perf_counter()
+        batch = torch_geometric.Batch.from_data_list(graphs).to(self.model.device)
+        output = self.model.module(batch.to_dict(), compute_stress=stress, training=False)
+        energies = output["energy"].detach().to("cpu", torch.float64).numpy()
+        forces = output["forces"].detach().to("cpu", torch.float64).numpy()
+        stresses = output["stress"].detach().to("cpu", torch.float64).numpy() if stress else None
+        ptr = batch.ptr.cpu().numpy()
+        self.timings["model_s"] += time.perf_counter() - start
+        return energies, [forces[ptr[k] : ptr[k + 1]] for k in range(len(ptr) - 1)], stresses
+
+    def _forward_with_oom_retry(self, graphs: list, stress: bool, size: int):
+        """Evaluate ``graphs`` in chunks of ``size``; on CUDA OOM free, halve and retry."""
+        torch = prepare_torch()
+        energies, forces, stresses = [], [], []
+        start = 0
+        while start < len(graphs):
+            chunk = graphs[start : start + size]
+            try:
+                e, f, s = self._forward(chunk, stress)
+            except RuntimeError as error:
+                if not _is_out_of_memory(error) or size == 1:
+                    raise
+                if torch.cuda.is_available():
+                    torch.cuda.empty_cache()
+                size = max(1, size // 2)
+                self.oom_halvings = getattr(self, "oom_halvings", 0) + 1
+                continue
+            energies.append(e)
+            forces.extend(f)
+            if stress:
+                stresses.append(s)
+            start += len(chunk)
+        return energies, forces, stresses, size
+
+    # -- batch size by measured throughput --------------------------------------------------
+    def _cache_key(self, n_atoms: int) -> str:
+        return f"{self.model.identity}|{self.model.device}|{self.model.dtype}|{n_atoms}"
+
+    @staticmethod
+    def _cache_file():
+        return paths.cache_dir() / "batch_sizes.json"
+
+    def _cached_batch_size(self, n_atoms: int) -> int | None:
+        try:
+            return json.loads(self._cache_file().read_text()).get(self._cache_key(n_atoms))
+        except (OSError, json.JSONDecodeError):
+            return None
+
+    def _store_batch_size(self, n_atoms: int, size: int) -> None:
+        from .results import atomic_write_json
+
+        try:
+            table = json.loads(self._cache_file().read_text())
+        except (OSError, json.JSONDecodeError):
+            table = {}
+        table[self._cache_key(n_atoms)] = size
+        atomic_write_json(self._cache_file(), table)
+
+    def _candidate_sizes(self, n_atoms: int, n_structures: int) -> list[int]:
+        limit = max(1, min(n_structures, self.max_batch_atoms // max(n_atoms, 1)))
+        sizes, size = [], 1
+        while size <= limit:
+            sizes.append(size)
+            size *= 2
+        return sizes
+
+    # -- public API -------------------------------------------------------------------------
+    def evaluate(self, structures: Sequence[Atoms], *, stress: bool = False) -> Evaluation:
+        """Energies, forces (and stresses) of all structures, in input order."""
+        from tqdm.auto import tqdm
+
+        structures = list(structures)
+        check_elements(structures, self.model)
+        energies: list[np.ndarray] = []
+        forces: list[np.ndarray] = []
+        stresses: list[np.ndarray] = []
+        n_atoms = int(np.median([len(a) for a in structures])) if structures else 0
+        size = self.batch_size if isinstance(self.batch_size, int) else self._cached_batch_size(n_atoms)
+        position = 0
+        bar = tqdm(total=len(structures), desc=f"evaluate [{self.model.name}]", unit="frame", disable=not self.progress)
+        if size is None:  # probe 1, 2, 4, ...: measured frames/s, keeping every result
+            best_rate, size = 0.0, 1
+            for candidate in self._candidate_sizes(n_atoms, len(structures)):
+                chunk = structures[position : position + candidate]
+                if len(chunk) < candidate:
+                    break
+                start = time.perf_counter()
+                e, f, s, used = self._forward_with_oom_retry(self.graphs(chunk), stress, candidate)
+                rate = len(chunk) / (time.perf_counter() - start)
+                energies.extend(e), forces.extend(f), stresses.extend(s)
+                position += len(chunk)
+                bar.update(len(chunk))
+                if used < candidate or rate < best_rate * 1.05:  # OOM, or no real gain: stop growing
+                    if rate > best_rate:
+                        best_rate, size = rate, used
+                    break
+                best_rate, size = rate, candidate
+            self._store_batch_size(n_atoms, size)
+        while position < len(structures):
+            chunk = structures[position : position + size]
+            e, f, s, size = self._forward_with_oom_retry(self.graphs(chunk), stress, size)
+            energies.extend(e), forces.extend(f), stresses.extend(s)
+            position += len(chunk)
+            bar.update(len(chunk))
+        bar.close()
+        return Evaluation(
+            energies=np.concatenate(energies) if energies else np.zeros(0),
+            forces=forces,
+            stresses=np.concatenate(stresses) if stress and stresses else None,
+            timings=dict(self.timings),
+            batch_size=size,
+        )
+
+
+def evaluate(
+    model,
+    structures: Sequence[Atoms],
+    *,
+    device: str = "cpu",
+    dtype: str = "float32",
+    batch_size: int | str = "auto",
+    stress: bool = False,
+    progress: bool = True,
+) -> Evaluation:
+    """One-call form: ``model`` is a registry name, a checkpoint path, a loaded model or an ASE calculator."""
+    from ase.calculators.calculator import BaseCalculator
+
+    if isinstance(model, BaseCalculator):
+        return evaluate_with_calculator(model, structures, stress=stress)
+    loaded = model if isinstance(model, LoadedModel) else load_model(model, device=device, dtype=dtype)
+    return BatchedEvaluator(loaded, batch_size=batch_size, progress=progress).evaluate(structures, stress=stress)
+
+
+def evaluate_with_calculator(calculator, structures: Sequence[Atoms], *, stress: bool = False) -> Evaluation:
+    """The slow path for any ASE calculator: one structure at a time."""
+    from ase.stress import voigt_6_to_full_3x3_stress
+
+    energies, forces, stresses = [], [], []
+    start = time.perf_counter()
+    for atoms in structures:
+        atoms = atoms.copy()
+        atoms.calc = calculator
+        forces.append(np.array(atoms.get_forces()))
+        energies.append(atoms.get_potential_energy())
+        if stress:
+            stresses.append(voigt_6_to_full_3x3_stress(atoms.get_stress()))
+    return Evaluation(
+        energies=np.array(energies),
+        forces=forces,
+        stresses=np.array(stresses) if stress else None,
+        timings={"calculator_s": time.perf_counter() - start},
+        batch_size=1,
+    )
