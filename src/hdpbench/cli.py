@@ -115,6 +115,38 @@ def cmd_models_list(args) -> int:
     return 0
 
 
+def cmd_bench_evaluate(args) -> int:
+    from pathlib import Path
+
+    from .benchmarking import evaluation_benchmark
+
+    report = evaluation_benchmark(
+        n_frames=8 if args.quick else args.frames,
+        repeats=1 if args.quick else args.repeats,
+        device=args.device,
+        dtype=args.dtype,
+        channels=32 if args.quick else 128,
+    )
+    if args.output:
+        from .results import atomic_write_json
+
+        atomic_write_json(Path(args.output), report)
+    if args.json:
+        _print_json(report)
+        return 0
+    line = (
+        f"{report['frames']} frames x {report['atoms_per_frame']} atoms, {report['device']} {report['dtype']} "
+        f"({report['hardware']}): ASE loop {report['ase_frames_per_s']:.2f} frames/s, batched "
+        f"{report['batched_frames_per_s']:.2f} frames/s (batch {report['batch_size']}) -> "
+        f"{report['ratio_batched_vs_ase']:.2f}x; max |dF| {report['max_abs_force_diff']:.2e} eV/A; "
+        f"neighbour lists {100 * report['neighbor_list_share_of_batched_time']:.1f}% of batched time"
+    )
+    if "torchsim_frames_per_s" in report:
+        line += f"; TorchSim {report['torchsim_frames_per_s']:.2f} frames/s"
+    print(line)
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="hdpbench",
@@ -149,6 +181,18 @@ def build_parser() -> argparse.ArgumentParser:
     model_listing = model_commands.add_parser("list", help="registered models, licences and whether weights are here")
     model_listing.add_argument("--json", action="store_true")
     model_listing.set_defaults(func=cmd_models_list)
+
+    bench = commands.add_parser("bench", help="throughput benchmarks (printed ratios, optional JSON)")
+    bench_commands = bench.add_subparsers(dest="bench_command", metavar="BENCHMARK", required=True)
+    bench_evaluate = bench_commands.add_parser("evaluate", help="batched evaluation vs the ASE MACECalculator loop")
+    bench_evaluate.add_argument("--quick", action="store_true", help="8 frames, 32-channel model, 1 repeat")
+    bench_evaluate.add_argument("--frames", type=int, default=32)
+    bench_evaluate.add_argument("--repeats", type=int, default=3)
+    bench_evaluate.add_argument("--device", default="cpu")
+    bench_evaluate.add_argument("--dtype", default="float32", choices=["float32", "float64"])
+    bench_evaluate.add_argument("--json", action="store_true", help="print the JSON report")
+    bench_evaluate.add_argument("--output", help="also write the JSON report to this file")
+    bench_evaluate.set_defaults(func=cmd_bench_evaluate)
     return parser
 
 

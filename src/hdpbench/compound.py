@@ -60,8 +60,10 @@ class Trajectory:
             self.cells = np.broadcast_to(self.cells, (len(self.positions), 3, 3)).copy()
         if self.forces is not None:
             self.forces = np.asarray(self.forces, dtype=float)
+            if self.forces.ndim == 2:
+                self.forces = self.forces[None]
         if self.energies is not None:
-            self.energies = np.asarray(self.energies, dtype=float)
+            self.energies = np.atleast_1d(np.asarray(self.energies, dtype=float))
         n = len(self.positions)
         if self.frame_source is None:
             self.frame_source = np.zeros(n, dtype=int)
