@@ -1,0 +1,205 @@
+"""Harmonic phonons of a model and their errors against reference force constants (paper §3.1).
+
+Φ_model comes from phonopy finite displacements on the given unit cell (by default the reference's
+relaxed cell, no re-relaxation, as the paper), with every displaced supercell evaluated in ONE
+batched call. Reference and model bands are always computed on identical q-points: the
+seekpath-convention path of the primitive cell, 50 points per segment.
+
+Metrics (paper and Lee & Xia):
+* ``rmse_omega2_thz2`` — RMSE of the signed ω² = sign(f)·f² over q and bands, THz²;
+* ``rmse_vg_thz_ang`` — RMSE of group velocities over q, bands and Cartesian components, THz·Å;
+* ``mae_freq_thz`` — mean |f_model − f_ref| over the path;
+* minimum frequencies, dynamical stability (unstable if any frequency < −0.5 THz on the path or
+  the mesh), and Helmholtz free energy, C_v and S at 300 K and 1000 K (phonopy thermal properties,
+  mesh length 75, frequencies below 0.1 THz excluded) with their errors.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+from ase import Atoms
+
+from .compound import check_force_constants
+from .structures import from_phonopy_atoms, to_phonopy_atoms
+
+DEFAULT_SUPERCELL = (2, 2, 2)
+DEFAULT_DISPLACEMENT = 0.01  # Å, the authors' phonon script (another of their scripts uses 0.02)
+POINTS_PER_SEGMENT = 50
+UNSTABLE_BELOW_THZ = -0.5
+THERMAL_TEMPERATURES = (300.0, 1000.0)
+THERMAL_MESH_LENGTH = 75.0
+THERMAL_CUTOFF_THZ = 0.1
+
+
+def _matrix(supercell_matrix) -> np.ndarray:
+    matrix = np.asarray(supercell_matrix, dtype=int)
+    return np.diag(matrix) if matrix.shape == (3,) else matrix
+
+
+def make_phonopy(unitcell: Atoms, supercell_matrix=DEFAULT_SUPERCELL, force_constants: np.ndarray | None = None):
+    """A Phonopy object on ``unitcell`` with primitive matrix = identity (the authors' setting)."""
+    import phonopy
+
+    phonon = phonopy.Phonopy(to_phonopy_atoms(unitcell), supercell_matrix=_matrix(supercell_matrix), primitive_matrix="P")
+    if force_constants is not None:
+        phonon.force_constants = check_force_constants(force_constants, len(phonon.supercell), "force constants")
+    return phonon
+
+
+def displaced_supercells(unitcell: Atoms, supercell_matrix=DEFAULT_SUPERCELL, displacement: float = DEFAULT_DISPLACEMENT):
+    """(phonopy object with displacements generated, list of displaced supercells as ASE Atoms)."""
+    phonon = make_phonopy(unitcell, supercell_matrix)
+    phonon.generate_displacements(distance=displacement)
+    return phonon, [from_phonopy_atoms(s) for s in phonon.supercells_with_displacements]
+
+
+def model_force_constants(
+    unitcell: Atoms,
+    model,
+    *,
+    supercell_matrix=DEFAULT_SUPERCELL,
+    displacement: float = DEFAULT_DISPLACEMENT,
+    symmetrize: bool = False,
+    evaluator=None,
+):
+    """Φ_model by finite displacements; ``model`` is a LoadedModel/registry name/path or an ASE calculator.
+
+    Returns the Phonopy object holding the force constants (``phonon.force_constants``, full).
+    """
+    from .evaluate import evaluate
+
+    phonon, structures = displaced_supercells(unitcell, supercell_matrix, displacement)
+    if evaluator is not None:
+        result = evaluator.evaluate(structures)
+    else:
+        result = evaluate(model, structures, progress=False)
+    phonon.forces = result.forces_array()
+    phonon.produce_force_constants()
+    if symmetrize:
+        phonon.symmetrize_force_constants()
+    return phonon
+
+
+def save_phonopy_yaml(phonon, path: str | Path) -> None:
+    """One self-describing file per phonon run (cells, displacements, forces, force constants)."""
+    phonon.save(filename=str(path), settings={"force_constants": True})
+
+
+def band_path(unitcell: Atoms, npoints: int = POINTS_PER_SEGMENT):
+    """(q-point segments, labels, connections) of the seekpath path of the unit cell (as primitive)."""
+    from phonopy.phonon.band_structure import get_band_qpoints_by_seekpath
+
+    return get_band_qpoints_by_seekpath(to_phonopy_atoms(unitcell), npoints)
+
+
+@dataclass
+class Bands:
+    distances: np.ndarray  # (nq,) cumulative path length
+    frequencies: np.ndarray  # (nq, nbands) THz, imaginary as negative
+    group_velocities: np.ndarray  # (nq, nbands, 3) THz·Å
+    labels: list
+    segment_ends: np.ndarray  # indices where segments end
+
+    @property
+    def omega2(self) -> np.ndarray:
+        """Signed ω² = sign(f)·f² (THz²)."""
+        return np.sign(self.frequencies) * self.frequencies**2
+
+
+def bands(phonon, path) -> Bands:
+    qpoints, labels, connections = path
+    phonon.run_band_structure(qpoints, path_connections=connections, labels=labels, with_group_velocities=True)
+    data = phonon.get_band_structure_dict()
+    lengths = np.cumsum([len(d) for d in data["distances"]])
+    return Bands(
+        distances=np.concatenate(data["distances"]),
+        frequencies=np.concatenate(data["frequencies"]),
+        group_velocities=np.concatenate(data["group_velocities"]),
+        labels=labels,
+        segment_ends=lengths,
+    )
+
+
+def thermal_properties(phonon, temperatures: Sequence[float] = THERMAL_TEMPERATURES) -> dict[str, Any]:
+    """Helmholtz free energy (kJ/mol), C_v and S (J/K/mol) per unit cell, and the mesh minimum frequency."""
+    phonon.run_mesh(THERMAL_MESH_LENGTH)
+    mesh_min = float(np.min(phonon.get_mesh_dict()["frequencies"]))
+    phonon.run_thermal_properties(temperatures=list(temperatures), cutoff_frequency=THERMAL_CUTOFF_THZ)
+    data = phonon.thermal_properties
+    return {
+        "temperatures_K": [float(t) for t in data.temperatures],
+        "free_energy_kJ_mol": [float(v) for v in data.free_energy],
+        "heat_capacity_J_K_mol": [float(v) for v in data.heat_capacity],
+        "entropy_J_K_mol": [float(v) for v in data.entropy],
+        "mesh_min_freq_thz": mesh_min,
+    }
+
+
+def compare(
+    unitcell: Atoms,
+    reference_fc: np.ndarray,
+    model_fc: np.ndarray,
+    *,
+    supercell_matrix=DEFAULT_SUPERCELL,
+    npoints: int = POINTS_PER_SEGMENT,
+    unstable_below: float = UNSTABLE_BELOW_THZ,
+    thermal: bool = True,
+) -> tuple[dict[str, Any], Bands, Bands]:
+    """All phonon metrics of ``model_fc`` against ``reference_fc`` on the same unit cell and q-points."""
+    path = band_path(unitcell, npoints)
+    reference = make_phonopy(unitcell, supercell_matrix, reference_fc)
+    model = make_phonopy(unitcell, supercell_matrix, model_fc)
+    ref_bands, model_bands = bands(reference, path), bands(model, path)
+    metrics: dict[str, Any] = {
+        "rmse_omega2_thz2": float(np.sqrt(np.mean((model_bands.omega2 - ref_bands.omega2) ** 2))),
+        "rmse_vg_thz_ang": float(np.sqrt(np.mean((model_bands.group_velocities - ref_bands.group_velocities) ** 2))),
+        "mae_freq_thz": float(np.mean(np.abs(model_bands.frequencies - ref_bands.frequencies))),
+        "min_freq_reference_thz": float(ref_bands.frequencies.min()),
+        "min_freq_model_thz": float(model_bands.frequencies.min()),
+        "n_qpoints": int(len(ref_bands.distances)),
+        "n_bands": int(ref_bands.frequencies.shape[1]),
+        "unstable_below_thz": unstable_below,
+    }
+    if thermal:
+        ref_thermal, model_thermal = thermal_properties(reference), thermal_properties(model)
+        metrics["min_freq_reference_thz"] = min(metrics["min_freq_reference_thz"], ref_thermal["mesh_min_freq_thz"])
+        metrics["min_freq_model_thz"] = min(metrics["min_freq_model_thz"], model_thermal["mesh_min_freq_thz"])
+        metrics["thermal_reference"] = ref_thermal
+        metrics["thermal_model"] = model_thermal
+        for key in ("free_energy_kJ_mol", "heat_capacity_J_K_mol", "entropy_J_K_mol"):
+            metrics[f"error_{key}"] = [m - r for m, r in zip(model_thermal[key], ref_thermal[key], strict=True)]
+    metrics["stable_reference"] = metrics["min_freq_reference_thz"] >= unstable_below
+    metrics["stable_model"] = metrics["min_freq_model_thz"] >= unstable_below
+    metrics["stability_agrees"] = metrics["stable_reference"] == metrics["stable_model"]
+    return metrics, ref_bands, model_bands
+
+
+def stability_accuracy(reference_stable: Sequence[bool], model_stable: Sequence[bool]) -> float:
+    """Fraction of compounds whose dynamical-stability class the model gets right (Lee & Xia)."""
+    reference_stable, model_stable = np.asarray(reference_stable), np.asarray(model_stable)
+    return float(np.mean(reference_stable == model_stable)) if len(reference_stable) else float("nan")
+
+
+def analytic_force_constants(supercell: Atoms, loaded_model) -> np.ndarray:
+    """Φ as the model's exact Hessian (autograd) at ``supercell``: (N, N, 3, 3) eV/Å².
+
+    An alternative to finite displacements; both should agree to O(displacement²) for a smooth model.
+    """
+    from .evaluate import BatchedEvaluator
+    from .torch_setup import prepare_torch
+
+    torch = prepare_torch()
+    from mace.tools import torch_geometric
+
+    evaluator = BatchedEvaluator(loaded_model, batch_size=1, progress=False)
+    graphs = evaluator.graphs([supercell])
+    batch = torch_geometric.Batch.from_data_list(graphs).to(loaded_model.device)
+    output = loaded_model.module(batch.to_dict(), compute_hessian=True, training=False)
+    hessian = output["hessian"].detach().to("cpu", torch.float64).numpy()  # (3N, 3N) = −∂F/∂x
+    n = len(supercell)
+    return hessian.reshape(n, 3, n, 3).transpose(0, 2, 1, 3)

@@ -1,0 +1,91 @@
+"""Phonon metrics on real VASP force sets (NaCl, CaTiO3) and Φ from a model, batched or not."""
+
+from __future__ import annotations
+
+import ase.io
+import numpy as np
+import pytest
+
+from hdpbench.io.force_constants import read_force_constants
+from hdpbench.phonons import (
+    analytic_force_constants,
+    compare,
+    make_phonopy,
+    model_force_constants,
+    save_phonopy_yaml,
+    stability_accuracy,
+)
+
+
+def real_case(fixtures, name):
+    unitcell = ase.io.read(fixtures / "phonopy" / name / "POSCAR-unitcell", format="vasp")
+    fc = read_force_constants(fixtures / "phonopy" / name / "FORCE_SETS", unitcell=unitcell, supercell_matrix=np.diag([2, 2, 2]))
+    return unitcell, fc
+
+
+@pytest.mark.parametrize("name", ["NaCl", "CaTiO3"])
+def test_identical_force_constants_give_zero_errors(fixtures, name):
+    unitcell, fc = real_case(fixtures, name)
+    metrics, reference, model = compare(unitcell, fc, fc, thermal=False)
+    assert metrics["rmse_omega2_thz2"] == 0.0 and metrics["rmse_vg_thz_ang"] == 0.0 and metrics["mae_freq_thz"] == 0.0
+    assert metrics["n_qpoints"] == len(reference.distances) and len(reference.distances) % 50 == 0
+
+
+@pytest.mark.parametrize("name", ["NaCl", "CaTiO3"])
+def test_scaled_force_constants_scale_signed_omega2_exactly(fixtures, name):
+    """ω² is linear in Φ, so 1.1·Φ gives RMSE(ω²) = 0.1·RMS(ω²) — imaginary modes included."""
+    unitcell, fc = real_case(fixtures, name)
+    metrics, reference, _ = compare(unitcell, fc, 1.1 * fc, thermal=False)
+    rms = np.sqrt(np.mean(reference.omega2**2))
+    assert metrics["rmse_omega2_thz2"] == pytest.approx(0.1 * rms, rel=1e-10)
+    if name == "CaTiO3":  # the cubic perovskite is unstable: its imaginary modes are in the comparison
+        assert metrics["min_freq_reference_thz"] < -1.0 and not metrics["stable_reference"]
+        assert metrics["min_freq_model_thz"] == pytest.approx(np.sqrt(1.1) * metrics["min_freq_reference_thz"], rel=1e-6)
+
+
+def test_thermal_properties_match_phonopy_directly(fixtures):
+    unitcell, fc = real_case(fixtures, "NaCl")
+    metrics, _, _ = compare(unitcell, fc, fc)
+    phonon = make_phonopy(unitcell, (2, 2, 2), fc)
+    phonon.run_mesh(75.0)
+    phonon.run_thermal_properties(temperatures=[300, 1000], cutoff_frequency=0.1)
+    expected = phonon.thermal_properties
+    np.testing.assert_allclose(metrics["thermal_reference"]["heat_capacity_J_K_mol"], expected.heat_capacity)
+    np.testing.assert_allclose(metrics["thermal_reference"]["free_energy_kJ_mol"], expected.free_energy)
+    assert metrics["error_entropy_J_K_mol"] == [0.0, 0.0]
+    assert metrics["stable_reference"] and metrics["stability_agrees"]
+
+
+def test_stability_accuracy():
+    assert stability_accuracy([True, False, True, True], [True, True, True, False]) == 0.5
+
+
+def test_model_force_constants_batched_equals_ase_calculator(tmp_path):
+    from mace.calculators import MACECalculator
+
+    from hdpbench.evaluate import load_model
+    from hdpbench.mace_models import build_mace, save_model
+    from hdpbench.structures import double_perovskite
+
+    unitcell = double_perovskite("Cs", "Ag", "Bi", "Br", 11.2, 0.25)
+    path = save_model(build_mace([55, 47, 83, 35], channels=8, r_max=5.0, seed=1), tmp_path / "tiny.model")
+    batched = model_force_constants(unitcell, load_model(str(path), dtype="float64"))
+    one_by_one = model_force_constants(unitcell, MACECalculator(model_paths=str(path), default_dtype="float64"))
+    np.testing.assert_allclose(batched.force_constants, one_by_one.force_constants, atol=1e-8)
+    assert batched.force_constants.shape == (80, 80, 3, 3) and np.abs(batched.force_constants).max() > 1e-3
+    save_phonopy_yaml(batched, tmp_path / "phonopy.yaml")
+    np.testing.assert_allclose(read_force_constants(tmp_path / "phonopy.yaml"), batched.force_constants, atol=1e-12)
+
+
+def test_analytic_hessian_agrees_with_finite_displacements(tmp_path):
+    from hdpbench.evaluate import load_model
+    from hdpbench.mace_models import build_mace
+    from hdpbench.structures import double_perovskite
+
+    unitcell = double_perovskite("Rb", "Ni", "Ag", "F", 8.6, 0.24)  # 10 atoms: a cheap Hessian
+    model = load_model(build_mace([37, 28, 47, 9], channels=8, r_max=5.0, seed=2), dtype="float64")
+    finite = model_force_constants(unitcell, model, supercell_matrix=(1, 1, 1)).force_constants
+    analytic = analytic_force_constants(unitcell, model)
+    scale = np.abs(analytic).max()
+    assert scale > 1e-3
+    assert np.abs(analytic - finite).max() < 1e-3 * scale  # O(h²) with h = 0.01 Å
