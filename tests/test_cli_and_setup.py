@@ -108,3 +108,46 @@ def test_e3nn_and_mace_import_after_torch_setup():
     result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
     assert result.returncode == 0, result.stderr
     assert result.stdout.strip().splitlines()[-1] == "4"
+
+
+def test_sigma_cli_on_fhi_vibes_file(capsys, fixtures):
+    code, out, _ = run_cli(capsys, "sigma", str(fixtures / "fhi-vibes" / "CsPbI3_aims_pbesol_700K_trajectory.nc"), "--json")
+    result = json.loads(out)
+    assert code == 0
+    assert {"sigma_pooled", "sigma_mean_per_frame", "sigma_per_frame", "sigma_per_species", "n_frames", "n_atoms"} <= set(result)
+    assert result["n_frames"] == 9 and result["sigma_pooled"] == pytest.approx(0.65941593, abs=1e-6)
+
+
+def test_sigma_cli_on_vasprun_with_reference_and_fc(capsys, tmp_path, members_of):
+    members, built = members_of()
+    for name in ("SPOSCAR", "force_constants.hdf5", "MD/vasprun_prod.xml"):
+        (tmp_path / name).parent.mkdir(parents=True, exist_ok=True)
+        (tmp_path / name).write_bytes(members[name])
+    code, out, err = run_cli(
+        capsys, "sigma", str(tmp_path / "MD/vasprun_prod.xml"), "--reference", str(tmp_path / "SPOSCAR"),
+        "--force-constants", str(tmp_path / "force_constants.hdf5"), "--json",
+    )
+    assert code == 0, err
+    assert json.loads(out)["n_frames"] == 6 and json.loads(out)["n_atoms"] == 80
+    code, _, err = run_cli(capsys, "sigma", str(tmp_path / "MD/vasprun_prod.xml"))
+    assert code == 1 and "needs --reference" in err
+
+
+def test_phonons_compare_cli(capsys, fixtures, tmp_path):
+    import ase.io
+    from phonopy.file_IO import write_FORCE_CONSTANTS
+
+    from hdpbench.io.force_constants import read_force_constants
+
+    nacl = fixtures / "phonopy" / "NaCl"
+    fc = read_force_constants(nacl / "FORCE_SETS", unitcell=ase.io.read(nacl / "POSCAR-unitcell", format="vasp"), supercell_matrix=[[2, 0, 0], [0, 2, 0], [0, 0, 2]])
+    write_FORCE_CONSTANTS(1.1 * fc, filename=tmp_path / "FORCE_CONSTANTS")
+    code, out, _ = run_cli(
+        capsys, "phonons", "compare", "--unitcell", str(nacl / "POSCAR-unitcell"), "--supercell", "2", "2", "2",
+        "--reference", str(nacl / "FORCE_SETS"), "--model", str(tmp_path / "FORCE_CONSTANTS"), "--json",
+    )
+    metrics = json.loads(out)
+    assert code == 0
+    for key in ("rmse_omega2_thz2", "rmse_vg_thz_ang", "mae_freq_thz", "min_freq_reference_thz", "min_freq_model_thz"):
+        assert key in metrics
+    assert metrics["rmse_omega2_thz2"] > 0.5 and metrics["stable_reference"]

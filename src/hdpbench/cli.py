@@ -147,6 +147,65 @@ def cmd_bench_evaluate(args) -> int:
     return 0
 
 
+def _read_structure(path):
+    import ase.io
+
+    from .errors import DataError
+
+    try:
+        return ase.io.read(path)
+    except Exception as error:
+        raise DataError(path, f"cannot read the structure ({type(error).__name__}: {error})") from error
+
+
+def cmd_phonons_compare(args) -> int:
+    from .io.force_constants import read_force_constants
+    from .phonons import compare
+
+    unitcell = _read_structure(args.unitcell)
+    context = {"unitcell": unitcell, "supercell_matrix": args.supercell}
+    reference = read_force_constants(args.reference, **context)
+    model = read_force_constants(args.model, **context)
+    metrics, _, _ = compare(
+        unitcell, reference, model, supercell_matrix=args.supercell, npoints=args.npoints, unstable_below=args.unstable_below
+    )
+    if args.json:
+        _print_json(metrics)
+        return 0
+    for key in ("rmse_omega2_thz2", "rmse_vg_thz_ang", "mae_freq_thz", "min_freq_reference_thz", "min_freq_model_thz"):
+        print(f"{key:>24}: {metrics[key]:.6g}")
+    print(f"{'stable (reference/model)':>24}: {metrics['stable_reference']}/{metrics['stable_model']}")
+    return 0
+
+
+def cmd_sigma(args) -> int:
+    from .anharmonicity import sigma
+    from .errors import DataError
+    from .io.force_constants import read_force_constants
+    from .io.trajectories import read_fhi_vibes, read_trajectory, trajectory_format
+
+    reference = force_constants = None
+    if trajectory_format(args.trajectory) == "fhi-vibes":
+        vibes = read_fhi_vibes(args.trajectory)
+        trajectory, reference, force_constants = vibes.trajectory, vibes.reference, vibes.force_constants
+    else:
+        trajectory = read_trajectory(args.trajectory, discard=args.discard)
+    if args.reference:
+        reference = _read_structure(args.reference)
+    if args.force_constants:
+        force_constants = read_force_constants(args.force_constants, n_atoms=trajectory.n_atoms)
+    if reference is None or force_constants is None:
+        raise DataError(args.trajectory, "σ needs --reference (the undisplaced supercell) and --force-constants")
+    result = sigma(trajectory, reference, force_constants).to_dict()
+    if args.json:
+        _print_json(result)
+        return 0
+    print(f"frames {result['n_frames']}, atoms {result['n_atoms']}")
+    print(f"sigma (mean over frames) {result['sigma_mean_per_frame']:.4f}, pooled (FHI-vibes) {result['sigma_pooled']:.4f}")
+    print("per species: " + ", ".join(f"{k} {v:.4f}" for k, v in result["sigma_per_species"].items()))
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="hdpbench",
@@ -181,6 +240,26 @@ def build_parser() -> argparse.ArgumentParser:
     model_listing = model_commands.add_parser("list", help="registered models, licences and whether weights are here")
     model_listing.add_argument("--json", action="store_true")
     model_listing.set_defaults(func=cmd_models_list)
+
+    phonons = commands.add_parser("phonons", help="harmonic phonons: compare force constants")
+    phonon_commands = phonons.add_subparsers(dest="phonons_command", metavar="ACTION", required=True)
+    compare = phonon_commands.add_parser("compare", help="RMSE(ω²), RMSE(v_g), MAE(f), stability, thermal errors")
+    compare.add_argument("--unitcell", required=True, help="unit cell (POSCAR/CONTCAR or any ASE format)")
+    compare.add_argument("--supercell", type=int, nargs=3, default=[2, 2, 2], metavar=("N1", "N2", "N3"))
+    compare.add_argument("--reference", required=True, help="force constants: hdf5, FORCE_CONSTANTS, FORCE_SETS, phonopy yaml")
+    compare.add_argument("--model", required=True, help="force constants to compare, any supported format")
+    compare.add_argument("--npoints", type=int, default=50, help="q-points per path segment")
+    compare.add_argument("--unstable-below", type=float, default=-0.5, help="THz; lower frequencies mean unstable")
+    compare.add_argument("--json", action="store_true")
+    compare.set_defaults(func=cmd_phonons_compare)
+
+    sigma = commands.add_parser("sigma", help="anharmonicity score of a trajectory")
+    sigma.add_argument("trajectory", help="FHI-vibes trajectory.nc, vasprun.xml, extxyz or ASE trajectory with forces")
+    sigma.add_argument("--reference", help="undisplaced supercell (e.g. SPOSCAR); read from trajectory.nc if absent")
+    sigma.add_argument("--force-constants", help="Φ of that supercell, any supported format")
+    sigma.add_argument("--discard", type=int, default=0, help="frames dropped from the start")
+    sigma.add_argument("--json", action="store_true")
+    sigma.set_defaults(func=cmd_sigma)
 
     bench = commands.add_parser("bench", help="throughput benchmarks (printed ratios, optional JSON)")
     bench_commands = bench.add_subparsers(dest="bench_command", metavar="BENCHMARK", required=True)
