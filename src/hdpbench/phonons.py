@@ -114,12 +114,12 @@ class Bands:
 def bands(phonon, path) -> Bands:
     qpoints, labels, connections = path
     phonon.run_band_structure(qpoints, path_connections=connections, labels=labels, with_group_velocities=True)
-    data = phonon.get_band_structure_dict()
-    lengths = np.cumsum([len(d) for d in data["distances"]])
+    data = phonon.band_structure
+    lengths = np.cumsum([len(d) for d in data.distances])
     return Bands(
-        distances=np.concatenate(data["distances"]),
-        frequencies=np.concatenate(data["frequencies"]),
-        group_velocities=np.concatenate(data["group_velocities"]),
+        distances=np.concatenate(data.distances),
+        frequencies=np.concatenate(data.frequencies),
+        group_velocities=np.concatenate(data.group_velocities),
         labels=labels,
         segment_ends=lengths,
     )
@@ -128,7 +128,7 @@ def bands(phonon, path) -> Bands:
 def thermal_properties(phonon, temperatures: Sequence[float] = THERMAL_TEMPERATURES) -> dict[str, Any]:
     """Helmholtz free energy (kJ/mol), C_v and S (J/K/mol) per unit cell, and the mesh minimum frequency."""
     phonon.run_mesh(THERMAL_MESH_LENGTH)
-    mesh_min = float(np.min(phonon.get_mesh_dict()["frequencies"]))
+    mesh_min = float(np.min(phonon.mesh.frequencies))
     phonon.run_thermal_properties(temperatures=list(temperatures), cutoff_frequency=THERMAL_CUTOFF_THZ)
     data = phonon.thermal_properties
     return {
