@@ -11,7 +11,13 @@ from hdpbench.anharmonicity import sigma
 from hdpbench.datasets import get_dataset
 from hdpbench.evaluate import load_model
 from hdpbench.mace_models import build_mace
-from hdpbench.stages import PhononSettings, SigmaSettings, collect, run_phonons, run_sigma_reference_frames
+from hdpbench.stages import (
+    PhononSettings,
+    SigmaSettings,
+    collect,
+    run_phonons,
+    run_sigma_reference_frames,
+)
 
 
 @pytest.fixture(scope="module")

@@ -1,0 +1,299 @@
+"""Batched NVT molecular dynamics with an Andersen thermostat: many replicas, one force call per step.
+
+The integrator reproduces ``ase.md.andersen.Andersen`` (which the authors ran) step for step:
+velocity Verlet; after the first half-kick every Cartesian velocity component is replaced, with
+probability p, by a Maxwell–Boltzmann draw at T; with ``fix_com`` (ASE's default) a random
+centre-of-mass velocity is added before the kick, the centre-of-mass velocity is removed before the
+drift and after the second kick, and the centre of mass is kept in place. Random numbers are drawn
+from one ``numpy.random.Generator`` per replica in exactly ASE's order, so a replica fed the same
+generator as ASE's ``Andersen`` follows the same trajectory, and every run is reproducible from its
+seed. State lives in torch tensors (float64) on the chosen device; replicas of different compounds
+and sizes advance together, their forces evaluated in one batched call per step.
+
+A replica whose temperature exceeds ``max_temperature_factor`` x T, or whose largest force exceeds
+``max_force``, or that produces non-finite numbers, is stopped and the reason recorded; the others
+continue. Frames are written every ``write_every`` steps to one extxyz file per replica (with forces),
+and a checkpoint after each write makes an interrupted run resume where it stopped.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+from ase import Atoms, units
+
+from .torch_setup import prepare_torch
+
+ForceFunction = Callable[[list[Atoms]], list[np.ndarray]]
+
+
+def model_forces(model, *, device: str = "cpu", dtype: str = "float32") -> ForceFunction:
+    """Forces of a MACE model (registry name, path, module or LoadedModel) or an ASE calculator."""
+    from ase.calculators.calculator import BaseCalculator
+
+    from .evaluate import BatchedEvaluator, LoadedModel, evaluate_with_calculator, load_model
+
+    if isinstance(model, BaseCalculator):
+        return lambda structures: evaluate_with_calculator(model, structures).forces
+    loaded = model if isinstance(model, LoadedModel) else load_model(model, device=device, dtype=dtype)
+    evaluator = BatchedEvaluator(loaded, batch_size="auto", progress=False)
+    return lambda structures: evaluator.evaluate(structures).forces
+
+
+@dataclass
+class MDSettings:
+    temperature_K: float = 300.0
+    timestep_fs: float = 1.0
+    andersen_prob: float = 0.5
+    fix_com: bool = True
+    steps: int = 2000
+    write_every: int = 1
+    max_temperature_factor: float = 5.0
+    max_force: float = 50.0  # eV/Å
+    seed: int = 0
+
+
+@dataclass
+class ReplicaStatus:
+    steps_done: int = 0
+    stopped: str | None = None  # reason, when the blow-up guard stopped it
+    temperatures: list[float] = field(default_factory=list)
+
+
+class BatchedAndersen:
+    """R replicas (any mix of structures) under Andersen NVT, advanced together."""
+
+    def __init__(
+        self,
+        structures: Sequence[Atoms],
+        force_function: ForceFunction,
+        settings: MDSettings = MDSettings(),
+        *,
+        rngs: Sequence[np.random.Generator] | None = None,
+        device: str = "cpu",
+        output_dir: str | Path | None = None,
+    ):
+        torch = prepare_torch()
+        self.torch = torch
+        self.settings = settings
+        self.force_function = force_function
+        self.device = device
+        self.templates = [atoms.copy() for atoms in structures]
+        self.n_replicas = len(self.templates)
+        self.rngs = list(rngs) if rngs is not None else [np.random.default_rng([settings.seed, r]) for r in range(self.n_replicas)]
+        sizes = [len(a) for a in self.templates]
+        self.offsets = np.concatenate([[0], np.cumsum(sizes)])
+        as_tensor = lambda array: torch.as_tensor(np.asarray(array), dtype=torch.float64, device=device)  # noqa: E731
+        self.replica = torch.as_tensor(np.repeat(np.arange(self.n_replicas), sizes), device=device)
+        self.masses = as_tensor(np.concatenate([a.get_masses() for a in self.templates]))[:, None]
+        self.positions = as_tensor(np.concatenate([a.positions for a in self.templates]))
+        self.velocities = as_tensor(np.concatenate([a.get_velocities() for a in self.templates]))
+        self.total_mass = torch.zeros(self.n_replicas, dtype=torch.float64, device=device).index_add_(0, self.replica, self.masses[:, 0])
+        self.dt = settings.timestep_fs * units.fs
+        self.kT = units.kB * settings.temperature_K
+        self.forces = None
+        self.status = [ReplicaStatus() for _ in range(self.n_replicas)]
+        self.output_dir = Path(output_dir) if output_dir else None
+
+    # ---- helpers -----------------------------------------------------------------------------
+    @property
+    def active(self) -> list[int]:
+        return [r for r, s in enumerate(self.status) if s.stopped is None]
+
+    def _slice(self, r: int) -> slice:
+        return slice(int(self.offsets[r]), int(self.offsets[r + 1]))
+
+    def _per_replica_mean_velocity(self, velocities):
+        momentum = self.torch.zeros(self.n_replicas, 3, dtype=self.torch.float64, device=self.device)
+        momentum.index_add_(0, self.replica, self.masses * velocities)
+        return (momentum / self.total_mass[:, None])[self.replica]
+
+    def _centre_of_mass(self, positions):
+        weighted = self.torch.zeros(self.n_replicas, 3, dtype=self.torch.float64, device=self.device)
+        weighted.index_add_(0, self.replica, self.masses * positions)
+        return weighted / self.total_mass[:, None]
+
+    @staticmethod
+    def _boltzmann(rng: np.random.Generator, width, size) -> np.ndarray:
+        """ASE's Box–Muller draw: two uniform arrays, in this order."""
+        x = rng.random(size=size)
+        y = rng.random(size=size)
+        return width * np.cos(2 * np.pi * x) * (-2 * np.log(1 - y)) ** 0.5
+
+    def _draws(self):
+        """Per replica, in ASE's order: COM velocity, MB velocities, collision chances (moved to the device once)."""
+        com, thermal, chance = [], [], []
+        masses = self.masses.cpu().numpy()
+        for r in range(self.n_replicas):
+            rng, part = self.rngs[r], self._slice(r)
+            n = part.stop - part.start
+            if self.status[r].stopped is not None:  # a stopped replica consumes no random numbers
+                com.append(np.zeros((n, 3)))
+                thermal.append(np.zeros((n, 3)))
+                chance.append(np.ones((n, 3)) * 2.0)
+                continue
+            if self.settings.fix_com:
+                width = (self.kT / float(self.total_mass[r])) ** 0.5
+                com.append(np.ones((n, 3)) * self._boltzmann(rng, width, 3))
+            else:
+                com.append(np.zeros((n, 3)))
+            width = (self.kT / np.repeat(masses[part], 3, axis=1)) ** 0.5
+            thermal.append(self._boltzmann(rng, width, (n, 3)))
+            chance.append(rng.random(size=(n, 3)))
+        to = lambda parts: self.torch.as_tensor(np.concatenate(parts), dtype=self.torch.float64, device=self.device)  # noqa: E731
+        return to(com), to(thermal), to(chance)
+
+    def _compute_forces(self):
+        active = self.active
+        structures = []
+        positions = self.positions.cpu().numpy()
+        for r in active:
+            atoms = self.templates[r].copy()
+            atoms.positions = positions[self._slice(r)]
+            structures.append(atoms)
+        forces = np.zeros(tuple(self.positions.shape))
+        for r, f in zip(active, self.force_function(structures) if structures else [], strict=True):
+            forces[self._slice(r)] = f
+        return self.torch.as_tensor(forces, dtype=self.torch.float64, device=self.device)
+
+    def temperatures(self) -> np.ndarray:
+        kinetic = self.torch.zeros(self.n_replicas, dtype=self.torch.float64, device=self.device)
+        kinetic.index_add_(0, self.replica, 0.5 * (self.masses * self.velocities**2).sum(dim=1))
+        dof = 3 * np.diff(self.offsets)
+        return (2 * kinetic.cpu().numpy() / (dof * units.kB)).astype(float)
+
+    # ---- the step ------------------------------------------------------------------------------
+    def step(self) -> None:
+        """One Andersen step for every active replica (ASE's ``Andersen.step``)."""
+        torch = self.torch
+        if self.forces is None:
+            self.forces = self._compute_forces()
+        running = torch.zeros(self.n_replicas, dtype=torch.bool, device=self.device)
+        running[self.active] = True
+        moving = running[self.replica][:, None]
+        com_velocity, thermal, chance = self._draws()
+        v = self.velocities + com_velocity
+        v = v + 0.5 * self.forces / self.masses * self.dt
+        v = torch.where(chance <= self.settings.andersen_prob, thermal, v)
+        x = self.positions
+        if self.settings.fix_com:
+            old_com = self._centre_of_mass(x)
+            v = v - self._per_replica_mean_velocity(v)
+        new_positions = x + v * self.dt
+        if self.settings.fix_com:
+            new_positions = new_positions + (old_com - self._centre_of_mass(new_positions))[self.replica]
+        v = (new_positions - x) / self.dt
+        self.positions = torch.where(moving, new_positions, self.positions)
+        self.forces = self._compute_forces()
+        v = v + 0.5 * self.forces / self.masses * self.dt
+        if self.settings.fix_com:
+            v = v - self._per_replica_mean_velocity(v)
+        self.velocities = torch.where(moving, v, self.velocities)
+        self._guard()
+
+    def _guard(self) -> None:
+        temperatures = self.temperatures()
+        max_force = self.torch.zeros(self.n_replicas, dtype=self.torch.float64, device=self.device)
+        max_force.scatter_reduce_(0, self.replica, self.forces.abs().amax(dim=1), reduce="amax", include_self=False)
+        max_force = max_force.cpu().numpy()
+        finite = np.isfinite(temperatures) & np.isfinite(max_force)
+        for r in self.active:
+            status = self.status[r]
+            status.steps_done += 1
+            status.temperatures.append(float(temperatures[r]))
+            if not finite[r]:
+                status.stopped = f"non-finite positions, velocities or forces at step {status.steps_done}"
+            elif temperatures[r] > self.settings.max_temperature_factor * self.settings.temperature_K:
+                status.stopped = (
+                    f"temperature {temperatures[r]:.0f} K > {self.settings.max_temperature_factor:g} x "
+                    f"{self.settings.temperature_K:g} K at step {status.steps_done}"
+                )
+            elif max_force[r] > self.settings.max_force:
+                status.stopped = f"force {max_force[r]:.1f} eV/Å > {self.settings.max_force:g} eV/Å at step {status.steps_done}"
+
+    # ---- running, writing, resuming ---------------------------------------------------------------
+    def atoms(self, r: int) -> Atoms:
+        """Replica ``r`` now, with velocities and its current forces attached."""
+        from ase.calculators.singlepoint import SinglePointCalculator
+
+        atoms = self.templates[r].copy()
+        part = self._slice(r)
+        atoms.positions = self.positions[part].cpu().numpy()
+        atoms.set_velocities(self.velocities[part].cpu().numpy())
+        if self.forces is not None:
+            atoms.calc = SinglePointCalculator(atoms, forces=self.forces[part].cpu().numpy())
+        atoms.info["step"] = self.status[r].steps_done
+        return atoms
+
+    def run(self, steps: int | None = None, *, progress: bool = True) -> list[ReplicaStatus]:
+        from tqdm.auto import tqdm
+
+        total = steps if steps is not None else self.settings.steps
+        if self.output_dir is not None:
+            self._resume()
+        start = min(s.steps_done for s in self.status)
+        for _ in tqdm(range(start, total), desc=f"MD x{self.n_replicas}", unit="step", disable=not progress):
+            if not self.active:
+                break
+            self.step()
+            step = max(s.steps_done for s in self.status)
+            if self.output_dir is not None and step % self.settings.write_every == 0:
+                self._write(step)
+        return self.status
+
+    def _trajectory_file(self, r: int) -> Path:
+        return self.output_dir / f"replica_{r:03d}.extxyz"
+
+    def _write(self, step: int) -> None:
+        import ase.io
+
+        from .results import atomic_path
+
+        self.output_dir.mkdir(parents=True, exist_ok=True)
+        for r in range(self.n_replicas):
+            if self.status[r].steps_done == step:  # stopped replicas write nothing more
+                ase.io.write(self._trajectory_file(r), self.atoms(r), format="extxyz", append=True)
+        with atomic_path(self.output_dir / "checkpoint.npz") as tmp, open(tmp, "wb") as handle:
+            np.savez(
+                handle,
+                positions=self.positions.cpu().numpy(),
+                velocities=self.velocities.cpu().numpy(),
+                forces=self.forces.cpu().numpy(),
+                status=json.dumps([s.__dict__ for s in self.status]),
+                rng_states=json.dumps([rng.bit_generator.state for rng in self.rngs]),
+            )
+
+    def _resume(self) -> None:
+        import ase.io
+
+        checkpoint = self.output_dir / "checkpoint.npz"
+        if not checkpoint.is_file():
+            return
+        torch = self.torch
+        with np.load(checkpoint) as state:
+            self.positions = torch.as_tensor(state["positions"], device=self.device)
+            self.velocities = torch.as_tensor(state["velocities"], device=self.device)
+            self.forces = torch.as_tensor(state["forces"], device=self.device)
+            self.status = [ReplicaStatus(**s) for s in json.loads(str(state["status"]))]
+            for rng, saved in zip(self.rngs, json.loads(str(state["rng_states"])), strict=True):
+                rng.bit_generator.state = saved
+        for r, status in enumerate(self.status):  # drop frames written after the checkpoint
+            path = self._trajectory_file(r)
+            if path.is_file():
+                frames = [a for a in ase.io.read(path, index=":") if a.info.get("step", 0) <= status.steps_done]
+                ase.io.write(path, frames, format="extxyz")
+
+    def summary(self) -> dict[str, Any]:
+        return {
+            "replicas": self.n_replicas,
+            "steps": self.settings.steps,
+            "temperature_K": self.settings.temperature_K,
+            "mean_temperature_per_replica": [float(np.mean(s.temperatures)) if s.temperatures else None for s in self.status],
+            "steps_done_per_replica": [s.steps_done for s in self.status],
+            "stopped_replicas": {r: s.stopped for r, s in enumerate(self.status) if s.stopped},
+        }

@@ -1,0 +1,129 @@
+"""Batched Andersen MD: equal to ASE's Andersen and VelocityVerlet, thermostatted, guarded, resumable."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+from ase import units
+from ase.calculators.lj import LennardJones
+from ase.md.andersen import Andersen
+from ase.md.velocitydistribution import MaxwellBoltzmannDistribution, Stationary
+from ase.md.verlet import VelocityVerlet
+from scipy import stats
+
+from hdpbench.md import BatchedAndersen, MDSettings, model_forces
+from hdpbench.structures import double_perovskite, make_supercell
+
+
+def lj():
+    return LennardJones(sigma=2.9, epsilon=0.02, rc=6.0, smooth=True)
+
+
+def hdp(a_site="Cs", b="Ag", b_prime="Bi", x="Br", a=11.25, seed=5):
+    atoms = make_supercell(double_perovskite(a_site, b, b_prime, x, a, 0.25), np.diag([2, 2, 2]))
+    MaxwellBoltzmannDistribution(atoms, temperature_K=300, rng=np.random.default_rng(seed))
+    Stationary(atoms)
+    return atoms
+
+
+def test_one_replica_reproduces_ase_andersen_for_200_steps():
+    atoms = hdp()
+    other = hdp("Cs", "Na", "In", "Cl", 10.5, seed=6)  # a second compound in the same batch
+    reference = atoms.copy()
+    reference.calc = lj()
+    ase_md = Andersen(reference, 1 * units.fs, temperature_K=300, andersen_prob=0.5, rng=np.random.default_rng(7))
+    ours = BatchedAndersen(
+        [atoms, other], model_forces(lj()), MDSettings(andersen_prob=0.5), rngs=[np.random.default_rng(7), np.random.default_rng(8)]
+    )
+    for _ in range(200):
+        ase_md.run(1)
+        ours.step()
+    assert np.abs(ours.atoms(0).positions - reference.positions).max() < 1e-8
+    assert np.abs(ours.atoms(0).get_velocities() - reference.get_velocities()).max() < 1e-8
+
+
+@pytest.mark.parametrize("fix_com", [False, True])
+def test_zero_collision_probability_is_velocity_verlet(fix_com):
+    atoms = hdp()
+    reference = atoms.copy()
+    reference.calc = lj()
+    verlet = VelocityVerlet(reference, 1 * units.fs)
+    ours = BatchedAndersen([atoms], model_forces(lj()), MDSettings(andersen_prob=0.0, fix_com=fix_com))
+    for _ in range(100):
+        verlet.run(1)
+        ours.step()
+    assert np.abs(ours.atoms(0).positions - reference.positions).max() < 1e-8
+
+
+def test_temperature_and_maxwell_boltzmann_velocities():
+    structures = [hdp(seed=s) for s in range(3)]
+    md = BatchedAndersen(structures, model_forces(lj()), MDSettings(andersen_prob=0.5, seed=11))
+    velocities = []
+    for step in range(2000):
+        md.step()
+        if step >= 200 and step % 20 == 0:
+            velocities.append([md.atoms(r).get_velocities() * np.sqrt(md.atoms(r).get_masses()[:, None]) for r in range(3)])
+    for status in md.status:
+        mean_temperature = np.mean(status.temperatures[200:])
+        assert abs(mean_temperature - 300.0) < 0.03 * 300.0
+    # sqrt(m)·v of every component is normal with variance kT.
+    scaled = np.array(velocities).ravel() / np.sqrt(units.kB * 300.0)
+    assert stats.kstest(scaled, "norm").pvalue > 1e-3
+    assert abs(np.var(scaled) - 1.0) < 0.03
+
+
+def test_seeds_make_runs_reproducible():
+    def run(seed):
+        md = BatchedAndersen([hdp(), hdp(seed=9)], model_forces(lj()), MDSettings(seed=seed))
+        for _ in range(20):
+            md.step()
+        return md.positions.numpy().copy()
+
+    np.testing.assert_array_equal(run(1), run(1))
+    assert np.abs(run(1) - run(2)).max() > 1e-6
+
+
+def test_blow_up_guard_stops_one_replica_and_the_others_continue():
+    unstable = hdp()
+    unstable.positions[1] = unstable.positions[0] + [0.6, 0.0, 0.0]  # two atoms almost on top of each other
+    md = BatchedAndersen([hdp(), unstable], model_forces(lj()), MDSettings(steps=30, max_force=50.0))
+    md.run(progress=False)
+    assert md.status[0].stopped is None and md.status[0].steps_done == 30
+    assert md.status[1].stopped is not None
+    assert "eV/Å" in md.status[1].stopped or "temperature" in md.status[1].stopped
+    assert md.status[1].steps_done < 30
+    assert md.summary()["stopped_replicas"].keys() == {1}
+
+
+def test_interrupted_run_resumes_to_the_same_trajectory(tmp_path):
+    import ase.io
+
+    settings = MDSettings(steps=12, write_every=3, seed=4)
+    whole = BatchedAndersen([hdp(), hdp(seed=2)], model_forces(lj()), settings, output_dir=tmp_path / "whole")
+    whole.run(progress=False)
+    first = BatchedAndersen([hdp(), hdp(seed=2)], model_forces(lj()), settings, output_dir=tmp_path / "split")
+    first.run(7, progress=False)  # "killed" after step 7: last checkpoint at step 6
+    second = BatchedAndersen([hdp(), hdp(seed=2)], model_forces(lj()), settings, output_dir=tmp_path / "split")
+    second.run(progress=False)
+    np.testing.assert_array_equal(second.positions.numpy(), whole.positions.numpy())
+    frames = ase.io.read(tmp_path / "split" / "replica_001.extxyz", index=":")
+    assert [a.info["step"] for a in frames] == [3, 6, 9, 12]
+    expected = ase.io.read(tmp_path / "whole" / "replica_001.extxyz", index=":")
+    np.testing.assert_allclose(frames[-1].get_forces(), expected[-1].get_forces())
+
+
+def test_mace_forces_through_the_batched_evaluator_match_ase_with_mace_calculator(tmp_path):
+    from mace.calculators import MACECalculator
+
+    from hdpbench.mace_models import build_mace, save_model
+
+    path = save_model(build_mace([55, 47, 83, 35], channels=8, r_max=5.0, seed=5), tmp_path / "tiny.model")
+    atoms = hdp()
+    reference = atoms.copy()
+    reference.calc = MACECalculator(model_paths=str(path), default_dtype="float64")
+    ase_md = Andersen(reference, 1 * units.fs, temperature_K=300, andersen_prob=0.5, rng=np.random.default_rng(3))
+    ours = BatchedAndersen([atoms, hdp(seed=8)], model_forces(str(path), dtype="float64"), MDSettings(), rngs=[np.random.default_rng(3), np.random.default_rng(4)])
+    for _ in range(10):
+        ase_md.run(1)
+        ours.step()
+    assert np.abs(ours.atoms(0).positions - reference.positions).max() < 1e-8
