@@ -72,7 +72,7 @@ class BatchedAndersen:
         self,
         structures: Sequence[Atoms],
         force_function: ForceFunction,
-        settings: MDSettings = MDSettings(),
+        settings: MDSettings | None = None,
         *,
         rngs: Sequence[np.random.Generator] | None = None,
         device: str = "cpu",
@@ -80,6 +80,7 @@ class BatchedAndersen:
     ):
         torch = prepare_torch()
         self.torch = torch
+        settings = settings or MDSettings()
         self.settings = settings
         self.force_function = force_function
         self.device = device
