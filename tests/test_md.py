@@ -127,3 +127,23 @@ def test_mace_forces_through_the_batched_evaluator_match_ase_with_mace_calculato
         ase_md.run(1)
         ours.step()
     assert np.abs(ours.atoms(0).positions - reference.positions).max() < 1e-8
+
+
+def test_md_cli(tmp_path, capsys):
+    import json
+
+    import ase.io
+
+    from hdpbench import cli
+    from hdpbench.mace_models import build_mace, save_model
+
+    model = save_model(build_mace([37, 28, 47, 9], channels=8, r_max=4.0, seed=1), tmp_path / "tiny.model")
+    ase.io.write(tmp_path / "POSCAR", double_perovskite("Rb", "Ni", "Ag", "F", 8.6, 0.24), format="vasp")
+    code = cli.main(
+        ["md", "--structure", str(tmp_path / "POSCAR"), "--model", str(model), "--steps", "5", "--replicas", "2",
+         "--output", str(tmp_path / "md"), "--json"]
+    )
+    summary = json.loads(capsys.readouterr().out)
+    assert code == 0 and summary["replicas"] == 2 and summary["steps"] == 5
+    assert len(summary["mean_temperature_per_replica"]) == 2 and summary["stopped_replicas"] == {}
+    assert len(ase.io.read(tmp_path / "md" / "replica_001.extxyz", index=":")) == 5

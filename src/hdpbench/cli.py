@@ -206,6 +206,41 @@ def cmd_sigma(args) -> int:
     return 0
 
 
+def cmd_md(args) -> int:
+    import numpy as np
+    from ase.md.velocitydistribution import MaxwellBoltzmannDistribution, Stationary
+
+    from .md import BatchedAndersen, MDSettings, model_forces
+
+    structure = _read_structure(args.structure)
+    replicas = []
+    for r in range(args.replicas):
+        atoms = structure.copy()
+        MaxwellBoltzmannDistribution(atoms, temperature_K=args.temperature, rng=np.random.default_rng([args.seed, r, 1]))
+        Stationary(atoms)
+        replicas.append(atoms)
+    settings = MDSettings(
+        temperature_K=args.temperature,
+        timestep_fs=args.timestep,
+        andersen_prob=args.andersen_prob,
+        steps=args.steps,
+        write_every=args.write_every,
+        seed=args.seed,
+    )
+    md = BatchedAndersen(
+        replicas, model_forces(args.model, device=args.device, dtype=args.dtype), settings, device="cpu", output_dir=args.output
+    )
+    md.run(progress=not args.json)
+    summary = md.summary()
+    if args.json:
+        _print_json(summary)
+        return 0
+    for r, temperature in enumerate(summary["mean_temperature_per_replica"]):
+        stopped = summary["stopped_replicas"].get(r)
+        print(f"replica {r}: mean T {temperature:.1f} K over {summary['steps_done_per_replica'][r]} steps" + (f", STOPPED: {stopped}" if stopped else ""))
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="hdpbench",
@@ -260,6 +295,22 @@ def build_parser() -> argparse.ArgumentParser:
     sigma.add_argument("--discard", type=int, default=0, help="frames dropped from the start")
     sigma.add_argument("--json", action="store_true")
     sigma.set_defaults(func=cmd_sigma)
+
+    md = commands.add_parser("md", help="batched NVT MD with an Andersen thermostat (ASE semantics)")
+    md.add_argument("--structure", required=True, help="starting structure (any ASE format)")
+    md.add_argument("--model", required=True, help="registry name or checkpoint path")
+    md.add_argument("--temperature", type=float, default=300.0)
+    md.add_argument("--steps", type=int, default=2000)
+    md.add_argument("--replicas", type=int, default=2)
+    md.add_argument("--seed", type=int, default=0)
+    md.add_argument("--timestep", type=float, default=1.0, help="fs")
+    md.add_argument("--andersen-prob", type=float, default=0.5)
+    md.add_argument("--write-every", type=int, default=1, help="write a frame every k steps (with --output)")
+    md.add_argument("--output", help="folder for replica_XXX.extxyz and the checkpoint (resumes if present)")
+    md.add_argument("--device", default="cpu")
+    md.add_argument("--dtype", default="float32", choices=["float32", "float64"])
+    md.add_argument("--json", action="store_true")
+    md.set_defaults(func=cmd_md)
 
     bench = commands.add_parser("bench", help="throughput benchmarks (printed ratios, optional JSON)")
     bench_commands = bench.add_subparsers(dest="bench_command", metavar="BENCHMARK", required=True)

@@ -28,9 +28,19 @@ def import_e3nn():
     return e3nn
 
 
+@functools.cache
 def import_mace():
-    """The ``mace`` package, imported after :func:`prepare_torch`."""
-    prepare_torch()
-    import mace
+    """The ``mace`` package, imported after :func:`prepare_torch`.
 
-    return mace
+    mace-torch prints notices (e.g. about cuEquivariance) to stdout when its modules are imported;
+    they go to stderr here so that ``--json`` output stays machine-readable.
+    """
+    import contextlib
+    import importlib
+    import sys
+
+    prepare_torch()
+    with contextlib.redirect_stdout(sys.stderr):
+        for name in ("mace", "mace.modules", "mace.data", "mace.tools", "mace.calculators"):
+            importlib.import_module(name)
+    return sys.modules["mace"]
