@@ -59,3 +59,15 @@ def test_subsample():
     assert subsample(10, None).tolist() == list(range(10))
     assert subsample(10, 3).tolist() == [0, 4, 9] or subsample(10, 3).tolist() == [0, 5, 9]
     assert len(subsample(1000, 100)) == 100
+
+
+def test_blockwise_kernel_equals_one_call():
+    descriptors = soap_descriptors(frames(7, seed=3))
+    whole = rematch_kernel(descriptors, block=100)
+    np.testing.assert_allclose(rematch_kernel(descriptors, block=3), whole, atol=1e-12)
+
+
+def test_sigma_colours_follow_the_subsampled_frames():
+    sample = frames(5, seed=4)
+    result = configuration_map(sample, sample[:3], max_frames_per_set=None, reference_sigma=np.arange(5.0), model_sigma=10 + np.arange(3.0))
+    assert result.sigma_per_frame.tolist() == [0, 1, 2, 3, 4, 10, 11, 12]

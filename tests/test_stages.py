@@ -88,3 +88,21 @@ def test_model_md_stage(authors_dataset, tiny_model, tmp_path):
     compound = dataset.load("Cs2AgBiBr6", discard=0)
     direct = sigma(Trajectory.from_atoms_list(frames), compound.reference_supercell, read_force_constants(phonons.path("Cs2AgBiBr6", ".phonopy.yaml")))
     assert row["sigma_model_only"] == pytest.approx(direct.sigma_mean_per_frame, rel=1e-6)
+
+
+def test_kpca_stage(authors_dataset, tiny_model, tmp_path):
+    from hdpbench.stages import KPCASettings, ModelMDSettings, run_kpca
+
+    root, _ = authors_dataset
+    stage = run_kpca(
+        get_dataset(root), tiny_model, compounds=["Cs2NaInCl6"],
+        settings=KPCASettings(max_frames_per_set=4, discard=0, dtype="float64"),
+        md_settings=ModelMDSettings(steps=3, discard=0, dtype="float64", start_frame_max=5),
+        phonon_settings=PhononSettings(dtype="float64", points_per_segment=5),
+        results_root=tmp_path, progress=False,
+    )
+    row = stage.load_json("Cs2NaInCl6")
+    arrays = stage.load_arrays("Cs2NaInCl6")
+    assert row["n_reference_frames"] == 4 and row["n_model_frames"] == 4 and 0.0 <= row["overlap"] <= 1.0
+    assert arrays["coordinates"].shape == (8, 2) and arrays["kernel"].shape == (8, 8)
+    assert np.all(np.isfinite(arrays["sigma_per_frame"]))

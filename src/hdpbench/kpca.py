@@ -36,12 +36,25 @@ def soap_descriptors(frames: Sequence[Atoms], species: Sequence[str] | None = No
     return normalised
 
 
-def rematch_kernel(descriptors: Sequence[np.ndarray], other: Sequence[np.ndarray] | None = None) -> np.ndarray:
-    """Normalised REMatch kernel between frames (dscribe's implementation)."""
+def rematch_kernel(
+    descriptors: Sequence[np.ndarray], other: Sequence[np.ndarray] | None = None, *, progress: bool = False, block: int = 16
+) -> np.ndarray:
+    """Normalised REMatch kernel between frames (dscribe's implementation), computed in row blocks
+    so long kernels show progress."""
     from dscribe.kernels import REMatchKernel
+    from tqdm.auto import tqdm
 
     kernel = REMatchKernel(**REMATCH_SETTINGS)
-    return np.asarray(kernel.create(list(descriptors), None if other is None else list(other)))
+    rows = list(descriptors)
+    columns = rows if other is None else list(other)
+    if len(rows) <= block:
+        return np.asarray(kernel.create(rows, None if other is None else columns))
+    # dscribe normalises each block by its own diagonal: K_ij / sqrt(K_ii K_jj), the same for any block.
+    parts = [
+        np.asarray(kernel.create(rows[start : start + block], columns))
+        for start in tqdm(range(0, len(rows), block), desc="REMatch kernel", unit="block", disable=not progress)
+    ]
+    return np.concatenate(parts)
 
 
 def kernel_pca(kernel: np.ndarray, n_components: int = 2) -> np.ndarray:
@@ -79,6 +92,7 @@ class ConfigurationMap:
     kernel: np.ndarray
     frame_indices: dict[str, np.ndarray]  # which frames of each set were used
     overlap: float
+    sigma_per_frame: np.ndarray | None = None  # for colouring (Figs. S10/S12), aligned with labels
     extra: dict = field(default_factory=dict)
 
 
@@ -88,6 +102,9 @@ def configuration_map(
     *,
     max_frames_per_set: int | None = 100,
     kernel: np.ndarray | None = None,
+    reference_sigma: np.ndarray | None = None,
+    model_sigma: np.ndarray | None = None,
+    progress: bool = False,
 ) -> ConfigurationMap:
     """KPCA map of reference and model frames of one compound (kernel computed unless given)."""
     reference_index = subsample(len(reference_frames), max_frames_per_set)
@@ -95,8 +112,12 @@ def configuration_map(
     frames = [reference_frames[i] for i in reference_index] + [model_frames[i] for i in model_index]
     labels = np.array([0] * len(reference_index) + [1] * len(model_index))
     if kernel is None:
-        kernel = rematch_kernel(soap_descriptors(frames))
+        kernel = rematch_kernel(soap_descriptors(frames), progress=progress)
+    sigma_per_frame = None
+    if reference_sigma is not None and model_sigma is not None:
+        sigma_per_frame = np.concatenate([np.asarray(reference_sigma)[reference_index], np.asarray(model_sigma)[model_index]])
     return ConfigurationMap(
+        sigma_per_frame=sigma_per_frame,
         coordinates=kernel_pca(kernel),
         labels=labels,
         kernel=kernel,

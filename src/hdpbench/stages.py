@@ -294,3 +294,79 @@ def zlib_crc(text: str) -> int:
     import zlib
 
     return zlib.crc32(text.encode())
+
+
+@dataclass(frozen=True)
+class KPCASettings:
+    max_frames_per_set: int = 100  # REMatch is O(frames²): reference and model frames are subsampled evenly
+    discard: int = 100
+    dtype: str = "float32"
+
+
+def run_kpca(
+    dataset,
+    model,
+    *,
+    compounds: Sequence[str] | None = None,
+    settings: KPCASettings = KPCASettings(),
+    md_settings: ModelMDSettings | None = None,
+    phonon_settings: PhononSettings | None = None,
+    device: str = "cpu",
+    results_root=None,
+    progress: bool = True,
+) -> StageResults:
+    """KPCA maps of reference (AIMD) and model-MD frames per compound; kernel, coordinates, labels and
+    per-frame σ (Φ_ref for reference frames, Φ_model for model frames) stored for the figures."""
+    import ase.io
+
+    from .anharmonicity import sigma
+    from .compound import Trajectory
+    from .io.force_constants import read_force_constants
+    from .kpca import configuration_map
+
+    data, loaded = _dataset_and_model(dataset, model, device, settings.dtype)
+    md_settings = md_settings or ModelMDSettings(dtype=settings.dtype)
+    phonon_settings = phonon_settings or PhononSettings(dtype=settings.dtype)
+    md_stage = run_model_md(
+        data, loaded, compounds=compounds, settings=md_settings, phonon_settings=phonon_settings,
+        device=device, results_root=results_root, progress=progress,
+    )
+    phonon_stage = run_phonons(data, loaded, compounds=md_stage.done(), settings=phonon_settings, results_root=results_root, progress=progress)
+    stage = _stage(data, loaded, "kpca", settings, results_root)
+    names = [n for n in (compounds or md_stage.done()) if md_stage.is_done(n)]
+
+    def compute(name: str) -> dict[str, Any]:
+        compound = data.load(name, discard=settings.discard)
+        reference = compound.trajectory
+        model_frames = ase.io.read(md_stage.path(name, ".md.extxyz"), index=":")
+        model_trajectory = Trajectory.from_atoms_list(model_frames)
+        fc_model = read_force_constants(phonon_stage.path(name, ".phonopy.yaml"))
+        result = configuration_map(
+            reference.to_atoms_list(),
+            model_frames,
+            max_frames_per_set=settings.max_frames_per_set,
+            reference_sigma=sigma(reference, compound.reference_supercell, compound.force_constants).sigma_per_frame,
+            model_sigma=sigma(model_trajectory, compound.reference_supercell, fc_model).sigma_per_frame,
+            progress=progress,
+        )
+        return {
+            "json_data": {
+                "compound": name,
+                "halide": compound.halide,
+                "overlap": result.overlap,
+                "n_reference_frames": int((result.labels == 0).sum()),
+                "n_model_frames": int((result.labels == 1).sum()),
+                "subsampled_from": {"reference": len(reference), "model": len(model_frames)},
+            },
+            "arrays": {
+                "coordinates": result.coordinates,
+                "labels": result.labels,
+                "kernel": result.kernel,
+                "sigma_per_frame": result.sigma_per_frame,
+                "reference_frame_index": result.frame_indices["reference"],
+                "model_frame_index": result.frame_indices["model"],
+            },
+        }
+
+    stage.run(names, compute, progress=progress)
+    return stage
