@@ -237,7 +237,8 @@ class BatchedAndersen:
         total = steps if steps is not None else self.settings.steps
         if self.output_dir is not None:
             self._resume()
-        start = min(s.steps_done for s in self.status)
+        # Active replicas step together; stopped ones keep the step count at which they stopped.
+        start = max(s.steps_done for s in self.status)
         for _ in tqdm(range(start, total), desc=f"MD x{self.n_replicas}", unit="step", disable=not progress):
             if not self.active:
                 break
