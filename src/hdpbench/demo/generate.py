@@ -418,7 +418,7 @@ class CompoundGenerator:
         except Exception:
             tblite_version = "unknown"
         phonon.run_qpoints([[0.0, 0.0, 0.0]])
-        frequencies = phonon.get_qpoints_dict()["frequencies"][0]
+        frequencies = phonon.qpoints.frequencies[0]
         return {
             "dataset": "demo",
             "compound": self.compound.formula,
