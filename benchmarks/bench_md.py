@@ -7,7 +7,6 @@ Prints atoms·steps/s of each and their ratio, measured in one run (ASE first, t
 """
 
 import argparse
-import json
 import time
 
 import numpy as np
@@ -19,6 +18,7 @@ from hdpbench.benchmarking import hardware, hdp_frames
 from hdpbench.evaluate import load_model
 from hdpbench.mace_models import build_mace, save_model
 from hdpbench.md import BatchedAndersen, MDSettings, model_forces
+from hdpbench.results import atomic_write_json
 
 
 def main() -> None:
@@ -73,9 +73,7 @@ def main() -> None:
         f"{report['ratio_batched_vs_ase']:.2f}x"
     )
     if args.json:
-        with open(args.json, "w") as handle:
-            json.dump(report, handle, indent=2)
-            handle.write("\n")
+        atomic_write_json(args.json, report)
 
 
 if __name__ == "__main__":

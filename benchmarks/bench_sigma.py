@@ -7,7 +7,6 @@ ase.geometry.find_mic (the straightforward implementation).
 """
 
 import argparse
-import json
 import os
 import platform
 import time
@@ -18,6 +17,7 @@ from ase.geometry import find_mic
 from hdpbench import __version__
 from hdpbench.anharmonicity import sigma
 from hdpbench.compound import Trajectory
+from hdpbench.results import atomic_write_json
 from hdpbench.structures import double_perovskite, make_supercell
 
 
@@ -73,9 +73,7 @@ def main() -> None:
         f"per-frame loop with find_mic {best['loop_find_mic']:.3f} s ({report['speedup']:.1f}x)"
     )
     if args.json:
-        with open(args.json, "w") as handle:
-            json.dump(report, handle, indent=2)
-            handle.write("\n")
+        atomic_write_json(args.json, report)
 
 
 if __name__ == "__main__":
