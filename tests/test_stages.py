@@ -61,6 +61,13 @@ def test_phonon_and_sigma_stages(authors_dataset, tiny_model, tmp_path):
         results_root=tmp_path, progress=False,
     )
     assert other.load_json("Cs2NaInCl6")["n_qpoints"] < metrics["Cs2NaInCl6"]["n_qpoints"]
+    # σ_model(Φ_model) reads the phonons stage: other phonon settings make σ a different result too.
+    same = run_sigma_reference_frames(dataset, tiny_model, compounds=[], settings=sigma_settings, phonon_settings=settings, results_root=tmp_path)
+    changed = run_sigma_reference_frames(
+        dataset, tiny_model, compounds=[], settings=sigma_settings,
+        phonon_settings=PhononSettings(dtype="float64", displacement=0.02), results_root=tmp_path,
+    )
+    assert same.key == stage.key != changed.key
 
 
 def test_model_md_stage(authors_dataset, tiny_model, tmp_path):

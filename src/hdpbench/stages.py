@@ -46,12 +46,13 @@ def _dataset_and_model(dataset, model, device: str, dtype: str):
     return data, loaded
 
 
-def _stage(data, loaded, stage: str, settings, results_root) -> StageResults:
+def _stage(data, loaded, stage: str, settings, results_root, **upstream) -> StageResults:
+    """``upstream``: settings of the stages this one reads; changing them must recompute this one too."""
     manifest = StageManifest(
         dataset=data.name,
         model=loaded.name,
         stage=stage,
-        settings=asdict(settings),
+        settings={**asdict(settings), **{name: asdict(value) for name, value in upstream.items()}},
         model_sha256=loaded.checkpoint_sha256 or loaded.identity,
         dataset_version=data.spec.version,
     )
@@ -132,7 +133,7 @@ def run_sigma_reference_frames(
     names = list(compounds) if compounds is not None else data.compounds()
     with_md = [n for n in names if data.entries()[n].inventory.production_files]
     phonon_stage = run_phonons(data, loaded, compounds=with_md, settings=phonon_settings, results_root=results_root, progress=progress)
-    stage = _stage(data, loaded, "sigma-reference-frames", settings, results_root)
+    stage = _stage(data, loaded, "sigma-reference-frames", settings, results_root, phonons=phonon_settings)
     evaluator = BatchedEvaluator(loaded, progress=progress)
 
     def compute(name: str) -> dict[str, Any]:
@@ -215,11 +216,11 @@ def run_model_md(
     data, loaded = _dataset_and_model(dataset, model, device, settings.dtype)
     names = list(compounds) if compounds is not None else data.compounds()
     with_md = [n for n in names if data.entries()[n].inventory.production_files]
+    phonon_settings = phonon_settings or PhononSettings(dtype=settings.dtype)
     phonon_stage = run_phonons(
-        data, loaded, compounds=with_md, settings=phonon_settings or PhononSettings(dtype=settings.dtype),
-        results_root=results_root, progress=progress,
+        data, loaded, compounds=with_md, settings=phonon_settings, results_root=results_root, progress=progress
     )
-    stage = _stage(data, loaded, "md", settings, results_root)
+    stage = _stage(data, loaded, "md", settings, results_root, phonons=phonon_settings)
     pending = stage.pending(with_md)
     if not pending:
         return stage
@@ -332,7 +333,7 @@ def run_kpca(
         device=device, results_root=results_root, progress=progress,
     )
     phonon_stage = run_phonons(data, loaded, compounds=md_stage.done(), settings=phonon_settings, results_root=results_root, progress=progress)
-    stage = _stage(data, loaded, "kpca", settings, results_root)
+    stage = _stage(data, loaded, "kpca", settings, results_root, md=md_settings, phonons=phonon_settings)
     names = [n for n in (compounds or md_stage.done()) if md_stage.is_done(n)]
 
     def compute(name: str) -> dict[str, Any]:
