@@ -39,7 +39,7 @@ from ase import Atoms
 from .. import __version__, paths
 from ..compound import HALIDE_FOLDERS, Trajectory
 from ..results import atomic_path, atomic_write_json
-from ..structures import double_perovskite, from_phonopy_atoms, to_phonopy_atoms
+from ..structures import double_perovskite, from_phonopy_atoms, make_supercell, to_phonopy_atoms
 from .compounds import DEMO_COMPOUNDS, REPLACEMENTS, DemoCompound, by_formula
 
 SUPERCELL = np.diag([2, 2, 2])
@@ -248,8 +248,7 @@ class CompoundGenerator:
         checkpoint = self.work / "md_checkpoint.npz"
         if final.is_file():
             return self._load_md(final)
-        atoms = self.primitive().repeat((2, 2, 2))
-        atoms = self._phonopy_order(atoms)
+        atoms = make_supercell(self.primitive(), SUPERCELL)  # phonopy's atom order = SPOSCAR's
         rng = np.random.default_rng([self.seed, 4])
         frames = {"positions": [], "forces": [], "energies": []}
         if checkpoint.is_file():
@@ -304,12 +303,6 @@ class CompoundGenerator:
                 )
         checkpoint.unlink(missing_ok=True)
         return self._load_md(final)
-
-    def _phonopy_order(self, atoms: Atoms) -> Atoms:
-        """The supercell in phonopy's atom order (= SPOSCAR), so MD frames match the reference supercell."""
-        from ..structures import make_supercell
-
-        return make_supercell(self.primitive(), SUPERCELL)
 
     @staticmethod
     def _save_checkpoint(path: Path, atoms: Atoms, rng, frames) -> None:
@@ -440,13 +433,13 @@ class CompoundGenerator:
         }
 
 
-def status_file(dataset_root: Path) -> Path:
+def status_file() -> Path:
     return paths.demo_work_dir() / "status.json"
 
 
 def generate(formulas: list[str] | None, settings: GenerationSettings, dataset_root: Path) -> dict[str, str]:
     """Generate (or resume) the requested compounds; failures are recorded and replaced by halide."""
-    status_path = status_file(dataset_root)
+    status_path = status_file()
     status = json.loads(status_path.read_text()) if status_path.is_file() else {}
     queue = [by_formula(f) for f in formulas] if formulas else list(DEMO_COMPOUNDS)
     replacements = {halide: list(options) for halide, options in REPLACEMENTS.items()}
