@@ -17,6 +17,7 @@ def _isolated_locations(tmp_path_factory, monkeypatch):
     monkeypatch.setenv("HDPBENCH_RESULTS", str(base / "results"))
     monkeypatch.setenv("HDPBENCH_CACHE", str(base / "cache"))
     monkeypatch.setenv("HDPBENCH_DATA_DIR", str(base / "data"))
+    monkeypatch.setenv("HDPBENCH_DEMO_WORK", str(base / "demo-work"))
 
 
 @pytest.fixture

@@ -71,27 +71,31 @@ def test_phonon_and_sigma_stages(authors_dataset, tiny_model, tmp_path):
 
 
 def test_model_md_stage(authors_dataset, tiny_model, tmp_path):
-    from hdpbench.stages import ModelMDSettings, run_model_md
+    from hdpbench.stages import ModelMDSettings, run_model_md, run_sigma_model_md
 
     root, _ = authors_dataset
     dataset = get_dataset(root)
     settings = ModelMDSettings(steps=4, discard=0, dtype="float64", start_frame_max=5)
-    stage = run_model_md(
-        dataset, tiny_model, settings=settings, phonon_settings=PhononSettings(dtype="float64", points_per_segment=5),
-        results_root=tmp_path, progress=False,
+    phonon_settings = PhononSettings(dtype="float64", points_per_segment=5)
+    stage = run_sigma_model_md(
+        dataset, tiny_model, md_settings=settings, phonon_settings=phonon_settings, results_root=tmp_path, progress=False
     )
-    assert sorted(stage.done()) == ["Cs2AgBiBr6", "Cs2NaInCl6"]
+    md_stage = run_model_md(dataset, tiny_model, settings=settings, results_root=tmp_path, progress=False)
+    assert sorted(stage.done()) == sorted(md_stage.done()) == ["Cs2AgBiBr6", "Cs2NaInCl6"]
+    md_row = md_stage.load_json("Cs2AgBiBr6")
+    assert md_row["n_frames"] == 8 and len(md_row["start_frames"]) == 2 and all(0 <= f <= 5 for f in md_row["start_frames"])
+    assert md_row["stopped_runs"] == {}
+    assert md_stage.load_arrays("Cs2AgBiBr6")["run_of_frame"].tolist() == [0] * 4 + [1] * 4
     row = stage.load_json("Cs2AgBiBr6")
-    assert row["n_frames"] == 8 and len(row["start_frames"]) == 2 and all(0 <= f <= 5 for f in row["start_frames"])
-    assert np.isfinite(row["sigma_model_only"]) and row["stopped_runs"] == {}
+    assert np.isfinite(row["sigma_model_only"]) and np.isfinite(row["sigma_model_md_fc_reference"])
     # σ_model-only is σ of the written frames with the model's own Φ.
     import ase.io
 
     from hdpbench.compound import Trajectory
     from hdpbench.io.force_constants import read_force_constants
 
-    frames = ase.io.read(stage.path("Cs2AgBiBr6", ".md.extxyz"), index=":")
-    phonons = run_phonons(dataset, tiny_model, settings=PhononSettings(dtype="float64", points_per_segment=5), results_root=tmp_path, progress=False)
+    frames = ase.io.read(md_stage.path("Cs2AgBiBr6", ".md.extxyz"), index=":")
+    phonons = run_phonons(dataset, tiny_model, settings=phonon_settings, results_root=tmp_path, progress=False)
     compound = dataset.load("Cs2AgBiBr6", discard=0)
     direct = sigma(Trajectory.from_atoms_list(frames), compound.reference_supercell, read_force_constants(phonons.path("Cs2AgBiBr6", ".phonopy.yaml")))
     assert row["sigma_model_only"] == pytest.approx(direct.sigma_mean_per_frame, rel=1e-6)

@@ -241,6 +241,54 @@ def cmd_md(args) -> int:
     return 0
 
 
+def cmd_run(args) -> int:
+    from .runner import RunSettings, run
+
+    settings = RunSettings.dry_run() if args.dry_run else RunSettings()
+    try:
+        settings = settings.with_dtype(args.dtype).with_overrides(args.set or [])
+    except ValueError as error:
+        print(f"hdpbench run: error: {error}", file=sys.stderr)
+        return 2
+    if args.estimate:
+        return _print_estimate(args, settings)
+    failed = False
+    for model in args.model:
+        report = run(
+            args.stage, args.dataset, model, compounds=args.compounds, settings=settings, device=args.device,
+            workers=args.workers, scheduler=args.scheduler, shard_size=args.shard_size, results_root=args.results,
+            progress=not args.quiet,
+        )
+        print(report.summary_line())
+        for first, error in report.failed.items():
+            print(f"  shard starting at {first}: {error}", file=sys.stderr)
+        failed = failed or bool(report.failed)
+    return 1 if failed else 0
+
+
+def _print_estimate(args, settings) -> int:
+    from .cost import Workload, estimate, format_estimate, measured_rates
+
+    if args.dataset == "hdp" and not args.compounds:
+        workload = Workload.paper()
+    else:
+        from .runner import _cached_dataset
+
+        names = args.compounds or _cached_dataset(args.dataset).compounds()
+        workload = Workload(compounds=len(names), reference_frames_per_compound=args.frames_per_compound)
+    workload = Workload(
+        **{
+            **workload.__dict__,
+            "md_runs_per_compound": settings.md.runs_per_compound,
+            "md_steps_per_run": settings.md.steps,
+            "kpca_frames_per_set": settings.kpca.max_frames_per_set,
+        }
+    )
+    device = "cuda" if args.device.startswith("cuda") else args.device
+    print(format_estimate(estimate(workload, measured_rates(device)), models=len(args.model)))
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="hdpbench",
@@ -311,6 +359,32 @@ def build_parser() -> argparse.ArgumentParser:
     md.add_argument("--dtype", default="float32", choices=["float32", "float64"])
     md.add_argument("--json", action="store_true")
     md.set_defaults(func=cmd_md)
+
+    from .runner import STAGES
+
+    running = commands.add_parser(
+        "run",
+        help="run a stage for models on a dataset: sharded, resumable, serial or on Dask",
+        description="Compounds are split into fixed shards; each shard's results are stored as they finish, "
+        "and a rerun computes only what is missing. --estimate prints the cost from measured throughput instead.",
+    )
+    running.add_argument("stage", choices=STAGES)
+    running.add_argument("--dataset", default="demo", help="dataset name or folder in the authors' layout")
+    running.add_argument("--model", nargs="+", required=True, help="registry names or checkpoint paths")
+    running.add_argument("--compounds", nargs="*", help="formulas (default: all of the dataset)")
+    running.add_argument("--device", default="cpu", help="cpu, cuda (one worker per GPU), cuda:1, ...")
+    running.add_argument("--dtype", default="float32", choices=["float32", "float64"])
+    cluster = running.add_mutually_exclusive_group()
+    cluster.add_argument("--workers", type=int, default=0, help="Dask LocalCluster worker processes (0: run here)")
+    cluster.add_argument("--scheduler", help="address of an existing Dask scheduler (e.g. from dask-jobqueue)")
+    running.add_argument("--shard-size", type=int, default=4, help="compounds per shard (fixed, whatever the workers)")
+    running.add_argument("--results", help="results folder (default: HDPBENCH_RESULTS or results/)")
+    running.add_argument("--set", action="append", metavar="GROUP.FIELD=VALUE", help="e.g. md.steps=500 (repeatable)")
+    running.add_argument("--dry-run", action="store_true", help="tiny settings for a smoke test")
+    running.add_argument("--estimate", action="store_true", help="print the estimated cost and exit")
+    running.add_argument("--frames-per-compound", type=int, default=400, help="for --estimate on a local dataset")
+    running.add_argument("--quiet", action="store_true", help="no progress bar")
+    running.set_defaults(func=cmd_run)
 
     bench = commands.add_parser("bench", help="throughput benchmarks (printed ratios, optional JSON)")
     bench_commands = bench.add_subparsers(dest="bench_command", metavar="BENCHMARK", required=True)

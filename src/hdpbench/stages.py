@@ -192,42 +192,46 @@ class ModelMDSettings:
     dtype: str = "float32"
 
 
+@dataclass(frozen=True)
+class SigmaMDSettings:
+    """σ of model MD has no settings of its own (all frames are used); kept so every stage has a record."""
+
+    frames: str = "all"
+
+
 def run_model_md(
     dataset,
     model,
     *,
     compounds: Sequence[str] | None = None,
     settings: ModelMDSettings = ModelMDSettings(),
-    phonon_settings: PhononSettings | None = None,
     device: str = "cpu",
     results_root=None,
     progress: bool = True,
 ) -> StageResults:
-    """Model-only MD (paper §3.3): replicas of all pending compounds advance together, then σ_model-only
-    = ⟨σ(t)⟩ over all frames of all runs of a compound with that model's Φ (phonons stage)."""
+    """Model-only MD (paper §3.3): the replicas of all ``compounds`` advance together in one batch.
+
+    Stores each compound's frames (extxyz), temperatures and stopped runs; σ of these frames is the
+    ``sigma-md`` stage. If any compound of the list is pending, the whole list's batch is (re)built and
+    its checkpoint resumed, so an interruption at any point (even between two compounds' saves) gives
+    the same trajectories as an uninterrupted run: batch composition changes floating-point results.
+    """
     import ase.io
     from ase.md.velocitydistribution import MaxwellBoltzmannDistribution, Stationary
 
-    from .anharmonicity import sigma
-    from .compound import Trajectory
-    from .io.force_constants import read_force_constants
     from .md import BatchedAndersen, MDSettings, model_forces
 
     data, loaded = _dataset_and_model(dataset, model, device, settings.dtype)
     names = list(compounds) if compounds is not None else data.compounds()
     with_md = [n for n in names if data.entries()[n].inventory.production_files]
-    phonon_settings = phonon_settings or PhononSettings(dtype=settings.dtype)
-    phonon_stage = run_phonons(
-        data, loaded, compounds=with_md, settings=phonon_settings, results_root=results_root, progress=progress
-    )
-    stage = _stage(data, loaded, "md", settings, results_root, phonons=phonon_settings)
+    stage = _stage(data, loaded, "md", settings, results_root)
     pending = stage.pending(with_md)
     if not pending:
         return stage
-    replicas, owners, starts, loaded_compounds = [], [], {}, {}
-    for name in pending:
+    replicas, owners, starts, halides = [], [], {}, {}
+    for name in with_md:
         compound = data.load(name, discard=settings.discard)
-        loaded_compounds[name] = compound
+        halides[name] = compound.halide
         trajectory = compound.trajectory
         rng = np.random.default_rng([settings.seed, zlib_crc(name)])
         last = min(settings.start_frame_max, len(trajectory) - 1)
@@ -239,8 +243,8 @@ def run_model_md(
             Stationary(atoms)
             replicas.append(atoms)
             owners.append(name)
-    # Same pending set → same folder, so a killed run resumes from its checkpoint.
-    work = stage.directory / "_md_work" / f"{stage.key}-{zlib_crc(','.join(pending)):08x}"
+    # The same list → the same folder, so a killed run resumes from its checkpoint.
+    work = stage.directory / "_md_work" / f"{stage.key}-{zlib_crc(','.join(with_md)):08x}"
     md = BatchedAndersen(
         replicas,
         model_forces(loaded),
@@ -258,36 +262,90 @@ def run_model_md(
     md.run(progress=progress)
 
     def compute(name: str) -> dict[str, Any]:
-        compound = loaded_compounds[name]
         runs = [r for r, owner in enumerate(owners) if owner == name]
-        frames = [a for r in runs for a in ase.io.read(md._trajectory_file(r), index=":")]
-        trajectory = Trajectory.from_atoms_list(frames, source=f"model MD of {name}")
-        fc_model = read_force_constants(phonon_stage.path(name, ".phonopy.yaml"))
-        result = sigma(trajectory, compound.reference_supercell, fc_model)
+        per_run = [ase.io.read(md._trajectory_file(r), index=":") for r in runs]
+        frames = [atoms for run_frames in per_run for atoms in run_frames]
+        run_of_frame = np.concatenate([np.full(len(run_frames), k) for k, run_frames in enumerate(per_run)])
         summary = {
             "compound": name,
-            "halide": compound.halide,
-            "sigma_model_only": result.sigma_mean_per_frame,
-            "sigma_pooled_model_only": result.sigma_pooled,
-            "sigma_reference_db": compound.summary.get("sigma_reference"),
+            "halide": halides[name],
             "start_frames": starts[name],
             "mean_temperature_per_run": [float(np.mean(md.status[r].temperatures)) if md.status[r].temperatures else None for r in runs],
             "steps_per_run": [md.status[r].steps_done for r in runs],
             "stopped_runs": {str(k): md.status[r].stopped for k, r in enumerate(runs) if md.status[r].stopped},
-            "n_frames": len(trajectory),
+            "n_frames": len(frames),
         }
         longest = max(len(md.status[r].temperatures) for r in runs)
         temperatures = np.full((len(runs), longest), np.nan)  # NaN after a run was stopped
         for k, r in enumerate(runs):
             temperatures[k, : len(md.status[r].temperatures)] = md.status[r].temperatures
-        arrays = {"sigma_per_frame": result.sigma_per_frame, "temperatures": temperatures}
 
         def write_frames(path):
             ase.io.write(path, frames, format="extxyz")
 
-        return {"json_data": summary, "arrays": arrays, "files": {".md.extxyz": write_frames}}
+        return {
+            "json_data": summary,
+            "arrays": {"temperatures": temperatures, "run_of_frame": run_of_frame},
+            "files": {".md.extxyz": write_frames},
+        }
 
     stage.run(pending, compute, progress=progress)
+    return stage
+
+
+def run_sigma_model_md(
+    dataset,
+    model,
+    *,
+    compounds: Sequence[str] | None = None,
+    md_settings: ModelMDSettings = ModelMDSettings(),
+    phonon_settings: PhononSettings | None = None,
+    device: str = "cpu",
+    results_root=None,
+    progress: bool = True,
+) -> StageResults:
+    """σ of the model-only MD frames: with the model's own Φ (the paper's σ_MACE-only) and, as a
+    cross-check the paper does not show, with Φ_ref. Runs the phonons and md stages where missing."""
+    import ase.io
+
+    from .anharmonicity import sigma
+    from .compound import Trajectory
+    from .io.force_constants import read_force_constants
+
+    data, loaded = _dataset_and_model(dataset, model, device, md_settings.dtype)
+    phonon_settings = phonon_settings or PhononSettings(dtype=md_settings.dtype)
+    names = list(compounds) if compounds is not None else data.compounds()
+    with_md = [n for n in names if data.entries()[n].inventory.production_files]
+    phonon_stage = run_phonons(data, loaded, compounds=with_md, settings=phonon_settings, results_root=results_root, progress=progress)
+    md_stage = run_model_md(data, loaded, compounds=with_md, settings=md_settings, device=device, results_root=results_root, progress=progress)
+    stage = _stage(data, loaded, "sigma-md", SigmaMDSettings(), results_root, md=md_settings, phonons=phonon_settings)
+
+    def compute(name: str) -> dict[str, Any]:
+        compound = data.load(name, trajectories=False)
+        md_row = md_stage.load_json(name)
+        trajectory = Trajectory.from_atoms_list(ase.io.read(md_stage.path(name, ".md.extxyz"), index=":"), source=f"model MD of {name}")
+        fc_model = read_force_constants(phonon_stage.path(name, ".phonopy.yaml"))
+        with_model_fc = sigma(trajectory, compound.reference_supercell, fc_model)
+        with_reference_fc = sigma(trajectory, compound.reference_supercell, compound.force_constants)
+        summary = {
+            "compound": name,
+            "halide": compound.halide,
+            "sigma_model_only": with_model_fc.sigma_mean_per_frame,
+            "sigma_pooled_model_only": with_model_fc.sigma_pooled,
+            "sigma_per_species_model_only": with_model_fc.sigma_per_species,
+            "sigma_model_md_fc_reference": with_reference_fc.sigma_mean_per_frame,
+            "sigma_reference_db": compound.summary.get("sigma_reference"),
+            "n_frames": len(trajectory),
+            "stopped_runs": md_row["stopped_runs"],
+            "mean_temperature_per_run": md_row["mean_temperature_per_run"],
+        }
+        arrays = {
+            "sigma_per_frame": with_model_fc.sigma_per_frame,
+            "sigma_per_frame_fc_reference": with_reference_fc.sigma_per_frame,
+        }
+        return {"json_data": summary, "arrays": arrays}
+
+    stage.run([n for n in with_md if md_stage.is_done(n)], compute, progress=progress)
     return stage
 
 
@@ -321,33 +379,31 @@ def run_kpca(
     import ase.io
 
     from .anharmonicity import sigma
-    from .compound import Trajectory
-    from .io.force_constants import read_force_constants
     from .kpca import configuration_map
 
     data, loaded = _dataset_and_model(dataset, model, device, settings.dtype)
     md_settings = md_settings or ModelMDSettings(dtype=settings.dtype)
     phonon_settings = phonon_settings or PhononSettings(dtype=settings.dtype)
-    md_stage = run_model_md(
-        data, loaded, compounds=compounds, settings=md_settings, phonon_settings=phonon_settings,
+    sigma_md_stage = run_sigma_model_md(
+        data, loaded, compounds=compounds, md_settings=md_settings, phonon_settings=phonon_settings,
         device=device, results_root=results_root, progress=progress,
     )
-    phonon_stage = run_phonons(data, loaded, compounds=md_stage.done(), settings=phonon_settings, results_root=results_root, progress=progress)
+    md_stage = run_model_md(data, loaded, compounds=compounds, settings=md_settings, device=device, results_root=results_root, progress=False)
     stage = _stage(data, loaded, "kpca", settings, results_root, md=md_settings, phonons=phonon_settings)
-    names = [n for n in (compounds or md_stage.done()) if md_stage.is_done(n)]
+    names = [n for n in (compounds if compounds is not None else data.compounds()) if sigma_md_stage.is_done(n)]
 
     def compute(name: str) -> dict[str, Any]:
         compound = data.load(name, discard=settings.discard)
         reference = compound.trajectory
+        if reference is None:
+            raise ValueError(f"{name}: no reference frames left after discarding {settings.discard} per production file")
         model_frames = ase.io.read(md_stage.path(name, ".md.extxyz"), index=":")
-        model_trajectory = Trajectory.from_atoms_list(model_frames)
-        fc_model = read_force_constants(phonon_stage.path(name, ".phonopy.yaml"))
         result = configuration_map(
             reference.to_atoms_list(),
             model_frames,
             max_frames_per_set=settings.max_frames_per_set,
             reference_sigma=sigma(reference, compound.reference_supercell, compound.force_constants).sigma_per_frame,
-            model_sigma=sigma(model_trajectory, compound.reference_supercell, fc_model).sigma_per_frame,
+            model_sigma=sigma_md_stage.load_arrays(name)["sigma_per_frame"],
             progress=progress,
         )
         return {

@@ -15,7 +15,10 @@ checkpoints every few steps (positions, momenta, all recorded frames and the RNG
 run resumes where it stopped and produces the same trajectory. An SCF failure at any geometry marks
 the compound failed (recorded, with the reason) and generation moves on.
 
-    python -m hdpbench.demo.generate [--compounds Rb3AlF6 ...] [--dry-run]
+    python -m hdpbench.demo.generate [--compounds Rb3AlF6 ...] [--dry-run] [--threads N]
+
+Several generators may run at once (e.g. two with ``--threads 1`` on two cores): each claims the next
+compound with a lock file in the work folder, and outcomes are kept one file per compound.
 """
 
 from __future__ import annotations
@@ -24,6 +27,7 @@ import argparse
 import dataclasses
 import io
 import json
+import os
 import platform
 import sys
 import tarfile
@@ -433,30 +437,97 @@ class CompoundGenerator:
         }
 
 
-def status_file() -> Path:
-    return paths.demo_work_dir() / "status.json"
+def outcome_path(formula: str) -> Path:
+    return paths.demo_work_dir() / formula / "outcome.json"
+
+
+def outcomes() -> dict[str, str]:
+    """``{formula: "done" | "failed: reason"}`` for every compound a generator has finished.
+
+    One file per compound, so several generator processes never overwrite each other's records.
+    """
+    found = {}
+    for path in sorted(paths.demo_work_dir().glob("*/outcome.json")):
+        found[path.parent.name] = json.loads(path.read_text())["outcome"]
+    return found
+
+
+def planned_compounds(formulas: list[str] | None, known: dict[str, str]) -> list[DemoCompound]:
+    """The compounds to generate: each failed one is replaced by the next untried one of its halide."""
+    requested = [by_formula(f) for f in formulas] if formulas else list(DEMO_COMPOUNDS)
+    spare = {halide: list(options) for halide, options in REPLACEMENTS.items()}
+    plan: list[DemoCompound] = []
+    for compound in requested:
+        while compound is not None and known.get(compound.formula, "").startswith("failed"):
+            plan.append(compound)  # kept so the failure is reported
+            options = spare.get(compound.halide, []) if not formulas else []
+            compound = options.pop(0) if options else None
+        if compound is not None:
+            plan.append(compound)
+    return plan
+
+
+class CompoundLock:
+    """An exclusive claim on one compound (a file holding the owner's pid), so parallel generators
+    split the queue; a claim whose process is gone (killed run) is taken over."""
+
+    def __init__(self, formula: str):
+        self.path = paths.demo_work_dir() / f"{formula}.lock"
+
+    def acquire(self) -> bool:
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        for _ in range(2):
+            try:
+                fd = os.open(self.path, os.O_CREAT | os.O_EXCL | os.O_WRONLY)
+            except FileExistsError:
+                if self._owner_alive():
+                    return False
+                self.path.unlink(missing_ok=True)
+                continue
+            with os.fdopen(fd, "w") as handle:
+                handle.write(str(os.getpid()))
+            return True
+        return False
+
+    def _owner_alive(self) -> bool:
+        try:
+            os.kill(int(self.path.read_text() or "0"), 0)
+        except (ValueError, ProcessLookupError, FileNotFoundError):
+            return False
+        except PermissionError:
+            return True
+        return True
+
+    def release(self) -> None:
+        self.path.unlink(missing_ok=True)
 
 
 def generate(formulas: list[str] | None, settings: GenerationSettings, dataset_root: Path) -> dict[str, str]:
-    """Generate (or resume) the requested compounds; failures are recorded and replaced by halide."""
-    status_path = status_file()
-    status = json.loads(status_path.read_text()) if status_path.is_file() else {}
-    queue = [by_formula(f) for f in formulas] if formulas else list(DEMO_COMPOUNDS)
-    replacements = {halide: list(options) for halide, options in REPLACEMENTS.items()}
-    while queue:
-        compound = queue.pop(0)
-        if status.get(compound.formula, "").startswith("failed"):
-            continue
+    """Generate (or resume) the requested compounds; failures are recorded and replaced by halide.
+
+    Safe to run in several processes at once: each claims the next unclaimed compound.
+    """
+    while True:
+        known = outcomes()
+        pending = [c for c in planned_compounds(formulas, known) if c.formula not in known]
+        claimed = None
+        for compound in pending:
+            lock = CompoundLock(compound.formula)
+            if lock.acquire():
+                claimed = (compound, lock)
+                break
+        if claimed is None:
+            return {c.formula: known.get(c.formula, "pending") for c in planned_compounds(formulas, outcomes())}
+        compound, lock = claimed
         try:
             CompoundGenerator(compound, settings).run(dataset_root)
-            status[compound.formula] = "done"
+            outcome = "done"
         except ReferenceFailure as failure:
-            status[compound.formula] = f"failed: {failure}"
+            outcome = f"failed: {failure}"
             print(f"{compound.formula} FAILED: {failure}", flush=True)
-            if not formulas and replacements.get(compound.halide):
-                queue.insert(0, replacements[compound.halide].pop(0))
-        atomic_write_json(status_path, status)
-    return status
+        finally:
+            lock.release()
+        atomic_write_json(outcome_path(compound.formula), {"outcome": outcome})
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -464,7 +535,14 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--compounds", nargs="*", help="formulas (default: the demo set, with replacements)")
     parser.add_argument("--dry-run", action="store_true", help="tiny settings; writes to --output")
     parser.add_argument("--output", help="dataset folder (default: the demo dataset's folder)")
+    parser.add_argument("--threads", type=int, help="OpenMP threads for tblite (default: all cores)")
     args = parser.parse_args(argv)
+    if args.threads:  # must be set before tblite's OpenMP runtime starts
+        os.environ["OMP_NUM_THREADS"] = str(args.threads)
+    if args.dry_run:  # never mix tiny-settings scratch files with the real generation's
+        if not args.output:
+            parser.error("--dry-run needs --output")
+        os.environ.setdefault("HDPBENCH_DEMO_WORK", str(Path(args.output) / "work"))
     from ..datasets import registered_datasets
 
     settings = GenerationSettings.dry_run() if args.dry_run else GenerationSettings()

@@ -1,0 +1,7 @@
+"""``python -m hdpbench`` = the ``hdpbench`` command."""
+
+import sys
+
+from .cli import main
+
+sys.exit(main())

@@ -1,0 +1,38 @@
+"""The cost model: rates read from benchmark JSON, arithmetic per stage, no rate invented for a device."""
+
+import json
+
+import pytest
+
+from hdpbench.cli import main
+from hdpbench.cost import Workload, estimate, measured_rates
+
+
+def write(directory, name, report):
+    (directory / name).write_text(json.dumps(report))
+
+
+def test_estimate_from_measured_rates(tmp_path):
+    write(tmp_path, "evaluate.json", {"device": "cuda", "atoms_per_frame": 80, "batched_frames_per_s": 100.0, "model": "m"})
+    write(tmp_path, "slower.json", {"device": "cuda", "atoms_per_frame": 80, "batched_frames_per_s": 50.0})
+    write(tmp_path, "md.json", {"device": "cuda", "batched_atom_steps_per_s": 8000.0})
+    write(tmp_path, "cpu.json", {"device": "cpu", "batched_atom_steps_per_s": 1e9})
+    rates = measured_rates("cuda", tmp_path)
+    assert rates.evaluate_frames_per_s == 100.0 and rates.md_atom_steps_per_s == 8000.0
+    assert rates.sigma_frames_per_s is None and rates.rematch_pairs_per_s is None
+    work = Workload(compounds=10, displaced_supercells_per_compound=5, reference_frames_per_compound=300, md_steps_per_run=100)
+    result = estimate(work, rates)
+    seconds = result["seconds_per_stage"]
+    assert seconds["phonons"] == pytest.approx(10 * 5 / 100)
+    assert seconds["sigma-reference-frames"] == pytest.approx(10 * 300 / 100)
+    assert seconds["md"] == pytest.approx(10 * 2 * 100 * 80 / 8000)
+    assert seconds["sigma-md"] is None and seconds["kpca"] is None and not result["complete"]
+    assert result["total_hours"] == pytest.approx((0.5 + 30 + 20) / 3600)
+
+
+def test_estimate_command_prints_the_paper_workload(capsys):
+    assert main(["run", "md", "--dataset", "hdp", "--model", "a", "b", "--estimate", "--device", "cpu"]) == 0
+    out = capsys.readouterr().out
+    assert "1682 compounds" in out and "for 2 model(s)" in out and "md_cpu" in out
+    assert main(["run", "md", "--dataset", "hdp", "--model", "a", "--estimate", "--device", "rocm"]) == 0
+    assert "not measured on this device" in capsys.readouterr().out

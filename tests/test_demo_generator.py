@@ -1,0 +1,42 @@
+"""The demo generator's queue logic (the xTB stages themselves need tblite and run in `make demo-data`)."""
+
+import json
+import os
+import subprocess
+import sys
+
+from hdpbench import paths
+from hdpbench.demo.compounds import DEMO_COMPOUNDS, REPLACEMENTS
+from hdpbench.demo.generate import CompoundLock, outcomes, planned_compounds
+
+
+def test_failed_compound_is_replaced_by_the_next_of_its_halide():
+    k2inagf6 = next(c for c in DEMO_COMPOUNDS if c.formula == "K2InAgF6")
+    first, second = REPLACEMENTS["F"][:2]
+    plan = [c.formula for c in planned_compounds(None, {"K2InAgF6": "failed: sygvd"})]
+    assert plan.index(first.formula) == plan.index(k2inagf6.formula) + 1
+    plan = [c.formula for c in planned_compounds(None, {"K2InAgF6": "failed", first.formula: "failed"})]
+    assert second.formula in plan and len([f for f in plan if f not in ("K2InAgF6", first.formula)]) == 8
+    # an explicit list is taken literally
+    assert [c.formula for c in planned_compounds(["K2InAgF6"], {"K2InAgF6": "failed"})] == ["K2InAgF6"]
+
+
+def test_outcomes_are_read_one_file_per_compound():
+    work = paths.demo_work_dir()
+    for formula, outcome in [("Rb3AlF6", "done"), ("K2InAgF6", "failed: scf")]:
+        (work / formula).mkdir(parents=True)
+        (work / formula / "outcome.json").write_text(json.dumps({"outcome": outcome}))
+    assert outcomes() == {"K2InAgF6": "failed: scf", "Rb3AlF6": "done"}
+
+
+def test_lock_is_exclusive_and_a_dead_owner_is_taken_over():
+    first, second = CompoundLock("Rb3AlF6"), CompoundLock("Rb3AlF6")
+    assert first.acquire()
+    assert not second.acquire()  # held by this (live) process
+    first.release()
+    assert second.acquire()
+    second.release()
+    dead = subprocess.run([sys.executable, "-c", "import os; print(os.getpid())"], capture_output=True, text=True)
+    first.path.write_text(dead.stdout.strip())  # a claim left by a killed generator
+    assert CompoundLock("Rb3AlF6").acquire()
+    assert first.path.read_text() == str(os.getpid())

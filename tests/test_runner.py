@@ -1,0 +1,118 @@
+"""Sharded runs: serial = Dask workers, and a SIGKILLed run resumes to byte-identical results."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+from hdpbench.mace_models import build_mace, save_model
+from hdpbench.runner import STAGES, RunSettings, run, shards
+
+from .builders import write_folder, write_tarball
+
+SETTINGS = RunSettings.dry_run().with_dtype("float64").with_overrides(["md.discard=0", "md.start_frame_max=4", "md.steps=6", "sigma.discard=0", "kpca.discard=0"])
+
+
+@pytest.fixture(scope="module")
+def three_compounds(tmp_path_factory):
+    from .builders import compound_members
+
+    root = tmp_path_factory.mktemp("sharded") / "hdp"
+    for formula, folder in [("Cs2AgBiBr6", "bromides"), ("Cs2NaInCl6", "chlorides"), ("Rb2NiAgF6", "fluorides")]:
+        members, _ = compound_members(formula, n_files=1, frames_per_file=5)
+        if formula == "Cs2NaInCl6":
+            write_folder(root / folder / f"dpv_{formula}", members)
+        else:
+            write_tarball(root / folder / f"dpv_{formula}.tar.gz", members, f"dpv_{formula}")
+    model = save_model(
+        build_mace([55, 47, 83, 35, 11, 49, 17, 37, 28, 9], channels=8, r_max=5.0, seed=1), root.parent / "tiny.model"
+    )
+    return str(root), str(model)
+
+
+def result_files(root: Path) -> dict[str, bytes]:
+    """Every result file except the manifests' timestamps and the MD scratch (checkpoints)."""
+    files = {}
+    for path in sorted(root.rglob("*")):
+        relative = path.relative_to(root)
+        if path.is_file() and path.name != "manifest.json" and "_md_work" not in relative.parts:
+            files[str(relative)] = path.read_bytes()
+    return files
+
+
+def test_shards_do_not_depend_on_order_or_workers():
+    assert shards(["c", "a", "b", "a"], 2) == [["a", "b"], ["c"]]
+    with pytest.raises(ValueError):
+        shards(["a"], 0)
+
+
+def test_settings_overrides_are_checked():
+    changed = RunSettings().with_overrides(["md.steps=10", "phonons.displacement=0.02", "sigma.max_frames=null"])
+    assert changed.md.steps == 10 and changed.phonons.displacement == 0.02 and changed.sigma.max_frames is None
+    for bad in ["md.stepz=1", "steps=1", "md.steps"]:
+        with pytest.raises(ValueError, match="bad setting"):
+            RunSettings().with_overrides([bad])
+
+
+def test_serial_and_two_worker_runs_give_identical_results(three_compounds, tmp_path):
+    dataset, model = three_compounds
+    serial = run("kpca", dataset, model, settings=SETTINGS, shard_size=2, results_root=tmp_path / "serial", progress=False)
+    parallel = run("kpca", dataset, model, settings=SETTINGS, shard_size=2, workers=2, results_root=tmp_path / "dask", progress=False)
+    assert serial.failed == {} and parallel.failed == {}
+    assert serial.done == parallel.done == ["Cs2AgBiBr6", "Cs2NaInCl6", "Rb2NiAgF6"]
+    expected = result_files(tmp_path / "serial")
+    stages = {Path(name).parts[2] for name in expected}
+    assert stages == set(STAGES) - {"sigma-reference-frames"}  # kpca reads phonons, md and sigma-md
+    assert result_files(tmp_path / "dask") == expected
+
+
+def test_killed_run_resumes_to_byte_identical_results(three_compounds, tmp_path):
+    dataset, model = three_compounds
+    settings = SETTINGS.with_overrides(["md.steps=60"])
+    reference = run("md", dataset, model, settings=settings, shard_size=1, results_root=tmp_path / "uninterrupted", progress=False)
+    assert reference.done == ["Cs2AgBiBr6", "Cs2NaInCl6", "Rb2NiAgF6"]
+
+    results = tmp_path / "killed"
+    command = [
+        sys.executable, "-m", "hdpbench", "run", "md", "--dataset", dataset, "--model", model, "--workers", "2",
+        "--shard-size", "1", "--results", str(results), "--dtype", "float64", "--dry-run", "--quiet",
+        *[f"--set={item}" for item in ["md.discard=0", "md.start_frame_max=4", "md.steps=60"]],
+    ]
+    process = subprocess.Popen(command, start_new_session=True, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    md_dir = None
+    deadline = time.time() + 240
+    while time.time() < deadline and process.poll() is None:
+        markers = list(results.rglob("md/*.done.json"))
+        checkpoints = list(results.rglob("_md_work/*/checkpoint*"))
+        if markers and checkpoints:  # one shard finished, at least one other mid-trajectory
+            md_dir = markers[0].parent
+            break
+        time.sleep(0.2)
+    assert process.poll() is None, f"the run ended before it could be killed: {process.stderr.read().decode()[-2000:]}"
+    assert md_dir is not None, "no shard finished within the time limit"
+    os.killpg(process.pid, signal.SIGKILL)
+    process.wait()
+    finished_before = {p.name: p.stat().st_mtime_ns for p in md_dir.glob("*.done.json")}
+    assert 0 < len(finished_before) < 3
+
+    resumed = subprocess.run(command, capture_output=True, text=True, timeout=300)
+    assert resumed.returncode == 0, resumed.stderr[-2000:]
+    # the shards done before the kill were not recomputed
+    assert {name: (md_dir / name).stat().st_mtime_ns for name in finished_before} == finished_before
+    assert result_files(results) == result_files(tmp_path / "uninterrupted")
+
+
+def test_a_failing_shard_does_not_lose_the_others(three_compounds, tmp_path):
+    dataset, model = three_compounds
+    report = run(
+        "phonons", dataset, model, compounds=["Cs2AgBiBr6", "NoSuchCompound"], settings=SETTINGS, shard_size=1,
+        results_root=tmp_path, progress=False,
+    )
+    assert report.done == ["Cs2AgBiBr6"] and list(report.failed) == ["NoSuchCompound"]
+    assert "NoSuchCompound" in report.summary_line() or "FAILED" in report.summary_line()
