@@ -7,6 +7,7 @@ Prints frames/s for SOAP and kernel entries/s for REMatch (dscribe, paper settin
 """
 
 import argparse
+import os
 import time
 
 from hdpbench import __version__
@@ -19,6 +20,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--frames", type=int, default=32, help="more than one block (16), as in the stage")
     parser.add_argument("--json")
+    parser.add_argument("--conditions", default="", help="what else ran on the machine, recorded in the JSON")
     args = parser.parse_args()
     frames = [f for f in hdp_frames(4 * args.frames) if f.get_chemical_symbols()[0] == "Cs" and "Br" in f.get_chemical_symbols()]
     frames = frames[: args.frames]  # one compound, as in a KPCA map
@@ -39,6 +41,8 @@ def main() -> None:
         "soap_frames_per_s": len(frames) / soap_s,
         "rematch_s": rematch_s,
         "rematch_pairs_per_s": pairs / rematch_s,
+        "load_average_1min_after": os.getloadavg()[0],
+        "conditions": args.conditions,
     }
     print(f"SOAP: {report['soap_frames_per_s']:.1f} frames/s; REMatch: {report['rematch_pairs_per_s']:.1f} pairs/s ({len(frames)} frames, {rematch_s:.1f} s)")
     if args.json:
