@@ -375,7 +375,9 @@ def build_parser() -> argparse.ArgumentParser:
     running.add_argument("--device", default="cpu", help="cpu, cuda (one worker per GPU), cuda:1, ...")
     running.add_argument("--dtype", default="float32", choices=["float32", "float64"])
     cluster = running.add_mutually_exclusive_group()
-    cluster.add_argument("--workers", type=int, default=0, help="Dask LocalCluster worker processes (0: run here)")
+    cluster.add_argument(
+        "--workers", type=int, help="Dask LocalCluster worker processes; 0 runs here (default: 0 on CPU, one per GPU with --device cuda)"
+    )
     cluster.add_argument("--scheduler", help="address of an existing Dask scheduler (e.g. from dask-jobqueue)")
     running.add_argument("--shard-size", type=int, default=4, help="compounds per shard (fixed, whatever the workers)")
     running.add_argument("--results", help="results folder (default: HDPBENCH_RESULTS or results/)")

@@ -7,7 +7,7 @@ writes each compound's results atomically as it finishes and skips what is done,
 any moment and starting it again completes only what is missing, with identical results.
 
 Workers load the model and the dataset once (cached per worker process). ``workers=0`` runs in this
-process; ``workers=N`` starts a Dask ``LocalCluster`` of N single-threaded worker processes (with
+process (the default on CPU; with ``device="cuda"`` the default is one worker per GPU); ``workers=N`` starts a Dask ``LocalCluster`` of N single-threaded worker processes (with
 ``device="cuda"`` worker k uses ``cuda:k``, so use one worker per GPU); ``scheduler=ADDRESS`` uses an
 existing cluster, e.g. one started by dask-jobqueue on SLURM GPU nodes (see the book's reproducibility
 page).
@@ -167,6 +167,15 @@ def run_shard(
     return {"shard": shard, "done": done, "seconds": time.perf_counter() - start, "directory": str(result.directory)}
 
 
+def default_workers(device: str) -> int:
+    """One Dask worker per GPU for ``device="cuda"``; on CPU (or one named GPU) run in this process."""
+    if device != "cuda":
+        return 0
+    import torch
+
+    return max(1, torch.cuda.device_count())
+
+
 @dataclass
 class RunReport:
     stage: str
@@ -194,7 +203,7 @@ def run(
     compounds: Sequence[str] | None = None,
     settings: RunSettings = RunSettings(),
     device: str = "cpu",
-    workers: int = 0,
+    workers: int | None = None,
     scheduler: str | None = None,
     shard_size: int = 4,
     results_root: str | Path | None = None,
@@ -219,6 +228,8 @@ def run(
         report.directory = outcome["directory"]
         bar.update(len(outcome["shard"]))
 
+    if workers is None:
+        workers = default_workers(device)
     arguments = (stage, str(dataset), str(model))
     if workers == 0 and scheduler is None:
         for shard in work:
