@@ -17,7 +17,7 @@ MODELS ?=
 DEVICE ?= cpu
 PYTEST_ARGS ?=
 
-.PHONY: help install test lint book data demo-data clean distclean
+.PHONY: help install test lint book data demo-data demo-model clean distclean
 
 help: ## show this help
 	@grep -hE '^[a-zA-Z_-]+:.*?## ' $(MAKEFILE_LIST) | awk 'BEGIN {FS = ":.*?## "}; {printf "  \033[36m%-12s\033[0m %s\n", $$1, $$2}'
@@ -48,6 +48,10 @@ data: $(STAMP) ## fetch the authors' dataset into data/hdp (or say where to put 
 demo-data: $(STAMP) ## regenerate the GFN1-xTB demo dataset in data/demo (hours on 2 cores; resumable)
 	$(BIN)/pip install --quiet -e ".[xtb]"
 	$(BIN)/python -m hdpbench.demo.generate
+	$(BIN)/python -m hdpbench.demo.summary
+
+demo-model: $(STAMP) ## retrain the two demo MACE models on the demo dataset (mace_run_train; ≤ 1 h each on 2 cores)
+	$(BIN)/python -m hdpbench.demo.train
 
 clean: ## remove the built book, caches and generated notebooks (keeps results/ and .venv)
 	rm -rf _build book/_generated .cache .pytest_cache

@@ -53,12 +53,13 @@ def cmd_data_list(args) -> int:
                 e.halide,
                 has["force_constants"] or "-",
                 str(has["production_md_files"]),
+                "yes" if has["training_pool"] else "-",
                 "-" if sigma is None else f"{sigma:.3f}",
                 has["problem"] or "",
             ]
         )
     print(f"dataset {dataset.name!r} at {dataset.root}: {len(entries)} compounds")
-    print(_table(rows, ["compound", "halide", "force constants", "MD files", "sigma_ref", "problem"]))
+    print(_table(rows, ["compound", "halide", "force constants", "MD files", "training pool", "sigma_ref", "problem"]))
     return 0
 
 
@@ -91,6 +92,9 @@ def cmd_data_show(args) -> int:
         "summary": {k: v for k, v in compound.summary.items() if k != "raw"},
         "provenance": compound.provenance,
     }
+    generation = dataset.generation_record(args.compound)
+    if generation:  # demo data: method, settings, seeds and versions travel with the data
+        info["generation"] = generation
     if args.json:
         _print_json(info)
     else:

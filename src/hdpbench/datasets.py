@@ -92,6 +92,8 @@ class CompoundEntry:
             if self.inventory.force_sets
             else None,
             "production_md_files": len(self.inventory.production_files),
+            "training_pool": self.inventory.training_pool,
+            "provenance": self.inventory.provenance,
             "sigma_reference": self.summary.get("sigma_reference"),
         }
 
@@ -175,6 +177,23 @@ class Dataset:
         )
         compound.provenance.update({"dataset": self.name, "dataset_version": self.spec.version})
         return compound
+
+    def _entry(self, formula: str) -> CompoundEntry:
+        if formula not in self.entries():
+            raise DataError(self.root, f"no compound {formula!r} in dataset {self.name!r}")
+        return self.entries()[formula]
+
+    def generation_record(self, formula: str) -> dict[str, Any]:
+        """How a compound's reference data were made (the demo's ``provenance.json``; {} for the authors' data)."""
+        from .io.authors import read_provenance
+
+        return read_provenance(self._entry(formula).path)
+
+    def training_structures(self, formula: str) -> list:
+        """The compound's training pool (demo data only): rattled supercells, then displaced supercells."""
+        from .io.authors import read_training_structures
+
+        return read_training_structures(self._entry(formula).path)
 
     def __iter__(self) -> Iterator[str]:
         return iter(self.entries())

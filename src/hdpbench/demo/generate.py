@@ -549,6 +549,10 @@ def main(argv: list[str] | None = None) -> int:
     root = Path(args.output) if args.output else registered_datasets()["demo"].local_dir
     status = generate(args.compounds, settings, root)
     print(json.dumps(status, indent=2))
+    if not args.dry_run and all(outcome != "pending" for outcome in status.values()):
+        from .summary import build
+
+        build(root)  # the summary db (σ_ref) and validation report, from the packed archives
     return 0
 
 

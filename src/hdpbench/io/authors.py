@@ -9,6 +9,10 @@ Per compound (archive ``dpv_<formula>.tar.gz`` or folder ``dpv_<formula>/``)::
 
 and a summary database ``double_halide_pv.db`` (ASE db, ``uid = dpv_<formula>``) beside the halide
 folders. Equilibration (``MD/*_equ*``), SOC runs and ``phonon.tar.gz`` are not used.
+
+The project's demo dataset adds two members the authors' archives lack: ``provenance.json`` (method,
+settings, seeds, versions) and ``training/rattled.extxyz`` (rattled supercells with reference forces,
+for training the demo models only).
 """
 
 from __future__ import annotations
@@ -33,6 +37,8 @@ FC_MEMBER = "force_constants.hdf5"
 FORCE_SETS_MEMBER = "FORCE_SETS"
 PRODUCTION_MD = re.compile(r"^MD/vasprun_prod(?:_(\d+))?\.xml$")
 SUMMARY_DB = "double_halide_pv.db"
+PROVENANCE_MEMBER = "provenance.json"
+TRAINING_POOL_MEMBER = "training/rattled.extxyz"
 DEFAULT_DISCARD = 100  # equilibration frames dropped from the start of every production file
 SIGMA_MISSING_AT = 2.0  # the authors treat σ_DFT ≥ 2 as missing
 
@@ -54,6 +60,8 @@ class MemberInventory:
     force_constants_hdf5: bool
     force_sets: bool
     production_files: list[str] = field(default_factory=list)
+    training_pool: bool = False
+    provenance: bool = False
 
     @classmethod
     def from_names(cls, names: list[str]) -> MemberInventory:
@@ -64,6 +72,8 @@ class MemberInventory:
             force_constants_hdf5=FC_MEMBER in names,
             force_sets=FORCE_SETS_MEMBER in names,
             production_files=production,
+            training_pool=TRAINING_POOL_MEMBER in names,
+            provenance=PROVENANCE_MEMBER in names,
         )
 
     @property
@@ -182,3 +192,57 @@ def read_summary_db(path: str | Path) -> dict[str, dict[str, Any]]:
             "raw": values,
         }
     return summaries
+
+
+def read_provenance(path: str | Path) -> dict[str, Any]:
+    """The ``provenance.json`` of a compound (demo data); an empty dict where there is none."""
+    import json
+
+    files = CompoundFiles(path)
+    members = files.read_members({PROVENANCE_MEMBER})
+    if PROVENANCE_MEMBER not in members:
+        return {}
+    try:
+        return json.loads(members[PROVENANCE_MEMBER])
+    except json.JSONDecodeError as error:
+        raise DataError(files.location(PROVENANCE_MEMBER), f"not valid JSON: {error}") from error
+
+
+def read_training_structures(path: str | Path) -> list:
+    """Training structures of a compound with reference forces (demo data): the rattled pool, then
+    each phonopy displaced supercell (from FORCE_SETS, forces only, no energy).
+
+    ``atoms.info["config_type"]`` is ``"rattled"`` or ``"displaced"``; reference values are stored as
+    ``REF_energy`` / ``REF_forces`` (mace-torch's recommended keys).
+    """
+    import io
+
+    import ase.io
+    from phonopy.file_IO import parse_FORCE_SETS
+
+    files = CompoundFiles(path)
+    members = files.read_members({TRAINING_POOL_MEMBER, FORCE_SETS_MEMBER, SUPERCELL_MEMBER})
+    if TRAINING_POOL_MEMBER not in members:
+        raise MissingMemberError(files.location(TRAINING_POOL_MEMBER), f"{files.name} has no training pool (not a demo compound?)")
+    structures = []
+    for atoms in ase.io.read(io.StringIO(members[TRAINING_POOL_MEMBER].decode()), index=":", format="extxyz"):
+        forces, energy = atoms.get_forces(), atoms.get_potential_energy()
+        atoms.calc = None
+        atoms.arrays["REF_forces"] = forces
+        atoms.info.update({"REF_energy": energy, "config_type": "rattled"})
+        structures.append(atoms)
+    if FORCE_SETS_MEMBER in members and SUPERCELL_MEMBER in members:
+        supercell = read_poscar(members[SUPERCELL_MEMBER], name=files.location(SUPERCELL_MEMBER))
+        import tempfile
+
+        with tempfile.NamedTemporaryFile("wb", suffix=".FORCE_SETS") as handle:
+            handle.write(members[FORCE_SETS_MEMBER])
+            handle.flush()
+            dataset = parse_FORCE_SETS(filename=handle.name, natom=len(supercell))
+        for displacement in dataset["first_atoms"]:
+            atoms = supercell.copy()
+            atoms.positions[displacement["number"]] += displacement["displacement"]
+            atoms.arrays["REF_forces"] = np.asarray(displacement["forces"], dtype=float)
+            atoms.info["config_type"] = "displaced"
+            structures.append(atoms)
+    return structures

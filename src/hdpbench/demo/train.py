@@ -1,0 +1,188 @@
+"""Train the demo MACE models with mace-torch's own training entry point (``mace_run_train``).
+
+Each demo model is one registry file ``models/<name>.yaml`` whose ``training`` block says what it is
+trained on (rattled configurations per compound, whether phonopy's displaced supercells are added)
+and holds the ``mace_run_train`` arguments (Lee & Xia's recipe where it fits: force-weighted loss,
+2 layers, correlation order 3, r_cut 6 Å; sized for 2 CPU cores). Production MD frames are never
+used: they are the held-out test set, on which the force MAE per compound is reported.
+
+Outputs (committed): ``models/demo/<name>.model`` (the checkpoint, float64), and in
+``models/demo/<name>/``: ``mace_config.yaml`` (exact arguments), ``training_set.json`` (which
+structures), ``train.log`` (mace's log) and ``heldout_force_mae.json``. The registry file gets the
+checkpoint's sha256.
+
+    python -m hdpbench.demo.train [--models demo-small-data demo-more-data] [--dry-run]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import shutil
+import subprocess
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import yaml
+
+from .. import paths
+from ..results import atomic_path, atomic_write_json, sha256_file
+
+DEMO_MODELS = ["demo-small-data", "demo-more-data"]
+
+
+def training_spec(name: str) -> dict[str, Any]:
+    from ..models import get_model_spec
+
+    spec = get_model_spec(name)
+    training = spec.extra.get("training")
+    if not training:
+        raise ValueError(f"{paths.model_registry_dir() / (name + '.yaml')} has no 'training' block")
+    return training
+
+
+def output_dir(name: str) -> Path:
+    return paths.model_registry_dir() / "demo" / name
+
+
+def select_training_structures(dataset, rattled_per_compound: int | None, include_displaced: bool) -> tuple[list, list[dict]]:
+    """(structures, record): the first ``rattled_per_compound`` rattled supercells of each compound
+    (all if None; their order is the generator's random order) plus, optionally, the displaced ones."""
+    structures, record = [], []
+    for formula in dataset.compounds():
+        pool = dataset.training_structures(formula)
+        rattled = [a for a in pool if a.info["config_type"] == "rattled"]
+        displaced = [a for a in pool if a.info["config_type"] == "displaced"]
+        chosen = rattled if rattled_per_compound is None else rattled[:rattled_per_compound]
+        if include_displaced:
+            chosen = chosen + displaced
+        for index, atoms in enumerate(chosen):
+            atoms.info["compound"] = formula
+            structures.append(atoms)
+            record.append({"compound": formula, "config_type": atoms.info["config_type"], "index_in_pool": index})
+    return structures, record
+
+
+def fitted_e0s(structures) -> dict[int, float]:
+    """Per-element reference energies: least squares (minimum norm) of the energies over compositions.
+
+    mace's ``E0s: average`` would include the displaced supercells, which carry forces only (NaN).
+    """
+    with_energy = [a for a in structures if "REF_energy" in a.info]
+    elements = sorted({int(z) for a in structures for z in a.numbers})
+    counts = np.array([[np.count_nonzero(a.numbers == z) for z in elements] for a in with_energy], dtype=float)
+    energies = np.array([a.info["REF_energy"] for a in with_energy])
+    solution, *_ = np.linalg.lstsq(counts, energies, rcond=None)
+    return {z: float(e) for z, e in zip(elements, solution, strict=True)}
+
+
+def heldout_force_mae(dataset, checkpoint: Path, *, max_frames: int = 100) -> dict[str, dict[str, float]]:
+    """Force MAE/RMSE (eV/Å) of the model on each compound's production frames (never trained on)."""
+    from ..evaluate import evaluate
+
+    report = {}
+    for formula in dataset.compounds():
+        trajectory = dataset.load(formula).trajectory
+        picks = np.linspace(0, len(trajectory) - 1, min(max_frames, len(trajectory))).round().astype(int)
+        frames = trajectory.select(picks)
+        predicted = evaluate(str(checkpoint), frames.to_atoms_list(), dtype="float64", progress=False).forces_array()
+        error = predicted - frames.forces
+        report[formula] = {
+            "force_mae_ev_ang": float(np.abs(error).mean()),
+            "force_rmse_ev_ang": float(np.sqrt((error**2).mean())),
+            "reference_force_rms_ev_ang": float(np.sqrt((frames.forces**2).mean())),
+            "frames": len(frames),
+        }
+    return report
+
+
+def train(name: str, *, dry_run: bool = False, dataset_name: str = "demo") -> dict[str, Any]:
+    """Train one demo model; skip if its checkpoint exists and matches the registered sha256."""
+    import ase.io
+
+    from ..datasets import get_dataset
+    from ..models import expected_checkpoint_path, get_model_spec
+
+    spec = get_model_spec(name)
+    training = training_spec(name)
+    target = expected_checkpoint_path(spec)
+    if target.is_file() and spec.sha256 and sha256_file(target) == spec.sha256 and not dry_run:
+        print(f"{name}: checkpoint present and registered ({target})")
+        return {"name": name, "skipped": True}
+    dataset = get_dataset(dataset_name, download=False)
+    structures, record = select_training_structures(
+        dataset, training.get("rattled_per_compound"), training.get("include_displaced", True)
+    )
+    out = output_dir(name) if not dry_run else paths.cache_dir() / "demo-train-dry-run" / name
+    # mace's checkpoints and logs; an interrupted training resumes from them (restart_latest)
+    work = paths.cache_dir() / ("demo-train-dry-run" if dry_run else "demo-train") / name / "work"
+    work.mkdir(parents=True, exist_ok=True)
+    out.mkdir(parents=True, exist_ok=True)
+    ase.io.write(work / "train.extxyz", structures, format="extxyz")
+    mace_args = dict(training["mace_args"])
+    if dry_run:
+        mace_args.update({"max_num_epochs": 3, "start_swa": 2, "eval_interval": 1, "num_channels": 8, "max_L": 0})
+    mace_args.update(
+        {
+            "name": name,
+            "train_file": str(work / "train.extxyz"),
+            "energy_key": "REF_energy",
+            "forces_key": "REF_forces",
+            "work_dir": str(work),
+            "device": "cpu",
+            "restart_latest": True,
+            "E0s": str(fitted_e0s(structures)),
+        }
+    )
+    with atomic_path(out / "mace_config.yaml") as tmp:
+        tmp.write_text(yaml.safe_dump(mace_args, sort_keys=True))
+    atomic_write_json(out / "training_set.json", {"structures": record, "count": len(structures), "dataset": dataset_name})
+    start = time.time()
+    command = [sys.executable, "-m", "hdpbench.demo.mace_train_entry", "--config", str(out / "mace_config.yaml")]
+    with open(work / "stdout.log", "w") as log:
+        completed = subprocess.run(command, stdout=log, stderr=subprocess.STDOUT, cwd=work)
+    if completed.returncode != 0:
+        tail = (work / "stdout.log").read_text()[-3000:]
+        raise RuntimeError(f"mace_run_train failed for {name} (log: {work / 'stdout.log'}):\n{tail}")
+    seconds = time.time() - start
+    trained = work / f"{name}.model"
+    logs = sorted((work / "logs").glob(f"{name}*.log"))
+    if logs:
+        shutil.copyfile(logs[-1], out / "train.log")
+    destination = out / "checkpoint.model" if dry_run else target
+    destination.parent.mkdir(parents=True, exist_ok=True)
+    with atomic_path(destination) as tmp:
+        shutil.copyfile(trained, tmp)
+    checksum = sha256_file(destination)
+    heldout = heldout_force_mae(dataset, destination, max_frames=5 if dry_run else 100)
+    atomic_write_json(out / "heldout_force_mae.json", {"per_compound": heldout, "training_seconds": seconds})
+    if not dry_run:
+        _register_sha256(name, checksum)
+    print(f"{name}: trained in {seconds / 60:.1f} min on {len(structures)} structures → {destination}")
+    return {"name": name, "checkpoint": str(destination), "sha256": checksum, "seconds": seconds, "heldout": heldout}
+
+
+def _register_sha256(name: str, checksum: str) -> None:
+    """Update the sha256 line of the registry file in place (keeping its comments)."""
+    path = paths.model_registry_dir() / f"{name}.yaml"
+    lines = path.read_text().splitlines()
+    lines = [f"sha256: {checksum}" if line.startswith("sha256:") else line for line in lines]
+    with atomic_path(path) as tmp:
+        tmp.write_text("\n".join(lines) + "\n")
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--models", nargs="*", default=DEMO_MODELS)
+    parser.add_argument("--dry-run", action="store_true", help="3 epochs of a tiny model, outputs under the cache")
+    args = parser.parse_args(argv)
+    results = [train(name, dry_run=args.dry_run) for name in args.models]
+    print(json.dumps([{k: v for k, v in r.items() if k != "heldout"} for r in results], indent=2))
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
