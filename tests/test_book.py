@@ -6,7 +6,7 @@ import json
 
 import pytest
 
-from hdpbench.book import NOTEBOOKS, execute_notebook
+from hdpbench.book import NOTEBOOKS, SECTION_NOTEBOOKS, execute_notebook
 
 
 @pytest.mark.parametrize("name", NOTEBOOKS)
@@ -33,3 +33,39 @@ def test_failing_cell_fails_loudly(tmp_path, monkeypatch):
     monkeypatch.setattr(paths, "notebooks_dir", lambda: notebooks)
     with pytest.raises(papermill.PapermillExecutionError, match="boom"):
         execute_notebook("broken", {}, output_dir=tmp_path, timeout=60)
+
+
+@pytest.fixture(scope="module")
+def section_inputs(tmp_path_factory):
+    """Two compounds in the authors' layout and a tiny MACE checkpoint, shared by the section notebooks."""
+    from hdpbench.mace_models import build_mace, save_model
+
+    from .builders import compound_members, write_folder, write_summary_db, write_tarball
+
+    root = tmp_path_factory.mktemp("sections") / "hdp"
+    members, _ = compound_members("Cs2AgBiBr6", n_files=2, frames_per_file=6)
+    write_tarball(root / "bromides" / "dpv_Cs2AgBiBr6.tar.gz", members, "dpv_Cs2AgBiBr6")
+    members, _ = compound_members("Cs2NaInCl6", n_files=2, frames_per_file=6)
+    write_folder(root / "chlorides" / "dpv_Cs2NaInCl6", members)
+    write_summary_db(root / "double_halide_pv.db", {"Cs2AgBiBr6": {"sigma_300K_single": 0.41}, "Cs2NaInCl6": {"sigma_300K_single": 0.7}})
+    models = [
+        str(save_model(build_mace([55, 47, 83, 35, 11, 49, 17], channels=8, r_max=5.0, seed=seed), root.parent / f"tiny-{seed}.model"))
+        for seed in (1, 2)
+    ]
+    return str(root), models, str(root.parent / "results")
+
+
+@pytest.mark.parametrize("name", SECTION_NOTEBOOKS)
+def test_section_notebook_runs_with_tiny_parameters(tmp_path, name, section_inputs):
+    root, models, results = section_inputs
+    parameters = {"dataset": root, "models": models, "results": results, "dtype": "float64", "dry_run": True}
+    if name != "phonons":
+        parameters["discard"] = 0
+    output = execute_notebook(name, parameters, output_dir=tmp_path, timeout=600)
+    notebook = json.loads(output.read_text())
+    outputs = [o for c in notebook["cells"] for o in c.get("outputs", [])]
+    assert not [o for o in outputs if o.get("output_type") == "error"]
+    figures = [o for o in outputs if "image/png" in o.get("data", {})]
+    assert figures, f"{name} drew no figure"
+    glued = [o for o in outputs if "application/papermill.record/text/plain" in o.get("data", {}) or o.get("metadata", {}).get("scrapbook")]
+    assert glued, f"{name} glued no number into its prose"

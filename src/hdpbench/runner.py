@@ -120,7 +120,21 @@ def _worker_device(device: str) -> str:
     return f"cuda:{name}" if isinstance(name, int) else device
 
 
-def _run_stage(stage: str, dataset: str, model: str, shard: list[str], settings: RunSettings, device: str, results_root: str | None):
+def run_stage_in_process(
+    stage: str, dataset: str, model: str, shard: list[str], settings: RunSettings, device: str, results_root: str | None
+):
+    """Run (or reuse) one stage for these compounds here; returns its :class:`StageResults`.
+
+    BLAS runs single-threaded, as in Dask workers, so results are bit-identical however they were run
+    (a multi-threaded matrix product sums in another order).
+    """
+    from threadpoolctl import threadpool_limits
+
+    with threadpool_limits(limits=1, user_api="blas"):
+        return _dispatch(stage, dataset, model, shard, settings, device, results_root)
+
+
+def _dispatch(stage: str, dataset: str, model: str, shard: list[str], settings: RunSettings, device: str, results_root: str | None):
     from . import stages
 
     data = _cached_dataset(dataset)
@@ -152,17 +166,12 @@ def run_shard(
     torch_threads: int | None = None,
 ) -> dict[str, Any]:
     """Run one stage on one shard (in whatever process calls it); returns what was done and how long it took."""
-    from threadpoolctl import threadpool_limits
-
     start = time.perf_counter()
     if torch_threads:  # CPU workers share the cores instead of each taking all of them
         import torch
 
         torch.set_num_threads(torch_threads)
-    # Dask workers run BLAS single-threaded; doing the same everywhere keeps serial and distributed
-    # results bit-identical (a multi-threaded matrix product sums in another order).
-    with threadpool_limits(limits=1, user_api="blas"):
-        result = _run_stage(stage, dataset, model, shard, settings, _worker_device(device), results_root)
+    result = run_stage_in_process(stage, dataset, model, shard, settings, _worker_device(device), results_root)
     done = [name for name in shard if result.is_done(name)]
     return {"shard": shard, "done": done, "seconds": time.perf_counter() - start, "directory": str(result.directory)}
 

@@ -1,0 +1,126 @@
+# ---
+# jupyter:
+#   jupytext:
+#     formats: py:percent
+#   kernelspec:
+#     display_name: Python 3
+#     language: python
+#     name: python3
+# ---
+
+# %% [markdown]
+# # 3. Model-only molecular dynamics
+#
+# **What you will learn.** Whether a model, left to move the atoms by itself at 300 K, produces the
+# same degree of anharmonicity as the reference dynamics, and which errors of the Hessian predict when
+# it does not.
+#
+# **The physics in a few lines.** Two runs per compound start from random reference frames (index
+# 0–700 of a production file) with Maxwell–Boltzmann velocities at 300 K and follow velocity Verlet
+# (1 fs) with ASE's Andersen thermostat: after each step every velocity component is redrawn with
+# probability p = 0.5. σ_model-only = ⟨σ(t)⟩ over all frames of both runs, with the model's own Φ. A
+# run whose energy or forces blow up is stopped and reported, never silently dropped.
+
+# %% tags=["parameters"]
+dataset = "demo"
+models = ["demo-small-data", "demo-more-data"]
+compounds = None
+device = "cpu"
+dtype = "float32"
+results = None
+# steps per run; None = the paper's 2000
+md_steps = None
+# runs per compound; None = 2
+md_runs = None
+# frames dropped from the start of each production file; None = 100
+discard = None
+dry_run = False
+
+# %%
+import matplotlib.pyplot as plt
+import numpy as np
+from myst_nb import glue
+
+from hdpbench import analysis, figures
+
+settings = analysis.book_settings(dtype=dtype, discard=discard, md_steps=md_steps, md_runs=md_runs, dry_run=dry_run)
+label = analysis.dataset_label(dataset)
+common = {"compounds": compounds, "settings": settings, "device": device, "results_root": results}
+md = analysis.md_table(dataset, models, **common)
+phonons = analysis.phonon_table(dataset, models, **common)
+merged = md.merge(phonons[["model", "compound", "rmse_omega2_thz2", "rmse_vg_thz_ang"]], on=["model", "compound"])
+last = models[-1]
+overall = analysis.confusion(md[md["model"] == last]["sigma_reference"], md[md["model"] == last]["sigma_model_only"])
+stopped_total = int(md["stopped"].sum())
+glue("md_dataset", analysis.prose(label), display=False)
+glue("md_last_model", analysis.prose(last), display=False)
+glue("md_steps", settings.md.steps, display=False)
+glue("md_runs", settings.md.runs_per_compound, display=False)
+glue("md_more_stable", 100 * overall["more_stable_fraction"], display=False)
+glue("md_less_stable", 100 * overall["less_stable_fraction"], display=False)
+glue("md_stopped", stopped_total, display=False)
+glue("md_runs_total", len(md) * settings.md.runs_per_compound, display=False)
+ranks = merged[merged["model"] == last][["abs_delta_sigma", "rmse_omega2_thz2"]].corr(method="spearman")
+glue("md_spearman", float(ranks.iloc[0, 1]) if len(ranks) == 2 else np.nan, display=False)
+
+# %% [markdown]
+# {glue:md}`md_dataset`. {glue:text}`md_runs` runs of {glue:text}`md_steps` steps per compound and model.
+# Runs stopped because they blew up: {glue:text}`md_stopped` of {glue:text}`md_runs_total`.
+#
+# ## Fig. 4a — σ_model-only against σ_ref
+#
+# With {glue:md}`md_last_model`, {glue:text}`md_more_stable:.0f` % of the compounds outside the most
+# stable class land in a more stable class (lower triangle) and {glue:text}`md_less_stable:.0f` % of
+# those outside the least stable class in a less stable one (upper triangle). Paper (omat-0-medium,
+# DFT): 38 % and 6 %.
+
+# %%
+panels = []
+for model in models:
+    rows = md[md["model"] == model]
+    panels.append({"counts": analysis.confusion(rows["sigma_reference"], rows["sigma_model_only"])["counts"], "title": model})
+fig = figures.confusion_grid(panels, label, columns=len(models))
+plt.show()
+
+# %% [markdown]
+# ## Fig. 4b — by halide
+
+# %%
+rows = md[md["model"] == last]
+panels = [
+    {"counts": analysis.confusion(group["sigma_reference"], group["sigma_model_only"])["counts"], "title": f"{last}: {halide}"}
+    for halide, group in rows.groupby("halide")
+]
+fig = figures.confusion_grid(panels, label, columns=max(len(panels), 1))
+plt.show()
+
+# %% [markdown]
+# ## Fig. 5 — do Hessian errors predict σ errors?
+#
+# Spearman rank correlation between |σ_ref − σ_model-only| and RMSE(ω²) for {glue:md}`md_last_model`:
+# {glue:text}`md_spearman:.2f`. Paper: large Hessian errors go with large σ discrepancies.
+
+# %%
+fig = figures.delta_sigma_vs_phonon_errors(merged[merged["model"] == last], label)
+plt.show()
+
+# %% [markdown]
+# ## Temperature of every run
+
+# %%
+traces = {}
+for model in models:
+    stage = analysis.stage_results("md", dataset, model, **common)
+    for compound in md[md["model"] == model]["compound"]:
+        traces[f"{model}: {compound}"] = stage.load_arrays(compound)["temperatures"]
+fig = figures.temperature_traces(traces, settings.md.temperature_K, label)
+plt.show()
+
+# %% [markdown]
+# ## Exercises
+#
+# 1. The Andersen thermostat redraws velocities with probability 0.5 per step. Predict how the spread
+#    of the temperature traces changes with `md.andersen_prob=0.05`, then run it.
+# 2. Which compounds does the model make *more* stable than the reference? Compare their minimum
+#    phonon frequencies (section 1): is the model's Hessian stiffer there?
+# 3. Halve `md_steps`. Does σ_model-only change more than its run-to-run spread?

@@ -1,0 +1,117 @@
+# ---
+# jupyter:
+#   jupytext:
+#     formats: py:percent
+#   kernelspec:
+#     display_name: Python 3
+#     language: python
+#     name: python3
+# ---
+
+# %% [markdown]
+# # 1. Harmonic phonons: is the model's Hessian the reference's?
+#
+# **What you will learn.** How finite displacements turn a force field into force constants Φ, how
+# two sets of phonon bands are compared on the same q-points, and why errors in ω² and in group
+# velocities tell different stories.
+#
+# **The physics in a few lines.** Displacing each symmetry-inequivalent atom by 0.01 Å in the 80-atom
+# supercell and recording the forces gives Φ_{iα,jβ} = −∂F_{iα}/∂u_{jβ}. Diagonalising the dynamical
+# matrix D(q) gives ω²(q); imaginary modes appear as negative ω², so the comparison uses the *signed*
+# square, ω² = sign(f)·f². On the seekpath path (50 points per segment), with n the band index,
+#
+# $$\mathrm{RMSE}(\omega^2)=\sqrt{\tfrac{1}{N_qN_b}\sum_{q,n}\big(\omega^2_{\rm model}-\omega^2_{\rm ref}\big)^2},\qquad
+# \mathrm{RMSE}(v_g)=\sqrt{\tfrac{1}{3N_qN_b}\sum_{q,n,\alpha}\big(v_{\rm model}-v_{\rm ref}\big)^2},\quad v_g=\partial\omega/\partial q .$$
+#
+# A compound counts as dynamically unstable if any frequency lies below −0.5 THz (Lee & Xia).
+
+# %% tags=["parameters"]
+dataset = "demo"  # registered dataset name or a folder in the authors' layout
+models = ["demo-small-data", "demo-more-data"]  # registry names or checkpoint paths
+# None = every compound of the dataset
+compounds = None
+device = "cpu"
+dtype = "float32"
+# results folder; None = HDPBENCH_RESULTS or results/
+results = None
+dry_run = False  # tiny settings (smoke tests)
+
+# %%
+import matplotlib.pyplot as plt
+from myst_nb import glue
+
+from hdpbench import analysis, figures
+
+settings = analysis.book_settings(dtype=dtype, dry_run=dry_run)
+label = analysis.dataset_label(dataset)
+common = {"compounds": compounds, "settings": settings, "device": device, "results_root": results}
+phonons = analysis.phonon_table(dataset, models, **common)
+best_model = phonons.groupby("model")["rmse_omega2_thz2"].median().idxmin()
+focus = phonons[phonons["model"] == best_model]
+best, worst = focus.loc[focus["rmse_omega2_thz2"].idxmin()], focus.loc[focus["rmse_omega2_thz2"].idxmax()]
+glue("ph_dataset", analysis.prose(label), display=False)
+glue("ph_n_compounds", int(phonons["compound"].nunique()), display=False)
+glue("ph_models", analysis.prose(", ".join(models)), display=False)
+glue("ph_best_model", analysis.prose(best_model), display=False)
+glue("ph_best_compound", analysis.prose(best["compound"]), display=False)
+glue("ph_worst_compound", analysis.prose(worst["compound"]), display=False)
+glue("ph_best_rmse", float(best["rmse_omega2_thz2"]), display=False)
+glue("ph_worst_rmse", float(worst["rmse_omega2_thz2"]), display=False)
+medians = phonons.groupby("model", sort=False)["rmse_omega2_thz2"].median()
+glue("ph_median_ratio", float(medians.max() / medians.min()), display=False)
+
+# %% [markdown]
+# {glue:md}`ph_dataset`. Models: {glue:md}`ph_models`; {glue:text}`ph_n_compounds` compounds.
+#
+# ## Fig. 1a — the two errors per compound
+#
+# With the model of lowest median RMSE(ω²), **{glue:md}`ph_best_model`**, the closest compound is
+# {glue:md}`ph_best_compound` (RMSE(ω²) = {glue:text}`ph_best_rmse:.3g` THz²) and the farthest is
+# {glue:md}`ph_worst_compound` ({glue:text}`ph_worst_rmse:.3g` THz²). The paper's chlorides span
+# Cs2KDyCl6 (best) to Na2CuAuCl6 (worst, imaginary modes under-estimated).
+
+# %%
+fig = figures.phonon_error_scatter(phonons, best_model, label)
+plt.show()
+
+# %% [markdown]
+# ## Fig. 1b,c — by halide and model
+#
+# The median RMSE(ω²) of the worst model is {glue:text}`ph_median_ratio:.2f` times that of the best.
+# Paper: errors fall from fluorides to iodides; omat-0-medium is best, with about ten times lower
+# RMSE(ω²) than matpes-pbe-omat-ft.
+
+# %%
+fig = figures.phonon_error_boxes(phonons, models, label)
+plt.show()
+
+# %% [markdown]
+# ## Fig. S2 — bands of the best and the worst compound
+
+# %%
+stage = analysis.stage_results("phonons", dataset, best_model, **common)
+for row in (best, worst):
+    fig = figures.band_comparison(stage.load_arrays(row["compound"]), row["compound"], best_model, label)
+    plt.show()
+
+# %% [markdown]
+# ## Lee & Xia metrics
+#
+# Mean absolute errors of the frequencies along the path, of the Helmholtz free energy F (kJ/mol),
+# heat capacity C_v and entropy S (J/K/mol) per unit cell at 300 and 1000 K (phonopy, q-mesh length
+# 75, modes below 0.1 THz left out), and the fraction of compounds whose stability class (−0.5 THz
+# threshold) the model gets right.
+
+# %%
+metrics = analysis.lee_xia_metrics(phonons)
+metrics.round(4)
+
+# %% [markdown]
+# ## Exercises
+#
+# 1. Rerun with `dtype = "float64"`. Predict first: does RMSE(ω²) change more for soft (low-frequency)
+#    or stiff compounds? (Finite differences of float32 forces lose digits where forces are small.)
+# 2. Change the displacement with `settings.with_overrides(["phonons.displacement=0.02"])` (the
+#    authors' other script). Which compounds move most, and why would anharmonic ones?
+# 3. Colour Fig. 1a by halide instead of σ_ref: is the halide or the anharmonicity the better
+#    predictor of the error?

@@ -1,0 +1,115 @@
+# ---
+# jupyter:
+#   jupytext:
+#     formats: py:percent
+#   kernelspec:
+#     display_name: Python 3
+#     language: python
+#     name: python3
+# ---
+
+# %% [markdown]
+# # 2. The anharmonicity score σ on reference trajectories
+#
+# **What you will learn.** How far the real forces along a 300 K trajectory are from the harmonic
+# ones, and whether a model reproduces that distance, first with the reference Hessian and then with
+# its own.
+#
+# **The physics in a few lines.** With u the displacement of every atom from the reference supercell
+# (minimum image), the harmonic force is F⁽²⁾_{iα} = −Σ_{jβ} Φ_{iα,jβ} u_{jβ}. The anharmonicity score
+# (Knoop et al. 2020) compares what is left over to the force itself,
+#
+# $$\sigma(t)=\sqrt{\frac{\sum_{i\alpha}\big(F_{i\alpha}(t)-F^{(2)}_{i\alpha}(t)\big)^2}{\sum_{i\alpha}F_{i\alpha}(t)^2}},\qquad \sigma=\langle\sigma(t)\rangle_t ,$$
+#
+# σ < 0.5: weakly anharmonic; 0.5 ≤ σ ≤ 1: strongly anharmonic; σ > 1: dynamically unstable at T.
+# Three scores per compound: σ_ref (reference forces, Φ_ref), σ_model(Φ_ref) (model forces on the same
+# frames, reference Φ: a strict test of the forces) and σ_model(Φ_model) (everything from the model).
+
+# %% tags=["parameters"]
+dataset = "demo"
+models = ["demo-small-data", "demo-more-data"]
+compounds = None
+device = "cpu"
+dtype = "float32"
+results = None
+# frames per compound (evenly subsampled); None = all after the discard
+n_frames = None
+# frames dropped from the start of each production file; None = 100
+discard = None
+dry_run = False
+
+# %%
+import matplotlib.pyplot as plt
+import pandas as pd
+from myst_nb import glue
+
+from hdpbench import analysis, figures, published
+
+settings = analysis.book_settings(dtype=dtype, discard=discard, n_frames=n_frames, dry_run=dry_run)
+label = analysis.dataset_label(dataset)
+common = {"compounds": compounds, "settings": settings, "device": device, "results_root": results}
+sigma = analysis.sigma_table(dataset, models, **common)
+panels, accuracy = [], {}
+for approach, column, name in (("reference_fc", "sigma_model_fc_reference", "Φ_ref"), ("model_fc", "sigma_model_fc_model", "Φ_model")):
+    for model in models:
+        rows = sigma[sigma["model"] == model]
+        result = analysis.confusion(rows["sigma_reference"], rows[column])
+        accuracy[(model, approach)] = result["accuracy"]
+        panels.append({"counts": result["counts"], "title": f"{model}\n{name}", "published": published.fig3_counts(model, approach)})
+glue("sg_dataset", analysis.prose(label), display=False)
+glue("sg_n_compounds", int(sigma["compound"].nunique()), display=False)
+glue("sg_frames", int(sigma["n_frames"].median()), display=False)
+last = models[-1]
+glue("sg_last_model", analysis.prose(last), display=False)
+glue("sg_accuracy_ref_fc", 100 * accuracy[(last, "reference_fc")], display=False)
+glue("sg_accuracy_model_fc", 100 * accuracy[(last, "model_fc")], display=False)
+glue("sg_mean_shift_model_fc", float(sigma[sigma["model"] == last]["delta_sigma_model_fc"].mean()), display=False)
+
+# %% [markdown]
+# {glue:md}`sg_dataset`. {glue:text}`sg_n_compounds` compounds, a median of {glue:text}`sg_frames`
+# frames each.
+#
+# ## Fig. 3 — confusion matrices
+#
+# Rows: the reference class; columns: the model's. With Φ_ref, {glue:md}`sg_last_model` puts
+# {glue:text}`sg_accuracy_ref_fc:.0f` % of the compounds in the reference class; with its own Φ,
+# {glue:text}`sg_accuracy_model_fc:.0f` %. For the paper's four models the published counts are shown
+# in brackets (only where a panel's model is one of them).
+
+# %%
+fig = figures.confusion_grid(panels, label, columns=len(models))
+plt.show()
+
+# %% [markdown]
+# ## Fig. S9 — how σ shifts
+#
+# Mean σ_model(Φ_model) − σ_ref for {glue:md}`sg_last_model`: {glue:text}`sg_mean_shift_model_fc:+.3f`.
+# Paper: with Φ_MACE the differences tail to negative values, i.e. the models over-stabilise.
+
+# %%
+fig = figures.delta_sigma_distributions(sigma, models, label)
+plt.show()
+
+# %% [markdown]
+# ## Per-species σ and force errors
+#
+# σ restricted to the atoms of one element (reference forces, Φ_ref), beside each model's force error
+# on the same frames.
+
+# %%
+species = pd.DataFrame(
+    [{"compound": r["compound"], **r["sigma_per_species_reference"]} for _, r in sigma[sigma["model"] == models[0]].iterrows()]
+).set_index("compound")
+forces = sigma.pivot(index="compound", columns="model", values="force_mae_ev_ang").add_prefix("force MAE (eV/Å) ")
+species.join(forces).round(3)
+
+# %% [markdown]
+# ## Exercises
+#
+# 1. σ is a ratio of sums over a frame. Predict how σ_ref changes if you keep only every tenth frame
+#    (`n_frames`), then check. Which compounds are most sensitive, and why?
+# 2. σ_model(Φ_ref) mixes model forces with the reference Hessian. If a model's forces were the
+#    reference forces plus uncorrelated noise of size ε, how would σ change? Test the idea on the
+#    force-MAE column.
+# 3. Pooling all frames before the ratio (FHI-vibes) gives `sigma_pooled_*`. When do pooled and
+#    time-averaged σ differ most?

@@ -1,0 +1,155 @@
+"""Tables the book's sections are drawn from: stage results of several models gathered into DataFrames.
+
+Each function fills the results store first where needed (through the same stage functions as
+``hdpbench run``) and then only reads it, so a second build reuses everything.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+from .anharmonicity import confusion_matrix, sigma_class
+from .results import StageResults
+from .runner import RunSettings, run_stage_in_process
+from .stages import collect
+
+
+def stage_results(
+    stage: str, dataset: str, model: str, *, compounds: Sequence[str] | None = None, settings: RunSettings = RunSettings(),
+    device: str = "cpu", results_root=None,
+) -> StageResults:
+    """The stage's results for these compounds, computed where missing."""
+    from .runner import _cached_dataset
+
+    names = list(compounds) if compounds is not None else _cached_dataset(str(dataset)).compounds()
+    return run_stage_in_process(stage, str(dataset), str(model), names, settings, device, results_root)
+
+
+def _rows(stage: StageResults, model: str, compounds: Sequence[str] | None) -> list[dict[str, Any]]:
+    return [{"model": model, **row} for row in collect(stage, compounds)]
+
+
+def phonon_table(dataset: str, models: Sequence[str], **kwargs) -> pd.DataFrame:
+    """One row per (model, compound): RMSE(ω²), RMSE(v_g), MAE(f), minimum frequencies, stability,
+    thermal-property errors at 300 and 1000 K, σ_ref from the summary database."""
+    rows = []
+    for model in models:
+        rows += _rows(stage_results("phonons", dataset, model, **kwargs), model, kwargs.get("compounds"))
+    table = pd.DataFrame(rows)
+    if table.empty:
+        return table
+    for key, short in (("free_energy_kJ_mol", "F"), ("heat_capacity_J_K_mol", "Cv"), ("entropy_J_K_mol", "S")):
+        column = f"error_{key}"
+        if column in table:
+            errors = np.array(table[column].tolist(), dtype=float)
+            temperatures = table["thermal_reference"].iloc[0]["temperatures_K"]
+            for k, temperature in enumerate(temperatures):
+                table[f"abs_error_{short}_{temperature:.0f}K"] = np.abs(errors[:, k])
+    return table.drop(columns=[c for c in ("thermal_reference", "thermal_model") if c in table])
+
+
+def lee_xia_metrics(phonons: pd.DataFrame) -> pd.DataFrame:
+    """Per model: MAE of frequencies, of F, C_v, S at 300/1000 K, and the stability-classification accuracy."""
+    columns = ["mae_freq_thz"] + [c for c in phonons.columns if c.startswith("abs_error_")]
+    summary = phonons.groupby("model", sort=False)[columns].mean()
+    summary["stability_accuracy"] = phonons.groupby("model", sort=False)["stability_agrees"].mean()
+    summary["compounds"] = phonons.groupby("model", sort=False).size()
+    return summary
+
+
+def sigma_table(dataset: str, models: Sequence[str], **kwargs) -> pd.DataFrame:
+    """One row per (model, compound): σ_ref, σ_model(Φ_ref), σ_model(Φ_model), force errors."""
+    rows = []
+    for model in models:
+        rows += _rows(stage_results("sigma-reference-frames", dataset, model, **kwargs), model, kwargs.get("compounds"))
+    table = pd.DataFrame(rows)
+    if not table.empty:
+        table["delta_sigma_reference_fc"] = table["sigma_model_fc_reference"] - table["sigma_reference"]
+        table["delta_sigma_model_fc"] = table["sigma_model_fc_model"] - table["sigma_reference"]
+    return table
+
+
+def md_table(dataset: str, models: Sequence[str], **kwargs) -> pd.DataFrame:
+    """One row per (model, compound): σ_model-only (Φ_model) and σ_ref, with the runs' fate."""
+    rows = []
+    for model in models:
+        sigma_md = stage_results("sigma-md", dataset, model, **kwargs)
+        reference = {r["compound"]: r for r in collect(stage_results("sigma-reference-frames", dataset, model, **kwargs))}
+        for row in _rows(sigma_md, model, kwargs.get("compounds")):
+            row["sigma_reference"] = reference.get(row["compound"], {}).get("sigma_reference")
+            row["stopped"] = len(row["stopped_runs"])
+            rows.append(row)
+    table = pd.DataFrame(rows)
+    if not table.empty:
+        table["abs_delta_sigma"] = (table["sigma_model_only"] - table["sigma_reference"]).abs()
+    return table
+
+
+def confusion(reference: Sequence[float], model: Sequence[float]) -> dict[str, Any]:
+    """Counts, row-normalised matrix and the fractions the paper quotes (off-diagonal triangles)."""
+    counts, normalised = confusion_matrix(reference, model)
+    unstable_rows = counts[1:].sum()
+    stable_rows = counts[:2].sum()
+    return {
+        "counts": counts,
+        "normalised": normalised,
+        "accuracy": float(np.trace(counts) / counts.sum()) if counts.sum() else float("nan"),
+        # more stable than the reference (lower triangle), among compounds not in the most stable class
+        "more_stable_fraction": float(np.tril(counts, -1).sum() / unstable_rows) if unstable_rows else float("nan"),
+        # less stable than the reference (upper triangle), among compounds not in the least stable class
+        "less_stable_fraction": float(np.triu(counts, 1).sum() / stable_rows) if stable_rows else float("nan"),
+    }
+
+
+def classes(values: Sequence[float]) -> np.ndarray:
+    return sigma_class(np.asarray(values, dtype=float))
+
+
+def book_settings(
+    *, dtype: str = "float32", n_frames: int | None = None, md_steps: int | None = None, md_runs: int | None = None,
+    kpca_frames: int | None = None, discard: int | None = None, dry_run: bool = False,
+) -> RunSettings:
+    """The notebooks' parameters as stage settings (None keeps the paper's value)."""
+    settings = (RunSettings.dry_run() if dry_run else RunSettings()).with_dtype(dtype)
+    overrides = []
+    if n_frames is not None:
+        overrides.append(f"sigma.max_frames={n_frames}")
+    if md_steps is not None:
+        overrides.append(f"md.steps={md_steps}")
+    if md_runs is not None:
+        overrides.append(f"md.runs_per_compound={md_runs}")
+    if kpca_frames is not None:
+        overrides.append(f"kpca.max_frames_per_set={kpca_frames}")
+    if discard is not None:
+        overrides += [f"sigma.discard={discard}", f"md.discard={discard}", f"kpca.discard={discard}"]
+    return settings.with_overrides(overrides)
+
+
+def dataset_label(dataset: str) -> str:
+    """What a figure says about its data: the paper's DFT, or plainly the demo's GFN1-xTB."""
+    from .datasets import registered_datasets
+
+    spec = registered_datasets().get(str(dataset))
+    if spec is not None and spec.demo:
+        return f"Dataset '{spec.name}': GFN1-xTB reference made by this project, NOT the paper's DFT"
+    if spec is not None:
+        return f"Dataset '{spec.name}': {spec.title}"
+    return f"Dataset at {dataset} (user data)"
+
+
+class prose:
+    """Text to glue into Markdown prose as is ({glue:md}); IPython's Markdown would read a string
+    that happens to name an existing file (e.g. a checkpoint path) as that file."""
+
+    def __init__(self, text: str):
+        self.text = str(text)
+
+    def _repr_markdown_(self) -> str:
+        return self.text
+
+    def __repr__(self) -> str:
+        return self.text

@@ -1,0 +1,179 @@
+"""The book's figures, drawn from the analysis tables (no computation here beyond what a plot needs).
+
+Every figure carries a footer naming the dataset and its reference method, so a demo figure can never
+be mistaken for the paper's DFT.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import matplotlib.pyplot as plt
+import numpy as np
+import pandas as pd
+
+from .published import CLASS_LABELS
+
+HALIDE_ORDER = ["F", "Cl", "Br", "I"]
+
+
+def source_note(fig, dataset_label: str) -> None:
+    fig.text(0.01, 0.002, dataset_label, fontsize=7, color="0.35", ha="left", va="bottom")
+
+
+def phonon_error_scatter(phonons: pd.DataFrame, model: str, dataset_label: str, halide: str | None = None):
+    """Fig. 1a: RMSE(ω²) against RMSE(v_g) per compound, coloured by σ_ref; best and worst labelled."""
+    data = phonons[phonons["model"] == model]
+    if halide:
+        data = data[data["halide"] == halide]
+    fig, ax = plt.subplots(figsize=(5.2, 4.2))
+    colours = pd.to_numeric(data["sigma_reference_db"], errors="coerce")
+    points = ax.scatter(data["rmse_vg_thz_ang"], data["rmse_omega2_thz2"], c=colours, cmap="viridis", s=36, edgecolor="k", lw=0.4)
+    fig.colorbar(points, ax=ax, label="σ_ref")
+    ax.set(xscale="log", yscale="log", xlabel="RMSE(v_g) / THz·Å", ylabel="RMSE(ω²) / THz²")
+    if len(data):
+        for name, row in (("best", data.loc[data["rmse_omega2_thz2"].idxmin()]), ("worst", data.loc[data["rmse_omega2_thz2"].idxmax()])):
+            ax.annotate(f"{row['compound']} ({name})", (row["rmse_vg_thz_ang"], row["rmse_omega2_thz2"]), fontsize=8,
+                        xytext=(4, 4), textcoords="offset points")
+    ax.set_title(f"{model}" + (f", {halide} compounds" if halide else ""), fontsize=10)
+    source_note(fig, dataset_label)
+    fig.tight_layout()
+    return fig
+
+
+def phonon_error_boxes(phonons: pd.DataFrame, models: Sequence[str], dataset_label: str):
+    """Fig. 1b,c: RMSE(ω²) and RMSE(v_g) per halide and model (log scale)."""
+    fig, axes = plt.subplots(1, 2, figsize=(10, 3.8))
+    halides = [h for h in HALIDE_ORDER if h in set(phonons["halide"])]
+    width = 0.8 / max(len(models), 1)
+    for ax, column, label in zip(axes, ["rmse_omega2_thz2", "rmse_vg_thz_ang"], ["RMSE(ω²) / THz²", "RMSE(v_g) / THz·Å"], strict=True):
+        for k, model in enumerate(models):
+            data = [phonons[(phonons["model"] == model) & (phonons["halide"] == h)][column].to_numpy() for h in halides]
+            positions = np.arange(len(halides)) + (k - (len(models) - 1) / 2) * width
+            boxes = ax.boxplot(data, positions=positions, widths=width * 0.9, patch_artist=True, showfliers=True)
+            for patch in boxes["boxes"]:
+                patch.set_facecolor(f"C{k}")
+            ax.plot([], [], color=f"C{k}", lw=6, label=model)
+        ax.set(yscale="log", ylabel=label, xticks=range(len(halides)), xticklabels=halides)
+    axes[0].legend(fontsize=8)
+    source_note(fig, dataset_label)
+    fig.tight_layout()
+    return fig
+
+
+def band_comparison(arrays: dict[str, np.ndarray], compound: str, model: str, dataset_label: str):
+    """Fig. S2: reference and model bands on the same q-points (negative = imaginary)."""
+    fig, ax = plt.subplots(figsize=(6, 3.8))
+    distances = arrays["distances"]
+    ax.plot(distances, arrays["frequencies_reference"], color="k", lw=1.0)
+    ax.plot(distances, arrays["frequencies_model"], color="C3", lw=0.9, ls="--")
+    ax.plot([], [], color="k", label="reference")
+    ax.plot([], [], color="C3", ls="--", label=model)
+    for end in np.cumsum(arrays["segment_ends"])[:-1]:
+        ax.axvline(distances[min(int(end), len(distances) - 1)], color="0.8", lw=0.6)
+    ax.axhline(0, color="0.5", lw=0.6)
+    ax.set(xlim=(distances[0], distances[-1]), ylabel="frequency / THz", xticks=[], title=compound)
+    ax.legend(fontsize=8, loc="upper right")
+    source_note(fig, dataset_label)
+    fig.tight_layout()
+    return fig
+
+
+def _confusion_panel(ax, counts: np.ndarray, title: str, published: np.ndarray | None = None) -> None:
+    totals = counts.sum(axis=1, keepdims=True)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        fraction = np.nan_to_num(counts / totals)
+    ax.imshow(fraction, cmap="Blues", vmin=0, vmax=1)
+    for i in range(3):
+        for j in range(3):
+            text = f"{counts[i, j]}"
+            if published is not None:
+                text += f"\n(paper {published[i, j]})"
+            ax.text(j, i, text, ha="center", va="center", fontsize=7, color="w" if fraction[i, j] > 0.6 else "k")
+    ax.set(xticks=range(3), yticks=range(3), xticklabels=CLASS_LABELS, yticklabels=CLASS_LABELS, title=title)
+    ax.tick_params(labelsize=6)
+
+
+def confusion_grid(panels: list[dict], dataset_label: str, *, columns: int = 4):
+    """Fig. 3 / 4: one 3x3 panel per entry {counts, title, published (optional)}; rows = reference class."""
+    rows = int(np.ceil(len(panels) / columns))
+    fig, axes = plt.subplots(rows, columns, figsize=(3.0 * columns, 3.0 * rows), squeeze=False)
+    for ax, panel in zip(axes.flat, panels, strict=False):
+        _confusion_panel(ax, panel["counts"], panel["title"], panel.get("published"))
+    for ax in axes.flat[len(panels):]:
+        ax.set_visible(False)
+    for ax in axes[:, 0]:
+        ax.set_ylabel("reference class")
+    for ax in axes[-1, :]:
+        ax.set_xlabel("model class")
+    source_note(fig, dataset_label)
+    fig.tight_layout()
+    return fig
+
+
+def delta_sigma_distributions(sigma: pd.DataFrame, models: Sequence[str], dataset_label: str):
+    """Fig. S9: σ_model − σ_ref for both approaches, per model."""
+    fig, axes = plt.subplots(1, 2, figsize=(10, 3.6), sharey=True)
+    for ax, column, title in zip(axes, ["delta_sigma_reference_fc", "delta_sigma_model_fc"], ["with Φ_ref", "with Φ_model"], strict=True):
+        values = sigma[column].dropna()
+        edges = np.linspace(min(values.min(), -0.05), max(values.max(), 0.05), 25) if len(values) else 10
+        for k, model in enumerate(models):
+            ax.hist(sigma[sigma["model"] == model][column].dropna(), bins=edges, histtype="step", lw=1.4, color=f"C{k}", label=model)
+        ax.axvline(0, color="0.4", lw=0.8)
+        ax.set(xlabel="σ_model − σ_ref", title=title)
+    axes[0].set_ylabel("compounds")
+    axes[0].legend(fontsize=8)
+    source_note(fig, dataset_label)
+    fig.tight_layout()
+    return fig
+
+
+def delta_sigma_vs_phonon_errors(merged: pd.DataFrame, dataset_label: str):
+    """Fig. 5: |σ_ref − σ_model-only| against RMSE(ω²) and RMSE(v_g)."""
+    fig, axes = plt.subplots(1, 2, figsize=(10, 3.8), sharey=True)
+    for ax, column, label in zip(axes, ["rmse_omega2_thz2", "rmse_vg_thz_ang"], ["RMSE(ω²) / THz²", "RMSE(v_g) / THz·Å"], strict=True):
+        for k, halide in enumerate(h for h in HALIDE_ORDER if h in set(merged["halide"])):
+            data = merged[merged["halide"] == halide]
+            ax.scatter(data[column], data["abs_delta_sigma"], s=30, color=f"C{k}", label=halide, edgecolor="k", lw=0.4)
+        ax.set(xscale="log", xlabel=label)
+    axes[0].set_ylabel("|σ_ref − σ_model-only|")
+    axes[0].legend(fontsize=8)
+    source_note(fig, dataset_label)
+    fig.tight_layout()
+    return fig
+
+
+def temperature_traces(traces: dict[str, np.ndarray], target_K: float, dataset_label: str):
+    """Instantaneous temperature of every model-MD run (NaN after a run was stopped)."""
+    fig, ax = plt.subplots(figsize=(7, 3.2))
+    for k, (label, temperatures) in enumerate(traces.items()):
+        for run in np.atleast_2d(temperatures):
+            ax.plot(run, color=f"C{k % 10}", lw=0.6, alpha=0.8, label=label)
+            label = None
+    ax.axhline(target_K, color="k", lw=0.8, ls="--")
+    ax.set(xlabel="MD step", ylabel="T / K")
+    ax.legend(fontsize=7, ncol=2)
+    source_note(fig, dataset_label)
+    fig.tight_layout()
+    return fig
+
+
+def kpca_map(arrays: dict[str, np.ndarray], compound: str, model: str, dataset_label: str, *, colour_by_sigma: bool = False):
+    """Fig. 6 (labels) or Figs. S10/S12 (per-frame σ): reference and model-MD frames in one KPCA map."""
+    fig, ax = plt.subplots(figsize=(4.4, 3.8))
+    coordinates, labels = arrays["coordinates"], arrays["labels"]
+    markers = {0: ("o", "reference MD"), 1: ("^", f"{model} MD")}
+    for label, (marker, name) in markers.items():
+        chosen = labels == label
+        if colour_by_sigma:
+            points = ax.scatter(*coordinates[chosen].T, c=arrays["sigma_per_frame"][chosen], cmap="magma", marker=marker, s=18,
+                                vmin=np.nanmin(arrays["sigma_per_frame"]), vmax=np.nanmax(arrays["sigma_per_frame"]), label=name)
+        else:
+            ax.scatter(*coordinates[chosen].T, marker=marker, s=18, alpha=0.7, label=name)
+    if colour_by_sigma:
+        fig.colorbar(points, ax=ax, label="σ(t)")
+    ax.set(xlabel="KPCA 1", ylabel="KPCA 2", title=compound)
+    ax.legend(fontsize=7)
+    source_note(fig, dataset_label)
+    fig.tight_layout()
+    return fig
