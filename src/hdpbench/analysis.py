@@ -19,12 +19,13 @@ from .stages import collect
 
 
 def stage_results(
-    stage: str, dataset: str, model: str, *, compounds: Sequence[str] | None = None, settings: RunSettings = RunSettings(),
+    stage: str, dataset: str, model: str, *, compounds: Sequence[str] | None = None, settings: RunSettings | None = None,
     device: str = "cpu", results_root=None,
 ) -> StageResults:
     """The stage's results for these compounds, computed where missing."""
     from .runner import _cached_dataset
 
+    settings = settings or RunSettings()
     names = list(compounds) if compounds is not None else _cached_dataset(str(dataset)).compounds()
     return run_stage_in_process(stage, str(dataset), str(model), names, settings, device, results_root)
 

@@ -14,7 +14,7 @@ from pathlib import Path
 
 from . import paths
 
-NOTEBOOKS = ["data_overview"]  # order of execution; the table of contents lives in _toc.yml
+NOTEBOOKS = ["data_overview", "reproducibility"]  # order of execution; the table of contents lives in _toc.yml
 # The four science sections; they join NOTEBOOKS (and _toc.yml) once the demo models are trained,
 # since `make book` runs them on the demo dataset with those models. Tested with tiny inputs meanwhile.
 SECTION_NOTEBOOKS = ["phonons", "sigma", "model_md", "kpca_maps"]

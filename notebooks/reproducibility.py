@@ -1,0 +1,78 @@
+# ---
+# jupyter:
+#   jupytext:
+#     formats: py:percent
+#   kernelspec:
+#     display_name: Python 3
+#     language: python
+#     name: python3
+# ---
+
+# %% [markdown]
+# # Rerunning everything: with a new model, on a GPU, on the full data
+#
+# Every stage of this book is a function in `hdpbench.stages`, run by the notebooks and by the
+# command line alike, and every result is stored once in `results/<dataset>/<model>/<stage>/` with a
+# manifest (model, checkpoint sha256, settings, dataset and code versions). A rebuild reuses what is
+# there; changing a setting or a checkpoint recomputes only what depends on it.
+#
+# ## A new model
+#
+# 1. Add `models/<name>.yaml` (name, label, `path` or `url`, licence, sha256, dtype), or pass a
+#    checkpoint path wherever a model name is expected.
+# 2. `make book DATASET=demo MODELS="demo-more-data <name>"` (or on the full data, below).
+#
+# ## The full paper, at scale
+#
+# ```bash
+# hdpbench run phonons --dataset hdp --model medium-omat-0 --device cuda       # one Dask worker per GPU
+# hdpbench run sigma-reference-frames --dataset hdp --model medium-omat-0 --device cuda
+# hdpbench run sigma-md --dataset hdp --model medium-omat-0 --device cuda      # runs md first
+# hdpbench run kpca --dataset hdp --model medium-omat-0 --compounds Rb3AlF6 Rb2NiAgF6 Cs2NaRuF6 K2InAgF6 K2RbSbF6
+# make book DATASET=hdp MODELS="mace-matpes-pbe-0 medium-mpa-0 medium-0b3 medium-omat-0" DEVICE=cuda
+# ```
+#
+# Compounds are split into fixed shards, so serial and distributed runs give byte-identical files,
+# and a run killed at any moment completes only the missing shards when restarted. On a SLURM
+# cluster, start workers with dask-jobqueue and pass `--scheduler ADDRESS` (see the README).
+#
+# ## What it costs
+#
+# The table below multiplies the paper's workload (1682 compounds; ≈3400 AIMD frames and ≈10
+# displaced supercells each; 2 × 2000 MD steps; KPCA maps of the five Table 2 compounds) by the
+# throughput measured by the scripts in `benchmarks/` on each device. A device or stage without a
+# measurement is reported as such, not extrapolated.
+
+# %% tags=["parameters"]
+dataset = "demo"
+models = []
+device = "cpu"
+dtype = "float32"
+
+# %%
+import pandas as pd
+from myst_nb import glue
+
+from hdpbench import analysis
+from hdpbench.cost import Workload, estimate, measured_rates
+
+rows, notes = [], {}
+for target in ("cpu", "cuda"):
+    result = estimate(Workload.paper(), measured_rates(target))
+    notes[target] = "; ".join(result["sources"]) or "no benchmark measured on this device yet"
+    for stage, seconds in result["seconds_per_stage"].items():
+        rows.append({"device": target, "stage": stage, "hours per model": None if seconds is None else seconds / 3600})
+costs = pd.DataFrame(rows).pivot(index="stage", columns="device", values="hours per model")
+cpu_total = costs["cpu"].sum(min_count=1)
+glue("cost_cpu_total_hours", float(cpu_total), display=False)
+glue("cost_cpu_sources", analysis.prose(notes["cpu"]), display=False)
+glue("cost_gpu_sources", analysis.prose(notes["cuda"]), display=False)
+costs.round(2).astype(object).where(costs.notna(), "not measured")
+
+# %% [markdown]
+# On the 2-core CPU of the build machines, one model costs {glue:text}`cost_cpu_total_hours:.0f` hours
+# for the stages that were measured (rates from {glue:md}`cost_cpu_sources`, measured while other jobs
+# shared the machine). GPU rates: {glue:md}`cost_gpu_sources`. The goal for the full paper with four
+# models is at most 8 H200-hours; it can be checked only once GPU throughput is measured
+# (`python benchmarks/bench_evaluate.py --device cuda --json …` and `bench_md.py`, results committed
+# under `benchmarks/results/`).
