@@ -98,6 +98,8 @@ def test_dataset_by_path_lists_and_loads(authors_dataset):
         "reference_supercell": True,
         "force_constants": "force_constants.hdf5",
         "production_md_files": 2,
+        "training_pool": False,
+        "provenance": False,
         "sigma_reference": pytest.approx(0.41),
     }
     compound = dataset.load("Cs2NaInCl6", discard=0)
