@@ -65,6 +65,14 @@ def build(parameters: dict, *, notebooks: list[str] | None = None) -> Path:
     return html
 
 
+def default_models(dataset: str) -> list[str]:
+    """The models a dataset's book shows unless told otherwise: the demo's two, or the paper's four."""
+    from .demo.train import DEMO_MODELS
+    from .published import PAPER_MODELS
+
+    return {"demo": list(DEMO_MODELS), "hdp": list(PAPER_MODELS)}.get(dataset, [])
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--dataset", default="demo")
@@ -72,7 +80,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--device", default="cpu")
     parser.add_argument("--dtype", default="float32")
     args = parser.parse_args(argv)
-    parameters = {"dataset": args.dataset, "models": args.models.split(), "device": args.device, "dtype": args.dtype}
+    models = args.models.split() or default_models(args.dataset)
+    parameters = {"dataset": args.dataset, "models": models, "device": args.device, "dtype": args.dtype}
     build(parameters)
     return 0
 
