@@ -62,7 +62,7 @@ def test_settings_overrides_are_checked():
 
 def test_serial_and_two_worker_runs_give_identical_results(three_compounds, tmp_path):
     dataset, model = three_compounds
-    serial = run("kpca", dataset, model, settings=SETTINGS, shard_size=2, results_root=tmp_path / "serial", progress=False)
+    serial = run("kpca", dataset, model, settings=SETTINGS, shard_size=2, workers=0, results_root=tmp_path / "serial", progress=False)
     parallel = run("kpca", dataset, model, settings=SETTINGS, shard_size=2, workers=2, results_root=tmp_path / "dask", progress=False)
     assert serial.failed == {} and parallel.failed == {}
     assert serial.done == parallel.done == ["Cs2AgBiBr6", "Cs2NaInCl6", "Rb2NiAgF6"]
@@ -75,7 +75,7 @@ def test_serial_and_two_worker_runs_give_identical_results(three_compounds, tmp_
 def test_killed_run_resumes_to_byte_identical_results(three_compounds, tmp_path):
     dataset, model = three_compounds
     settings = SETTINGS.with_overrides(["md.steps=60"])
-    reference = run("md", dataset, model, settings=settings, shard_size=1, results_root=tmp_path / "uninterrupted", progress=False)
+    reference = run("md", dataset, model, settings=settings, shard_size=1, workers=0, results_root=tmp_path / "uninterrupted", progress=False)
     assert reference.done == ["Cs2AgBiBr6", "Cs2NaInCl6", "Rb2NiAgF6"]
 
     results = tmp_path / "killed"
@@ -112,7 +112,7 @@ def test_a_failing_shard_does_not_lose_the_others(three_compounds, tmp_path):
     dataset, model = three_compounds
     report = run(
         "phonons", dataset, model, compounds=["Cs2AgBiBr6", "NoSuchCompound"], settings=SETTINGS, shard_size=1,
-        results_root=tmp_path, progress=False,
+        results_root=tmp_path, progress=False,  # default: a one-worker LocalCluster
     )
     assert report.done == ["Cs2AgBiBr6"] and list(report.failed) == ["NoSuchCompound"]
     assert "NoSuchCompound" in report.summary_line() or "FAILED" in report.summary_line()

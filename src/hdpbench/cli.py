@@ -380,7 +380,7 @@ def build_parser() -> argparse.ArgumentParser:
     running.add_argument("--dtype", default="float32", choices=["float32", "float64"])
     cluster = running.add_mutually_exclusive_group()
     cluster.add_argument(
-        "--workers", type=int, help="Dask LocalCluster worker processes; 0 runs here (default: 0 on CPU, one per GPU with --device cuda)"
+        "--workers", type=int, help="Dask LocalCluster worker processes; 0 runs in this process (default: one per device, i.e. per GPU with --device cuda)"
     )
     cluster.add_argument("--scheduler", help="address of an existing Dask scheduler (e.g. from dask-jobqueue)")
     running.add_argument("--shard-size", type=int, default=4, help="compounds per shard (fixed, whatever the workers)")

@@ -6,8 +6,9 @@ serially, on 2 workers or on 20). Each shard calls the stage function the notebo
 writes each compound's results atomically as it finishes and skips what is done, so killing a run at
 any moment and starting it again completes only what is missing, with identical results.
 
-Workers load the model and the dataset once (cached per worker process). ``workers=0`` runs in this
-process (the default on CPU; with ``device="cuda"`` the default is one worker per GPU); ``workers=N`` starts a Dask ``LocalCluster`` of N single-threaded worker processes (with
+Workers load the model and the dataset once (cached per worker process). By default a Dask
+``LocalCluster`` gets one worker per device (one per GPU with ``device="cuda"``, else one);
+``workers=0`` runs in this process (as the notebooks do); ``workers=N`` starts a Dask ``LocalCluster`` of N single-threaded worker processes (with
 ``device="cuda"`` worker k uses ``cuda:k``, so use one worker per GPU); ``scheduler=ADDRESS`` uses an
 existing cluster, e.g. one started by dask-jobqueue on SLURM GPU nodes (see the book's reproducibility
 page).
@@ -177,9 +178,9 @@ def run_shard(
 
 
 def default_workers(device: str) -> int:
-    """One Dask worker per GPU for ``device="cuda"``; on CPU (or one named GPU) run in this process."""
+    """One Dask worker per device: one per GPU for ``device="cuda"``, else one."""
     if device != "cuda":
-        return 0
+        return 1
     import torch
 
     return max(1, torch.cuda.device_count())
