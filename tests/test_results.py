@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 
 import numpy as np
 import pytest
@@ -98,3 +99,21 @@ def test_atomic_write_replaces_whole_file(tmp_path):
 def test_unsafe_names_are_refused(tmp_path, bad):
     with pytest.raises(ValueError, match="invalid"):
         stage(tmp_path).path(bad, ".json")
+
+
+def test_orphaned_temporaries_of_dead_writers_are_removed(tmp_path):
+    import subprocess
+    import sys
+
+    from hdpbench.results import remove_orphaned_temporaries
+
+    dead = subprocess.run([sys.executable, "-c", "import os; print(os.getpid())"], capture_output=True, text=True).stdout.strip()
+    orphan = tmp_path / f".X.npz.{dead}.abc123.tmp"
+    live = tmp_path / f".Y.npz.{os.getpid()}.def456.tmp"
+    unrelated = tmp_path / ".notes.tmp"
+    for path in (orphan, live, unrelated):
+        path.write_text("partial")
+    assert remove_orphaned_temporaries(tmp_path) == [orphan]
+    assert not orphan.exists() and live.exists() and unrelated.exists()
+    with atomic_path(tmp_path / "Z.json") as tmp:  # the writer's pid is in the temporary name
+        assert f".{os.getpid()}." in tmp.name

@@ -34,7 +34,8 @@ def atomic_path(path: str | Path) -> Iterator[Path]:
     """Yield a temporary path beside ``path``; on success it is fsynced and renamed onto ``path``."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp_name = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    # The writer's pid in the name lets a later run remove what a killed writer left (see below).
+    fd, tmp_name = tempfile.mkstemp(prefix=f".{path.name}.{os.getpid()}.", suffix=".tmp", dir=path.parent)
     os.close(fd)
     tmp = Path(tmp_name)
     try:
@@ -45,6 +46,24 @@ def atomic_path(path: str | Path) -> Iterator[Path]:
     finally:
         if tmp.exists():
             tmp.unlink()
+
+
+def remove_orphaned_temporaries(directory: str | Path) -> list[Path]:
+    """Delete temporary files of :func:`atomic_path` whose writing process no longer exists (a run
+    killed mid-write); files of live writers, e.g. other workers of the same run, are left alone."""
+    removed = []
+    for candidate in Path(directory).glob(".*.tmp"):
+        parts = candidate.name[: -len(".tmp")].rsplit(".", 2)
+        if len(parts) != 3 or not parts[1].isdigit():
+            continue
+        try:
+            os.kill(int(parts[1]), 0)
+        except ProcessLookupError:
+            candidate.unlink(missing_ok=True)
+            removed.append(candidate)
+        except PermissionError:
+            pass  # alive, owned by someone else
+    return removed
 
 
 def atomic_write_bytes(path: str | Path, data: bytes) -> None:
@@ -235,6 +254,8 @@ class StageResults:
         from tqdm.auto import tqdm
 
         compounds = list(compounds)
+        if self.directory.is_dir():
+            remove_orphaned_temporaries(self.directory)
         todo = set(self.pending(compounds))
         status = {c: "skipped" for c in compounds if c not in todo}
         for compound in tqdm(
