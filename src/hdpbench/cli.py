@@ -271,6 +271,8 @@ def cmd_run(args) -> int:
 
 
 def _print_estimate(args, settings) -> int:
+    import dataclasses
+
     from .cost import Workload, estimate, format_estimate, measured_rates
 
     if args.dataset == "hdp" and not args.compounds:
@@ -280,13 +282,11 @@ def _print_estimate(args, settings) -> int:
 
         names = args.compounds or _cached_dataset(args.dataset).compounds()
         workload = Workload(compounds=len(names), reference_frames_per_compound=args.frames_per_compound)
-    workload = Workload(
-        **{
-            **workload.__dict__,
-            "md_runs_per_compound": settings.md.runs_per_compound,
-            "md_steps_per_run": settings.md.steps,
-            "kpca_frames_per_set": settings.kpca.max_frames_per_set,
-        }
+    workload = dataclasses.replace(
+        workload,
+        md_runs_per_compound=settings.md.runs_per_compound,
+        md_steps_per_run=settings.md.steps,
+        kpca_frames_per_set=settings.kpca.max_frames_per_set,
     )
     device = "cuda" if args.device.startswith("cuda") else args.device
     print(format_estimate(estimate(workload, measured_rates(device)), models=len(args.model)))
