@@ -40,3 +40,33 @@ def test_lock_is_exclusive_and_a_dead_owner_is_taken_over():
     first.path.write_text(dead.stdout.strip())  # a claim left by a killed generator
     assert CompoundLock("Rb3AlF6").acquire()
     assert first.path.read_text() == str(os.getpid())
+
+
+def test_staged_training_pool_holds_the_archive_bytes(tmp_path, monkeypatch):
+    """The pool-first pass stages exactly the members the final archive will hold, so models trained
+    on a staged pool are trained on the committed data. A Lennard-Jones calculator stands in for xTB."""
+    from ase.calculators.lj import LennardJones
+
+    from hdpbench.demo import generate as generator
+    from hdpbench.io.archive import CompoundFiles
+    from hdpbench.io.authors import read_training_structures
+
+    monkeypatch.setattr(generator, "make_calculator", lambda settings: LennardJones(sigma=2.6, epsilon=0.02, rc=6.0, smooth=True))
+    settings = generator.GenerationSettings.dry_run()
+    root = tmp_path / "dataset"
+    generator.generate(["Rb3AlF6"], settings, root, pools_only=True)
+    staged = generator.staged_pool_dir("Rb3AlF6")
+    assert staged.is_dir()
+    assert not list(staged.parent.glob("md*.npz")) and outcomes() == {}  # no MD yet, nothing finished
+    status = generator.generate(["Rb3AlF6"], settings, root)
+    assert status == {"Rb3AlF6": "done"}
+    archive = root / "fluorides" / "dpv_Rb3AlF6.tar.xz"
+    names = {"SPOSCAR", "FORCE_SETS", "training/rattled.extxyz"}
+    packed = CompoundFiles(archive).read_members(names)
+    for name in names:
+        assert (staged / name).read_bytes() == packed[name], name
+    from_staged, from_archive = read_training_structures(staged), read_training_structures(archive)
+    assert len(from_staged) == len(from_archive) == 2 + 5  # rattled (dry run) + displaced supercells
+    for a, b in zip(from_staged, from_archive, strict=True):
+        assert a.info["config_type"] == b.info["config_type"]
+        assert (a.positions == b.positions).all() and (a.arrays["REF_forces"] == b.arrays["REF_forces"]).all()

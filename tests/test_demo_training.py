@@ -8,7 +8,8 @@ import numpy as np
 import pytest
 
 from hdpbench.datasets import get_dataset
-from hdpbench.demo.train import fitted_e0s, select_training_structures
+from hdpbench.demo.generate import staged_pool_dir
+from hdpbench.demo.train import fitted_e0s, select_training_structures, training_pool_sources
 from hdpbench.errors import MissingMemberError
 from hdpbench.io.authors import read_provenance
 
@@ -51,9 +52,10 @@ def test_training_pool_selection_and_e0s(tmp_path, members_of):
     np.testing.assert_allclose(displaced[0].arrays["REF_forces"], check.get_forces(), atol=1e-6)
     assert "REF_energy" not in displaced[0].info
 
-    chosen, record = select_training_structures(dataset, 2, include_displaced=False)
+    sources = training_pool_sources(dataset)
+    chosen, record = select_training_structures(sources, 2, include_displaced=False)
     assert len(chosen) == 4 and {r["compound"] for r in record} == {"Cs2AgBiBr6", "Cs2NaInCl6"}
-    everything, _ = select_training_structures(dataset, None, include_displaced=True)
+    everything, _ = select_training_structures(sources, None, include_displaced=True)
     assert len(everything) == 2 * len(structures)
 
     # E0s reproduce energies that are exactly linear in the composition
@@ -72,3 +74,22 @@ def test_authors_archives_have_no_training_pool(authors_dataset):
     assert read_provenance(built["Cs2AgBiBr6"].path) == {}
     with pytest.raises(MissingMemberError, match="training/rattled.extxyz"):
         dataset.training_structures("Cs2AgBiBr6")
+
+
+def test_a_planned_compound_without_a_pool_stops_training(tmp_path, members_of):
+    demo_archive(tmp_path, members_of, "Cs2AgBiBr6")
+    dataset = get_dataset(tmp_path)
+    with pytest.raises(FileNotFoundError, match="no training pool yet for Cs2NaInCl6"):
+        training_pool_sources(dataset, ["Cs2AgBiBr6", "Cs2NaInCl6"])
+    # a pool the generator staged (MD still running) is used in the archive's place
+    path, _, _ = demo_archive(tmp_path / "elsewhere", members_of, "Cs2NaInCl6")
+    staged = staged_pool_dir("Cs2NaInCl6")
+    staged.parent.mkdir(parents=True)
+    import tarfile
+
+    with tarfile.open(path) as tar:
+        tar.extractall(staged.parent, filter="data")
+    sources = training_pool_sources(dataset, ["Cs2AgBiBr6", "Cs2NaInCl6"])
+    assert sources == {"Cs2AgBiBr6": dataset.entries()["Cs2AgBiBr6"].path, "Cs2NaInCl6": staged}
+    structures, record = select_training_structures(sources, None, include_displaced=True)
+    assert {r["compound"] for r in record} == {"Cs2AgBiBr6", "Cs2NaInCl6"}

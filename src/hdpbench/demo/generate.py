@@ -351,25 +351,56 @@ class CompoundGenerator:
         self.log(f"packed {target} ({target.stat().st_size / 1e6:.2f} MB)")
         return target
 
-    def _pack(self, target: Path, relaxed, phonon, rattled: Path, md: Trajectory) -> None:
+    def training_pool(self) -> Path:
+        """Stages 1–3 only, staged as a folder in the archive's layout (the same bytes the archive
+        will hold), so the demo models can be trained before every compound's MD has finished."""
+        folder = staged_pool_dir(self.compound.formula, self.work.parent)
+        if folder.is_dir():
+            return folder
+        phonon = self.phonons()
+        members = self._pool_members(phonon, self.rattled_pool())
+        import shutil
+        import tempfile
+
+        tmp = Path(tempfile.mkdtemp(prefix=f".{folder.name}.", dir=self.work))
+        for name, data in members.items():
+            (tmp / name).parent.mkdir(parents=True, exist_ok=True)
+            (tmp / name).write_bytes(data)
+        try:
+            os.replace(tmp, folder)  # the folder appears complete or not at all
+        finally:
+            shutil.rmtree(tmp, ignore_errors=True)
+        self.log(f"training pool staged in {folder}")
+        return folder
+
+    @staticmethod
+    def _poscar(atoms: Atoms) -> bytes:
         import ase.io
+
+        buffer = io.StringIO()
+        ase.io.write(buffer, atoms, format="vasp", direct=True)
+        return buffer.getvalue().encode()
+
+    def _pool_members(self, phonon, rattled: Path) -> dict[str, bytes]:
         from phonopy.file_IO import get_FORCE_SETS_lines
 
+        return {
+            "SPOSCAR": self._poscar(from_phonopy_atoms(phonon.supercell)),
+            "FORCE_SETS": ("\n".join(get_FORCE_SETS_lines(phonon.dataset)) + "\n").encode(),
+            "training/rattled.extxyz": rattled.read_bytes(),
+        }
+
+    def _pack(self, target: Path, relaxed, phonon, rattled: Path, md: Trajectory) -> None:
         from ..io.vasprun import write_vasprun
 
         c, s = self.compound, self.settings
         members: dict[str, bytes] = {}
-
-        def poscar(atoms: Atoms) -> bytes:
-            buffer = io.StringIO()
-            ase.io.write(buffer, atoms, format="vasp", direct=True)
-            return buffer.getvalue().encode()
-
         start_cell = double_perovskite(c.a_site, c.b_site, c.b_prime_site, c.halide, a=c.a_start, x=0.25)
-        members["POSCAR"] = poscar(start_cell)
-        members["CONTCAR"] = poscar(self.primitive())
-        members["SPOSCAR"] = poscar(from_phonopy_atoms(phonon.supercell))
-        members["FORCE_SETS"] = ("\n".join(get_FORCE_SETS_lines(phonon.dataset)) + "\n").encode()
+        members["POSCAR"] = self._poscar(start_cell)
+        members["CONTCAR"] = self._poscar(self.primitive())
+        pool = self._pool_members(phonon, rattled)
+        members["SPOSCAR"] = pool.pop("SPOSCAR")
+        members["FORCE_SETS"] = pool.pop("FORCE_SETS")
         members["phonopy_params.yaml"] = (self.work / "phonopy_params.yaml").read_bytes()
         scratch = self.work / "pack"
         scratch.mkdir(exist_ok=True)
@@ -393,7 +424,7 @@ class CompoundGenerator:
             name = "MD/vasprun_prod.xml" if k == 0 else f"MD/vasprun_prod_{k}.xml"
             write_vasprun(scratch / "md.xml", segment, generator=f"hdpbench {__version__} demo ({s.method})")
             members[name] = (scratch / "md.xml").read_bytes()
-        members["training/rattled.extxyz"] = rattled.read_bytes()
+        members.update(pool)
         members["provenance.json"] = json.dumps(self.provenance(relaxed, phonon), indent=2).encode()
         target.parent.mkdir(parents=True, exist_ok=True)
         with atomic_path(target) as tmp:
@@ -435,6 +466,11 @@ class CompoundGenerator:
                 "python": platform.python_version(),
             },
         }
+
+
+def staged_pool_dir(formula: str, work_root: Path | None = None) -> Path:
+    """The staged training pool of a compound (``dpv_<formula>/`` in the archive's layout)."""
+    return Path(work_root or paths.demo_work_dir()) / formula / f"dpv_{formula}"
 
 
 def outcome_path(formula: str) -> Path:
@@ -502,14 +538,20 @@ class CompoundLock:
         self.path.unlink(missing_ok=True)
 
 
-def generate(formulas: list[str] | None, settings: GenerationSettings, dataset_root: Path) -> dict[str, str]:
+def generate(
+    formulas: list[str] | None, settings: GenerationSettings, dataset_root: Path, *, pools_only: bool = False
+) -> dict[str, str]:
     """Generate (or resume) the requested compounds; failures are recorded and replaced by halide.
 
+    With ``pools_only``, stop each compound after its training pool (relaxation, Φ_ref, rattled
+    supercells): the generator does this pass first so the models can be trained while MD runs.
     Safe to run in several processes at once: each claims the next unclaimed compound.
     """
     while True:
         known = outcomes()
         pending = [c for c in planned_compounds(formulas, known) if c.formula not in known]
+        if pools_only:
+            pending = [c for c in pending if not staged_pool_dir(c.formula).is_dir()]
         claimed = None
         for compound in pending:
             lock = CompoundLock(compound.formula)
@@ -520,7 +562,11 @@ def generate(formulas: list[str] | None, settings: GenerationSettings, dataset_r
             return {c.formula: known.get(c.formula, "pending") for c in planned_compounds(formulas, outcomes())}
         compound, lock = claimed
         try:
-            CompoundGenerator(compound, settings).run(dataset_root)
+            generator = CompoundGenerator(compound, settings)
+            if pools_only:
+                generator.training_pool()
+                continue
+            generator.run(dataset_root)
             outcome = "done"
         except ReferenceFailure as failure:
             outcome = f"failed: {failure}"
@@ -547,6 +593,7 @@ def main(argv: list[str] | None = None) -> int:
 
     settings = GenerationSettings.dry_run() if args.dry_run else GenerationSettings()
     root = Path(args.output) if args.output else registered_datasets()["demo"].local_dir
+    generate(args.compounds, settings, root, pools_only=True)  # training pools of every compound first
     status = generate(args.compounds, settings, root)
     print(json.dumps(status, indent=2))
     if not args.dry_run and all(outcome != "pending" for outcome in status.values()):

@@ -11,7 +11,10 @@ Outputs (committed): ``models/demo/<name>.model`` (the checkpoint, float64), and
 structures), ``train.log`` (mace's log) and ``heldout_force_mae.json``. The registry file gets the
 checkpoint's sha256.
 
-    python -m hdpbench.demo.train [--models demo-small-data demo-more-data] [--dry-run]
+    python -m hdpbench.demo.train [--models demo-small-data demo-more-data] [--dry-run] [--heldout-only]
+
+The training pools come from the packed archives or, while a compound's MD is still running, from
+the pool the generator staged first (same bytes), so training need not wait for every trajectory.
 """
 
 from __future__ import annotations
@@ -48,12 +51,47 @@ def output_dir(name: str) -> Path:
     return paths.model_registry_dir() / "demo" / name
 
 
-def select_training_structures(dataset, rattled_per_compound: int | None, include_displaced: bool) -> tuple[list, list[dict]]:
+def planned_demo_compounds() -> list[str]:
+    """The compounds the demo generator plans (failed ones replaced), from its outcome records."""
+    from .generate import outcomes, planned_compounds
+
+    known = outcomes()
+    return [c.formula for c in planned_compounds(None, known) if not known.get(c.formula, "").startswith("failed")]
+
+
+def training_pool_sources(dataset, planned: list[str] | None = None) -> dict[str, Path]:
+    """Where each compound's training pool is: its packed archive in ``dataset`` or, for a
+    ``planned`` compound whose MD is still running, the pool the generator staged with the same
+    bytes. Every planned compound must have one, so a model is never trained on part of the set by
+    accident."""
+    from .generate import staged_pool_dir
+
+    sources = {formula: dataset.entries()[formula].path for formula in dataset.compounds()}
+    missing = []
+    for formula in planned or []:
+        if formula in sources:
+            continue
+        staged = staged_pool_dir(formula)
+        if staged.is_dir():
+            sources[formula] = staged
+        else:
+            missing.append(formula)
+    if missing:
+        raise FileNotFoundError(
+            f"no training pool yet for {', '.join(missing)} (neither a packed archive in {dataset.root} "
+            f"nor a staged pool in {paths.demo_work_dir()}); run `make demo-data` first"
+        )
+    return dict(sorted(sources.items()))
+
+
+def select_training_structures(sources: dict[str, Path], rattled_per_compound: int | None, include_displaced: bool) -> tuple[list, list[dict]]:
     """(structures, record): the first ``rattled_per_compound`` rattled supercells of each compound
     (all if None; their order is the generator's random order) plus, optionally, the displaced ones."""
+    from ..io.authors import read_training_structures
+
     structures, record = [], []
-    for formula in dataset.compounds():
-        pool = dataset.training_structures(formula)
+    for formula, source in sources.items():
+        pool = read_training_structures(source)
         rattled = [a for a in pool if a.info["config_type"] == "rattled"]
         displaced = [a for a in pool if a.info["config_type"] == "displaced"]
         chosen = rattled if rattled_per_compound is None else rattled[:rattled_per_compound]
@@ -113,8 +151,9 @@ def train(name: str, *, dry_run: bool = False, dataset_name: str = "demo") -> di
         print(f"{name}: checkpoint present and registered ({target})")
         return {"name": name, "skipped": True}
     dataset = get_dataset(dataset_name, download=False)
+    sources = training_pool_sources(dataset, planned_demo_compounds() if dataset_name == "demo" else None)
     structures, record = select_training_structures(
-        dataset, training.get("rattled_per_compound"), training.get("include_displaced", True)
+        sources, training.get("rattled_per_compound"), training.get("include_displaced", True)
     )
     out = output_dir(name) if not dry_run else paths.cache_dir() / "demo-train-dry-run" / name
     # mace's checkpoints and logs; an interrupted training resumes from them (restart_latest)
@@ -139,7 +178,16 @@ def train(name: str, *, dry_run: bool = False, dataset_name: str = "demo") -> di
     )
     with atomic_path(out / "mace_config.yaml") as tmp:
         tmp.write_text(yaml.safe_dump(mace_args, sort_keys=True))
-    atomic_write_json(out / "training_set.json", {"structures": record, "count": len(structures), "dataset": dataset_name})
+    atomic_write_json(
+        out / "training_set.json",
+        {
+            "dataset": dataset_name,
+            "count": len(structures),
+            "compounds": sorted(sources),
+            "train_extxyz_sha256": sha256_file(work / "train.extxyz"),
+            "structures": record,
+        },
+    )
     start = time.time()
     command = [sys.executable, "-m", "hdpbench.demo.mace_train_entry", "--config", str(out / "mace_config.yaml")]
     with open(work / "stdout.log", "w") as log:
@@ -165,6 +213,20 @@ def train(name: str, *, dry_run: bool = False, dataset_name: str = "demo") -> di
     return {"name": name, "checkpoint": str(destination), "sha256": checksum, "seconds": seconds, "heldout": heldout}
 
 
+def refresh_heldout(name: str, dataset_name: str = "demo") -> dict[str, Any]:
+    """Recompute the held-out force errors of a trained demo model, e.g. once more compounds' MD is
+    packed (a model may be trained on staged pools before every production trajectory exists)."""
+    from ..datasets import get_dataset
+    from ..models import expected_checkpoint_path, get_model_spec
+
+    checkpoint = expected_checkpoint_path(get_model_spec(name))
+    report_path = output_dir(name) / "heldout_force_mae.json"
+    report = json.loads(report_path.read_text()) if report_path.is_file() else {}
+    report["per_compound"] = heldout_force_mae(get_dataset(dataset_name, download=False), checkpoint)
+    atomic_write_json(report_path, report)
+    return report
+
+
 def _register_sha256(name: str, checksum: str) -> None:
     """Update the sha256 line of the registry file in place (keeping its comments)."""
     path = paths.model_registry_dir() / f"{name}.yaml"
@@ -178,7 +240,12 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--models", nargs="*", default=DEMO_MODELS)
     parser.add_argument("--dry-run", action="store_true", help="3 epochs of a tiny model, outputs under the cache")
+    parser.add_argument("--heldout-only", action="store_true", help="only recompute the held-out force errors")
     args = parser.parse_args(argv)
+    if args.heldout_only:
+        for name in args.models:
+            print(name, json.dumps(refresh_heldout(name)["per_compound"], indent=2))
+        return 0
     results = [train(name, dry_run=args.dry_run) for name in args.models]
     print(json.dumps([{k: v for k, v in r.items() if k != "heldout"} for r in results], indent=2))
     return 0
