@@ -142,6 +142,100 @@ def dataset_label(dataset: str) -> str:
     return f"Dataset at {dataset} (user data)"
 
 
+def demo_validation_table(dataset: str) -> pd.DataFrame | None:
+    """The demo generator's validation report (``validation.json`` beside the archives) as a table:
+    relaxed lattice constant against literature, minimum Γ frequency, σ_ref and its class; None for a
+    dataset without one (the authors' data)."""
+    import json
+
+    from .datasets import get_dataset
+
+    path = get_dataset(dataset, download=False).root / "validation.json"
+    if not path.is_file():
+        return None
+    report = json.loads(path.read_text())
+    rows = []
+    for formula, row in report["compounds"].items():
+        literature = row.get("a_literature")
+        rows.append(
+            {
+                "compound": formula,
+                "halide": row["halide"],
+                "a relaxed (Å)": row["a_relaxed"],
+                "a literature (Å)": literature,
+                "Δa (%)": 100 * (row["a_relaxed"] - literature) / literature if literature else None,
+                "min Γ frequency (THz)": row["G_min_ph_freq"],
+                "σ_ref": row["sigma_300K_single"],
+                "class": row["sigma_class"],
+            }
+        )
+    table = pd.DataFrame(rows).sort_values(["halide", "compound"]).reset_index(drop=True)
+    table.attrs["rejected"] = report.get("rejected", {})
+    return table
+
+
+def generation_record(dataset: str) -> dict[str, Any] | None:
+    """Method, settings, seed rule and versions of a generated dataset (from its first compound's
+    provenance; every compound carries its own), or None for data without provenance."""
+    from .datasets import get_dataset
+
+    data = get_dataset(dataset, download=False)
+    for formula in data.compounds():
+        record = data.generation_record(formula)
+        if record:
+            return record
+    return None
+
+
+def model_registry_table(models: Sequence[str] | None = None) -> pd.DataFrame:
+    """The registered models (or those named): paper label, licence, dtype, whether the weights are
+    here and, for the demo models, what they were trained on and their held-out force error."""
+    import json
+
+    from . import paths
+    from .models import get_model_spec, model_table
+
+    rows = []
+    for row in model_table():
+        if models is not None and row["name"] not in models:
+            continue
+        spec = get_model_spec(row["name"])
+        entry = {
+            "model": row["name"],
+            "paper label": row["label"] if spec.paper_order is not None else "",
+            "licence": row["license"],
+            "dtype": row["dtype"],
+            "weights here": "yes" if row["available"] else "no",
+            "source": spec.mace_mp_name or spec.url or spec.path or "",
+        }
+        demo_dir = paths.model_registry_dir() / "demo" / row["name"]
+        training, heldout = demo_dir / "training_set.json", demo_dir / "heldout_force_mae.json"
+        if training.is_file():
+            entry["training structures"] = json.loads(training.read_text())["count"]
+        if heldout.is_file():
+            report = json.loads(heldout.read_text())
+            errors = [v["force_mae_ev_ang"] for v in report["per_compound"].values()]
+            entry["held-out force MAE (eV/Å)"] = float(np.mean(errors)) if errors else None
+            entry["training time (min)"] = report.get("training_seconds", float("nan")) / 60
+        rows.append(entry)
+    return pd.DataFrame(rows)
+
+
+def heldout_force_table(models: Sequence[str]) -> pd.DataFrame:
+    """Per-compound force MAE of each demo model on the production frames it never saw."""
+    import json
+
+    from . import paths
+
+    rows = []
+    for model in models:
+        path = paths.model_registry_dir() / "demo" / model / "heldout_force_mae.json"
+        if path.is_file():
+            for formula, values in json.loads(path.read_text())["per_compound"].items():
+                rows.append({"model": model, "compound": formula, **values})
+    return pd.DataFrame(rows)
+
+
 class prose:
     """Text to glue into Markdown prose as is ({glue:md}); IPython's Markdown would read a string
     that happens to name an existing file (e.g. a checkpoint path) as that file."""
