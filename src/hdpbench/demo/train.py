@@ -3,8 +3,9 @@
 Each demo model is one registry file ``models/<name>.yaml`` whose ``training`` block says what it is
 trained on (rattled configurations per compound, whether phonopy's displaced supercells are added)
 and holds the ``mace_run_train`` arguments (Lee & Xia's recipe where it fits: force-weighted loss,
-2 layers, correlation order 3, r_cut 6 Å; sized for 2 CPU cores). Production MD frames are never
-used: they are the held-out test set, on which the force MAE per compound is reported.
+2 layers, correlation order 3; 16 channels, l ≤ 2 and r_cut 5 Å so that the book can run MD with
+them on 2 CPU cores). Production MD frames are never used: they are the held-out test set, on which
+the force MAE per compound is reported.
 
 Outputs (committed): ``models/demo/<name>.model`` (the checkpoint, float64), and in
 ``models/demo/<name>/``: ``mace_config.yaml`` (exact arguments), ``training_set.json`` (which
