@@ -69,3 +69,25 @@ def test_section_notebook_runs_with_tiny_parameters(tmp_path, name, section_inpu
     assert figures, f"{name} drew no figure"
     glued = [o for o in outputs if "application/papermill.record/text/plain" in o.get("data", {}) or o.get("metadata", {}).get("scrapbook")]
     assert glued, f"{name} glued no number into its prose"
+
+
+def test_book_parameters_flow_to_each_notebook(monkeypatch):
+    """`make book DATASET=... MODELS=... BOOK_PARAMS=...` reaches papermill; each notebook gets only
+    the parameters its cell declares, the demo its reduced sizes unless overridden."""
+    import subprocess
+
+    from hdpbench import book
+
+    calls = {}
+    monkeypatch.setattr(book, "execute_notebook", lambda name, parameters: calls.setdefault(name, parameters))
+    monkeypatch.setattr(subprocess, "run", lambda *args, **kwargs: None)
+    monkeypatch.setattr(book, "NOTEBOOKS", ["data_overview", "sigma", "model_md"])
+    book.main(["--dataset", "demo", "--param", "md_steps=1000", "--param", "n_frames=None"])
+    assert calls["model_md"]["md_steps"] == 1000 and calls["model_md"]["md_runs"] == book.BOOK_SIZES["demo"]["md_runs"]
+    assert calls["sigma"]["n_frames"] is None and "md_steps" not in calls["sigma"]
+    assert calls["sigma"]["models"] == ["demo-small-data", "demo-more-data"]
+    assert set(calls["data_overview"]) == {"dataset", "models", "device", "dtype"}
+    calls.clear()
+    book.main(["--dataset", "hdp", "--models", "medium-omat-0 medium-mpa-0", "--device", "cuda"])
+    assert calls["model_md"]["models"] == ["medium-omat-0", "medium-mpa-0"] and calls["model_md"]["device"] == "cuda"
+    assert "md_steps" not in calls["model_md"]  # the paper's settings

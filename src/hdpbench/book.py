@@ -20,6 +20,12 @@ NOTEBOOKS = ["data_overview", "reproducibility"]  # order of execution; the tabl
 SECTION_NOTEBOOKS = ["phonons", "sigma", "model_md", "kpca_maps"]
 PAGE_TIMEOUT_S = 1200
 
+# Stage sizes a dataset's book runs with (None or absent = the paper's settings). The demo's are cut
+# so `make book` builds in minutes on 2 CPU cores; each page states the sizes it used.
+BOOK_SIZES: dict[str, dict[str, int]] = {
+    "demo": {"n_frames": 60, "md_steps": 300, "md_runs": 1, "kpca_frames": 60},
+}
+
 
 def generated_dir() -> Path:
     return paths.book_dir() / "_generated"
@@ -50,10 +56,25 @@ def execute_notebook(name: str, parameters: dict, *, timeout: int = PAGE_TIMEOUT
     return output
 
 
+def declared_parameters(name: str) -> set[str]:
+    """The names a notebook's ``parameters`` cell defines."""
+    import jupytext
+
+    notebook = jupytext.read(paths.notebooks_dir() / f"{name}.py")
+    cells = [c for c in notebook.cells if "parameters" in c.metadata.get("tags", [])]
+    if not cells:
+        return set()
+    import ast
+
+    tree = ast.parse(cells[0].source)
+    return {t.id for node in tree.body if isinstance(node, ast.Assign) for t in node.targets if isinstance(t, ast.Name)}
+
+
 def build(parameters: dict, *, notebooks: list[str] | None = None) -> Path:
     for name in notebooks or NOTEBOOKS:
-        print(f"executing notebooks/{name}.py with {parameters}", flush=True)
-        execute_notebook(name, parameters)
+        own = {k: v for k, v in parameters.items() if k in declared_parameters(name)}
+        print(f"executing notebooks/{name}.py with {own}", flush=True)
+        execute_notebook(name, own)
     root = paths.project_root()
     subprocess.run(
         [str(Path(sys.executable).parent / "jupyter-book"), "build", str(root), "--warningiserror", "--keep-going"],
@@ -79,9 +100,19 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--models", default="", help="space-separated model names (default: the dataset's models)")
     parser.add_argument("--device", default="cpu")
     parser.add_argument("--dtype", default="float32")
+    parser.add_argument(
+        "--param", action="append", default=[], metavar="NAME=VALUE",
+        help="a notebook parameter, e.g. md_steps=2000 (integers or None; repeatable; overrides the dataset's book sizes)",
+    )
     args = parser.parse_args(argv)
     models = args.models.split() or default_models(args.dataset)
     parameters = {"dataset": args.dataset, "models": models, "device": args.device, "dtype": args.dtype}
+    parameters.update(BOOK_SIZES.get(args.dataset, {}))
+    for item in args.param:
+        name, _, value = item.partition("=")
+        if not name or not value:
+            parser.error(f"--param {item!r}: expected NAME=VALUE")
+        parameters[name] = None if value == "None" else int(value) if value.lstrip("-").isdigit() else value
     build(parameters)
     return 0
 
