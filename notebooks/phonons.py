@@ -40,7 +40,7 @@ dry_run = False  # tiny settings (smoke tests)
 import matplotlib.pyplot as plt
 from myst_nb import glue
 
-from hdpbench import analysis, figures
+from hdpbench import analysis, figures, published
 
 settings = analysis.book_settings(dtype=dtype, dry_run=dry_run)
 label = analysis.dataset_label(dataset)
@@ -59,6 +59,7 @@ glue("ph_best_rmse", float(best["rmse_omega2_thz2"]), display=False)
 glue("ph_worst_rmse", float(worst["rmse_omega2_thz2"]), display=False)
 medians = phonons.groupby("model", sort=False)["rmse_omega2_thz2"].median()
 glue("ph_median_ratio", float(medians.max() / medians.min()), display=False)
+glue("ph_paper_finding", analysis.prose(published.FINDINGS["phonons"]), display=False)
 
 # %% [markdown]
 # {glue:md}`ph_dataset`. Models: {glue:md}`ph_models`; {glue:text}`ph_n_compounds` compounds.
@@ -78,8 +79,7 @@ plt.show()
 # ## Fig. 1b,c — by halide and model
 #
 # The median RMSE(ω²) of the worst model is {glue:text}`ph_median_ratio:.2f` times that of the best.
-# Paper: errors fall from fluorides to iodides; omat-0-medium is best, with about ten times lower
-# RMSE(ω²) than matpes-pbe-omat-ft.
+# Paper: {glue:md}`ph_paper_finding`
 
 # %%
 fig = figures.phonon_error_boxes(phonons, models, label)

@@ -56,6 +56,7 @@ for approach, column, name in (("reference_fc", "sigma_model_fc_reference", "Φ_
         result = analysis.confusion(rows["sigma_reference"], rows[column])
         accuracy[(model, approach)] = result["accuracy"]
         panels.append({"counts": result["counts"], "title": f"{model}\n{name}", "published": published.fig3_counts(model, approach)})
+glue("sg_paper_finding", analysis.prose(published.FINDINGS["sigma_model_fc"]), display=False)
 glue("sg_dataset", analysis.prose(label), display=False)
 glue("sg_n_compounds", int(sigma["compound"].nunique()), display=False)
 glue("sg_frames", int(sigma["n_frames"].median()), display=False)
@@ -84,7 +85,7 @@ plt.show()
 # ## Fig. S9 — how σ shifts
 #
 # Mean σ_model(Φ_model) − σ_ref for {glue:md}`sg_last_model`: {glue:text}`sg_mean_shift_model_fc:+.3f`.
-# Paper: with Φ_MACE the differences tail to negative values, i.e. the models over-stabilise.
+# Paper: {glue:md}`sg_paper_finding`
 
 # %%
 fig = figures.delta_sigma_distributions(sigma, models, label)

@@ -93,3 +93,20 @@ def test_a_planned_compound_without_a_pool_stops_training(tmp_path, members_of):
     assert sources == {"Cs2AgBiBr6": dataset.entries()["Cs2AgBiBr6"].path, "Cs2NaInCl6": staged}
     structures, record = select_training_structures(sources, None, include_displaced=True)
     assert {r["compound"] for r in record} == {"Cs2AgBiBr6", "Cs2NaInCl6"}
+
+
+def test_validation_split_holds_only_structures_with_an_energy():
+    from ase import Atoms
+
+    from hdpbench.demo.train import split_validation
+
+    structures = []
+    for k in range(30):
+        atoms = Atoms("H", positions=[[0, 0, k]])
+        if k % 3 == 0:  # rattled: energy and forces; the others are displaced: forces only
+            atoms.info["REF_energy"] = -1.0
+        structures.append(atoms)
+    train, valid = split_validation(structures, 0.2, seed=7)
+    assert len(valid) == 2 and all("REF_energy" in structures[i].info for i in valid)
+    assert sorted(train + valid) == list(range(30))
+    assert split_validation(structures, 0.2, seed=7) == (train, valid)  # seeded

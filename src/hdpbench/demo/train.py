@@ -105,6 +105,20 @@ def select_training_structures(sources: dict[str, Path], rattled_per_compound: i
     return structures, record
 
 
+def split_validation(structures, fraction: float, seed: int) -> tuple[list, list]:
+    """Indices (train, valid): a seeded ``fraction`` of the structures that carry an energy.
+
+    mace's own ``valid_fraction`` may pick displaced supercells, which have forces only; its log
+    would then report their missing energies as energy errors.
+    """
+    with_energy = [i for i, atoms in enumerate(structures) if "REF_energy" in atoms.info]
+    rng = np.random.default_rng(seed)
+    count = max(1, round(fraction * len(with_energy)))
+    valid = sorted(rng.choice(with_energy, size=min(count, len(with_energy)), replace=False).tolist())
+    train = [i for i in range(len(structures)) if i not in set(valid)]
+    return train, valid
+
+
 def fitted_e0s(structures) -> dict[int, float]:
     """Per-element reference energies: least squares (minimum norm) of the energies over compositions.
 
@@ -161,24 +175,32 @@ def train(name: str, *, dry_run: bool = False, dataset_name: str = "demo") -> di
     work = paths.cache_dir() / ("demo-train-dry-run" if dry_run else "demo-train") / name / "work"
     work.mkdir(parents=True, exist_ok=True)
     out.mkdir(parents=True, exist_ok=True)
-    ase.io.write(work / "train.extxyz", structures, format="extxyz")
     mace_args = dict(training["mace_args"])
+    train_indices, valid_indices = split_validation(
+        structures, mace_args.pop("valid_fraction", 0.1), int(mace_args.get("seed", 0))
+    )
+    for index in valid_indices:
+        record[index]["validation"] = True
+    ase.io.write(work / "train.extxyz", [structures[i] for i in train_indices], format="extxyz")
+    ase.io.write(work / "valid.extxyz", [structures[i] for i in valid_indices], format="extxyz")
     if dry_run:
         mace_args.update({"max_num_epochs": 3, "start_swa": 2, "eval_interval": 1, "num_channels": 8, "max_L": 0})
     mace_args.update(
         {
             "name": name,
             "train_file": str(work / "train.extxyz"),
+            "valid_file": str(work / "valid.extxyz"),
             "energy_key": "REF_energy",
             "forces_key": "REF_forces",
             "work_dir": str(work),
             "device": "cpu",
             "restart_latest": True,
-            "E0s": str(fitted_e0s(structures)),
+            "E0s": str(fitted_e0s([structures[i] for i in train_indices])),
         }
     )
     with atomic_path(out / "mace_config.yaml") as tmp:
         tmp.write_text(yaml.safe_dump(mace_args, sort_keys=True))
+    _forget_stale_checkpoints(work, [out / "mace_config.yaml", work / "train.extxyz", work / "valid.extxyz"])
     atomic_write_json(
         out / "training_set.json",
         {
@@ -186,6 +208,7 @@ def train(name: str, *, dry_run: bool = False, dataset_name: str = "demo") -> di
             "count": len(structures),
             "compounds": sorted(sources),
             "train_extxyz_sha256": sha256_file(work / "train.extxyz"),
+            "valid_extxyz_sha256": sha256_file(work / "valid.extxyz"),
             "structures": record,
         },
     )
@@ -212,6 +235,19 @@ def train(name: str, *, dry_run: bool = False, dataset_name: str = "demo") -> di
         _register_sha256(name, checksum)
     print(f"{name}: trained in {seconds / 60:.1f} min on {len(structures)} structures → {destination}")
     return {"name": name, "checkpoint": str(destination), "sha256": checksum, "seconds": seconds, "heldout": heldout}
+
+
+def _forget_stale_checkpoints(work: Path, inputs: list[Path]) -> None:
+    """mace resumes from the checkpoints in ``work`` (restart_latest): keep them only if they were
+    made from these exact inputs, so a changed training set or config starts afresh."""
+    import hashlib
+
+    digest = hashlib.sha256(b"".join(sha256_file(path).encode() for path in inputs)).hexdigest()
+    stamp = work / "inputs.sha256"
+    if stamp.is_file() and stamp.read_text() == digest:
+        return
+    shutil.rmtree(work / "checkpoints", ignore_errors=True)
+    stamp.write_text(digest)
 
 
 def refresh_heldout(name: str, dataset_name: str = "demo") -> dict[str, Any]:
