@@ -9,7 +9,7 @@ import pytest
 from hdpbench.book import NOTEBOOKS, SECTION_NOTEBOOKS, execute_notebook
 
 
-@pytest.mark.parametrize("name", NOTEBOOKS)
+@pytest.mark.parametrize("name", [n for n in NOTEBOOKS if n not in SECTION_NOTEBOOKS])
 def test_notebook_executes_with_parameters(tmp_path, name, authors_dataset):
     root, _ = authors_dataset
     output = execute_notebook(name, {"dataset": str(root), "models": []}, output_dir=tmp_path, timeout=300)
@@ -82,9 +82,9 @@ def test_book_parameters_flow_to_each_notebook(monkeypatch):
     monkeypatch.setattr(book, "execute_notebook", lambda name, parameters: calls.setdefault(name, parameters))
     monkeypatch.setattr(subprocess, "run", lambda *args, **kwargs: None)
     monkeypatch.setattr(book, "NOTEBOOKS", ["data_overview", "sigma", "model_md"])
-    book.main(["--dataset", "demo", "--param", "md_steps=1000", "--param", "n_frames=None"])
+    book.main(["--dataset", "demo", "--param", "md_steps=1000", "--param", "n_frames=None", "--param", "dry_run=True"])
     assert calls["model_md"]["md_steps"] == 1000 and calls["model_md"]["md_runs"] == book.BOOK_SIZES["demo"]["md_runs"]
-    assert calls["sigma"]["n_frames"] is None and "md_steps" not in calls["sigma"]
+    assert calls["sigma"]["n_frames"] is None and "md_steps" not in calls["sigma"] and calls["sigma"]["dry_run"] is True
     assert calls["sigma"]["models"] == ["demo-small-data", "demo-more-data"]
     assert set(calls["data_overview"]) == {"dataset", "models", "device", "dtype"}
     calls.clear()

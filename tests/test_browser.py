@@ -38,9 +38,14 @@ def free_port() -> int:
 
 @pytest.fixture(scope="module")
 def served_book():
-    """Build the book (papermill + jupyter-book, as `make book`) and serve _build/html on localhost."""
+    """Build the book as `make book` does (papermill + jupyter-book, demo dataset and models) with tiny
+    stage sizes and a scratch results store, then serve _build/html on localhost."""
     assert CHROMIUM, "chromium is required here (HDPBENCH_REQUIRE_BROWSER is set)"
-    subprocess.run([sys.executable, "-m", "hdpbench.book"], check=True, cwd=paths.project_root(), timeout=1800)
+    tiny = ["n_frames=8", "md_steps=12", "md_runs=1", "kpca_frames=6"]
+    command = [sys.executable, "-m", "hdpbench.book", *(f"--param={p}" for p in tiny)]
+    with tempfile.TemporaryDirectory() as results:
+        environment = {**os.environ, "HDPBENCH_RESULTS": results}
+        subprocess.run(command, check=True, cwd=paths.project_root(), timeout=1800, env=environment)
     html = paths.project_root() / "_build" / "html"
     port = free_port()
     server = subprocess.Popen(

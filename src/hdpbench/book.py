@@ -14,10 +14,10 @@ from pathlib import Path
 
 from . import paths
 
-NOTEBOOKS = ["data_overview", "reproducibility"]  # order of execution; the table of contents lives in _toc.yml
-# The four science sections; they join NOTEBOOKS (and _toc.yml) once the demo models are trained,
-# since `make book` runs them on the demo dataset with those models. Tested with tiny inputs meanwhile.
+# The four science sections, in the paper's order (each reads the stages the previous ones filled).
 SECTION_NOTEBOOKS = ["phonons", "sigma", "model_md", "kpca_maps"]
+# Order of execution; the table of contents lives in _toc.yml.
+NOTEBOOKS = ["data_overview", *SECTION_NOTEBOOKS, "reproducibility"]
 PAGE_TIMEOUT_S = 1200
 
 # Stage sizes a dataset's book runs with (None or absent = the paper's settings). The demo's are cut
@@ -94,6 +94,14 @@ def default_models(dataset: str) -> list[str]:
     return {"demo": list(DEMO_MODELS), "hdp": list(PAPER_MODELS)}.get(dataset, [])
 
 
+def _parameter_value(text: str):
+    """A --param value as Python: None, True/False, an int, or the string itself."""
+    literals = {"None": None, "True": True, "False": False}
+    if text in literals:
+        return literals[text]
+    return int(text) if text.lstrip("-").isdigit() else text
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--dataset", default="demo")
@@ -102,7 +110,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--dtype", default="float32")
     parser.add_argument(
         "--param", action="append", default=[], metavar="NAME=VALUE",
-        help="a notebook parameter, e.g. md_steps=2000 (integers or None; repeatable; overrides the dataset's book sizes)",
+        help="a notebook parameter, e.g. md_steps=2000 (an integer, None, True/False or a string; repeatable; overrides the dataset's book sizes)",
     )
     args = parser.parse_args(argv)
     models = args.models.split() or default_models(args.dataset)
@@ -112,7 +120,7 @@ def main(argv: list[str] | None = None) -> int:
         name, _, value = item.partition("=")
         if not name or not value:
             parser.error(f"--param {item!r}: expected NAME=VALUE")
-        parameters[name] = None if value == "None" else int(value) if value.lstrip("-").isdigit() else value
+        parameters[name] = _parameter_value(value)
     build(parameters)
     return 0
 
