@@ -6,16 +6,22 @@ Each function fills the results store first where needed (through the same stage
 
 from __future__ import annotations
 
+import warnings
 from collections.abc import Sequence
 from typing import Any
 
 import numpy as np
 import pandas as pd
+from tqdm import TqdmWarning
 
 from .anharmonicity import confusion_matrix, sigma_class
 from .results import StageResults
 from .runner import RunSettings, run_stage_in_process
 from .stages import collect
+
+# The book's notebooks import this module; tqdm.auto asks for ipywidgets there, which the static book
+# cannot show anyway.
+warnings.filterwarnings("ignore", message="IProgress not found", category=TqdmWarning)
 
 
 def stage_results(

@@ -14,8 +14,13 @@ import functools
 @functools.cache
 def prepare_torch():
     """Import torch with the safe globals e3nn needs registered (idempotent); returns torch."""
+    import warnings
+
     import torch
 
+    # mace-torch sets TORCH_FORCE_NO_WEIGHTS_ONLY_LOAD for the process; torch then warns at every
+    # load, including e3nn's own constants file. Checkpoints are verified by sha256 instead.
+    warnings.filterwarnings("ignore", message="Environment variable TORCH_FORCE_NO_WEIGHTS_ONLY_LOAD", category=UserWarning)
     if hasattr(torch.serialization, "add_safe_globals"):
         torch.serialization.add_safe_globals([slice])
     return torch
@@ -32,15 +37,21 @@ def import_e3nn():
 def import_mace():
     """The ``mace`` package, imported after :func:`prepare_torch`.
 
-    mace-torch prints notices (e.g. about cuEquivariance) to stdout when its modules are imported;
-    they go to stderr here so that ``--json`` output stays machine-readable.
+    mace-torch prints notices to stdout when its modules are imported; they go to stderr here so
+    that ``--json`` output stays machine-readable, except the one that cuEquivariance (a CUDA
+    accelerator) is missing, which says nothing on CPU and would clutter every book page.
     """
     import contextlib
     import importlib
+    import io
     import sys
 
     prepare_torch()
-    with contextlib.redirect_stdout(sys.stderr):
+    captured = io.StringIO()
+    with contextlib.redirect_stdout(captured):
         for name in ("mace", "mace.modules", "mace.data", "mace.tools", "mace.calculators"):
             importlib.import_module(name)
+    notices = [line for line in captured.getvalue().splitlines() if line.strip() and "cuequivariance" not in line.lower()]
+    if notices:
+        print("\n".join(notices), file=sys.stderr)
     return sys.modules["mace"]
