@@ -85,9 +85,22 @@ def test_book_parameters_flow_to_each_notebook(monkeypatch):
     book.main(["--dataset", "demo", "--param", "md_steps=1000", "--param", "n_frames=None", "--param", "dry_run=True"])
     assert calls["model_md"]["md_steps"] == 1000 and calls["model_md"]["md_runs"] == book.BOOK_SIZES["demo"]["md_runs"]
     assert calls["sigma"]["n_frames"] is None and "md_steps" not in calls["sigma"] and calls["sigma"]["dry_run"] is True
-    assert calls["sigma"]["models"] == ["demo-small-data", "demo-more-data"]
+    assert calls["sigma"]["models"] == book.default_models("demo")
     assert set(calls["data_overview"]) == {"dataset", "models", "device", "dtype"}
     calls.clear()
     book.main(["--dataset", "hdp", "--models", "medium-omat-0 medium-mpa-0", "--device", "cuda"])
     assert calls["model_md"]["models"] == ["medium-omat-0", "medium-mpa-0"] and calls["model_md"]["device"] == "cuda"
     assert "md_steps" not in calls["model_md"]  # the paper's settings
+
+
+def test_demo_book_leaves_out_a_demo_model_not_trained_yet(monkeypatch, capsys):
+    from hdpbench import book, models
+
+    monkeypatch.setattr(models, "is_available", lambda spec: spec.name == "demo-small-data")
+    assert book.default_models("demo") == ["demo-small-data"]
+    assert "demo-more-data" in capsys.readouterr().err
+    monkeypatch.setattr(models, "is_available", lambda spec: True)
+    assert book.default_models("demo") == ["demo-small-data", "demo-more-data"]
+    from hdpbench.published import PAPER_MODELS
+
+    assert book.default_models("hdp") == PAPER_MODELS

@@ -15,7 +15,7 @@ from hdpbench.results import sha256_file
 from hdpbench.runner import RunSettings, run_stage_in_process
 
 COMPOUND = "Rb3AlF6"
-MODEL = "demo-more-data"
+MODEL = "demo-small-data"
 
 
 @pytest.fixture(scope="module")
