@@ -115,8 +115,8 @@ def split_validation(structures, fraction: float, seed: int) -> tuple[list, list
     rng = np.random.default_rng(seed)
     count = max(1, round(fraction * len(with_energy)))
     valid = sorted(rng.choice(with_energy, size=min(count, len(with_energy)), replace=False).tolist())
-    train = [i for i in range(len(structures)) if i not in set(valid)]
-    return train, valid
+    held = set(valid)
+    return [i for i in range(len(structures)) if i not in held], valid
 
 
 def fitted_e0s(structures) -> dict[int, float]:
