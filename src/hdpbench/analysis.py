@@ -216,7 +216,7 @@ def model_registry_table(models: Sequence[str] | None = None) -> pd.DataFrame:
         }
         demo_dir = paths.model_registry_dir() / "demo" / row["name"]
         training, heldout = demo_dir / "training_set.json", demo_dir / "heldout_force_mae.json"
-        if training.is_file():
+        if training.is_file() and row["available"]:  # a model still training has inputs, no results
             entry["training structures"] = json.loads(training.read_text())["count"]
         if heldout.is_file():
             report = json.loads(heldout.read_text())
