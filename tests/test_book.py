@@ -16,6 +16,10 @@ def test_notebook_executes_with_parameters(tmp_path, name, authors_dataset):
     notebook = json.loads(output.read_text())
     injected = [c for c in notebook["cells"] if "injected-parameters" in c["metadata"].get("tags", [])]
     assert injected and str(root) in "".join(injected[0]["source"])
+    # readers see results first: parameter cells fold away whole, other code behind a toggle
+    assert "hide-cell" in injected[0]["metadata"]["tags"]
+    code = [c for c in notebook["cells"] if c["cell_type"] == "code" and c not in injected]
+    assert code and all({"hide-cell", "hide-input"} & set(c["metadata"].get("tags", [])) for c in code)
     errors = [o for c in notebook["cells"] for o in c.get("outputs", []) if o.get("output_type") == "error"]
     assert not errors
     if name == "data_overview":

@@ -64,6 +64,10 @@ def lee_xia_metrics(phonons: pd.DataFrame) -> pd.DataFrame:
     columns = ["mae_freq_thz"] + [c for c in phonons.columns if c.startswith("abs_error_")]
     summary = phonons.groupby("model", sort=False)[columns].mean()
     summary["stability_accuracy"] = phonons.groupby("model", sort=False)["stability_agrees"].mean()
+    for owner in ("model", "reference"):  # translational invariance of Φ (0 for an exact Hessian)
+        column = f"gamma_acoustic_max_thz_{owner}"
+        if column in phonons:
+            summary[f"median_gamma_acoustic_thz_{owner}"] = phonons.groupby("model", sort=False)[column].median()
     summary["compounds"] = phonons.groupby("model", sort=False).size()
     return summary
 

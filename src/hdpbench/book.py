@@ -53,7 +53,29 @@ def execute_notebook(name: str, parameters: dict, *, timeout: int = PAGE_TIMEOUT
         )
     finally:
         unexecuted.unlink(missing_ok=True)
+    fold_code_cells(output)
     return output
+
+
+def fold_code_cells(notebook_path: Path) -> None:
+    """Readers see prose, figures and tables first: code stays one click away ("hide-input"), and the
+    parameter cells, papermill's injected one included, fold away whole ("hide-cell")."""
+    import nbformat
+
+    notebook = nbformat.read(notebook_path, as_version=4)
+    for cell in notebook.cells:
+        if cell.cell_type != "code":
+            continue
+        tags = cell.metadata.setdefault("tags", [])
+        if {"parameters", "injected-parameters"} & set(tags):
+            wanted = "hide-cell"
+        elif "show-input" in tags:
+            continue
+        else:
+            wanted = "hide-input"
+        if wanted not in tags:
+            tags.append(wanted)
+    nbformat.write(notebook, notebook_path)
 
 
 def declared_parameters(name: str) -> set[str]:

@@ -129,7 +129,11 @@ def thermal_properties(phonon, temperatures: Sequence[float] = THERMAL_TEMPERATU
     """Helmholtz free energy (kJ/mol), C_v and S (J/K/mol) per unit cell, and the mesh minimum frequency."""
     phonon.run_mesh(THERMAL_MESH_LENGTH)
     mesh_min = float(np.min(phonon.mesh.frequencies))
-    phonon.run_thermal_properties(temperatures=list(temperatures), cutoff_frequency=THERMAL_CUTOFF_THZ)
+    # The three Γ acoustic modes are zero by symmetry; unsymmetrised model Φ gives them spurious values,
+    # reported separately by acoustic_sum_rule_violation, so they stay out of the sums.
+    phonon.run_thermal_properties(
+        temperatures=list(temperatures), cutoff_frequency=THERMAL_CUTOFF_THZ, exclude_gamma_acoustic=True
+    )
     data = phonon.thermal_properties
     return {
         "temperatures_K": [float(t) for t in data.temperatures],
@@ -138,6 +142,16 @@ def thermal_properties(phonon, temperatures: Sequence[float] = THERMAL_TEMPERATU
         "entropy_J_K_mol": [float(v) for v in data.entropy],
         "mesh_min_freq_thz": mesh_min,
     }
+
+
+def acoustic_sum_rule_violation(phonon) -> dict[str, float]:
+    """How far Φ is from translational invariance (Σ_j Φ_ij = 0), which finite displacements of a
+    model break by noise and by its cutoff: the largest |Σ_j Φ_ij| entry (eV/Å²) and the largest |f|
+    of the three Γ modes of smallest |f| (THz), phonopy's own choice of the acoustic modes."""
+    # full (N, N, 3, 3) or compact (N_prim, N, 3, 3): the second index runs over all supercell atoms
+    residual = np.abs(phonon.force_constants.sum(axis=1)).max()
+    gamma = np.sort(np.abs(phonon.get_frequencies([0.0, 0.0, 0.0])))[:3]
+    return {"asr_residual_ev_ang2": float(residual), "gamma_acoustic_max_thz": float(gamma.max())}
 
 
 def compare(
@@ -165,6 +179,9 @@ def compare(
         "n_bands": int(ref_bands.frequencies.shape[1]),
         "unstable_below_thz": unstable_below,
     }
+    for owner, phonon in (("reference", reference), ("model", model)):
+        for key, value in acoustic_sum_rule_violation(phonon).items():
+            metrics[f"{key}_{owner}"] = value
     if thermal:
         ref_thermal, model_thermal = thermal_properties(reference), thermal_properties(model)
         metrics["min_freq_reference_thz"] = min(metrics["min_freq_reference_thz"], ref_thermal["mesh_min_freq_thz"])

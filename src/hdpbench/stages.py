@@ -46,6 +46,10 @@ def _dataset_and_model(dataset, model, device: str, dtype: str):
     return data, loaded
 
 
+# Bumped when a stage's code changes what it stores, so that older results are recomputed.
+STAGE_VERSIONS = {"phonons": 2}  # 2: acoustic sum-rule metrics; Γ acoustic modes out of the thermal sums
+
+
 def _stage(data, loaded, stage: str, settings, results_root, **upstream) -> StageResults:
     """``upstream``: settings of the stages this one reads; changing them must recompute this one too."""
     manifest = StageManifest(
@@ -55,6 +59,7 @@ def _stage(data, loaded, stage: str, settings, results_root, **upstream) -> Stag
         settings={**asdict(settings), **{name: asdict(value) for name, value in upstream.items()}},
         model_sha256=loaded.checkpoint_sha256 or loaded.identity,
         dataset_version=data.spec.version,
+        stage_version=STAGE_VERSIONS.get(stage, 1),
     )
     return StageResults(manifest, root=results_root)
 

@@ -185,21 +185,23 @@ def train(name: str, *, dry_run: bool = False, dataset_name: str = "demo") -> di
     ase.io.write(work / "valid.extxyz", [structures[i] for i in valid_indices], format="extxyz")
     if dry_run:
         mace_args.update({"max_num_epochs": 3, "start_swa": 2, "eval_interval": 1, "num_channels": 8, "max_L": 0})
+    # Paths relative to ``work`` (mace runs there), so the committed config names no machine's folders.
     mace_args.update(
         {
             "name": name,
-            "train_file": str(work / "train.extxyz"),
-            "valid_file": str(work / "valid.extxyz"),
+            "train_file": "train.extxyz",
+            "valid_file": "valid.extxyz",
             "energy_key": "REF_energy",
             "forces_key": "REF_forces",
-            "work_dir": str(work),
+            "work_dir": ".",
             "device": "cpu",
             "restart_latest": True,
             "E0s": str(fitted_e0s([structures[i] for i in train_indices])),
         }
     )
     with atomic_path(out / "mace_config.yaml") as tmp:
-        tmp.write_text(yaml.safe_dump(mace_args, sort_keys=True))
+        header = "# mace_run_train arguments; paths are relative to its work folder, HDPBENCH_CACHE/demo-train/<name>/work\n"
+        tmp.write_text(header + yaml.safe_dump(mace_args, sort_keys=True))
     _forget_stale_checkpoints(work, [out / "mace_config.yaml", work / "train.extxyz", work / "valid.extxyz"])
     atomic_write_json(
         out / "training_set.json",
