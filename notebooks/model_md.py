@@ -64,9 +64,10 @@ ranks = merged[merged["model"] == last][["abs_delta_sigma", "rmse_omega2_thz2"]]
 glue("md_paper_more_stable", 100 * published.FINDINGS["md_lower_triangle"], display=False)
 glue("md_paper_less_stable", 100 * published.FINDINGS["md_upper_triangle"], display=False)
 glue("md_spearman", float(ranks.iloc[0, 1]) if len(ranks) == 2 else np.nan, display=False)
+glue("md_spearman_n", int((merged["model"] == last).sum()), display=False)
 
 # %% [markdown]
-# {glue:md}`md_dataset`. {glue:text}`md_runs` runs of {glue:text}`md_steps` steps per compound and model.
+# {glue:md}`md_dataset`. Runs per compound and model: {glue:text}`md_runs`, of {glue:text}`md_steps` steps each.
 # Runs stopped because they blew up: {glue:text}`md_stopped` of {glue:text}`md_runs_total`.
 #
 # ## Fig. 4a — σ_model-only against σ_ref
@@ -100,7 +101,8 @@ plt.show()
 # ## Fig. 5 — do Hessian errors predict σ errors?
 #
 # Spearman rank correlation between |σ_ref − σ_model-only| and RMSE(ω²) for {glue:md}`md_last_model`:
-# {glue:text}`md_spearman:.2f`. Paper: large Hessian errors go with large σ discrepancies.
+# {glue:text}`md_spearman:.2f` over {glue:text}`md_spearman_n` compounds (with a handful of compounds a
+# rank correlation is a hint, not a finding). Paper: large Hessian errors go with large σ discrepancies.
 
 # %%
 fig = figures.delta_sigma_vs_phonon_errors(merged[merged["model"] == last], label)

@@ -87,6 +87,13 @@ fig = figures.phonon_error_boxes(phonons, models, label)
 plt.show()
 
 # %% [markdown]
+# Medians per model over the same compounds (the paper's first finding is that more training data
+# helps; for the demo models this is the same question at toy scale):
+
+# %%
+phonons.groupby("model", sort=False)[["rmse_omega2_thz2", "rmse_vg_thz_ang", "mae_freq_thz"]].median().round(3)
+
+# %% [markdown]
 # ## Fig. S2 — bands of the best and the worst compound
 
 # %%

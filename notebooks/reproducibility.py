@@ -51,6 +51,7 @@ dtype = "float32"
 
 # %%
 import pandas as pd
+from IPython.display import display
 from myst_nb import glue
 
 from hdpbench import analysis
@@ -76,3 +77,26 @@ costs.round(2).astype(object).where(costs.notna(), "not measured")
 # models is at most 8 H200-hours; it can be checked only once GPU throughput is measured
 # (`python benchmarks/bench_evaluate.py --device cuda --json …` and `bench_md.py`, results committed
 # under `benchmarks/results/`).
+
+# %% [markdown]
+# ## What this build cost
+#
+# Seconds each page took to execute in the latest `make book` on this machine. On a first build they
+# are the cost of computing every stage for the models and sizes of this build; on a rebuild that
+# reuses the results store they are the cost of reading the results and drawing.
+
+# %%
+timings = analysis.book_execution_times()
+if timings is None:
+    glue("build_seconds", float("nan"), display=False)
+    glue("build_started", analysis.prose("no build recorded"), display=False)
+    print("No `make book` run has recorded execution times on this machine.")
+else:
+    table, record = timings
+    glue("build_seconds", float(table["seconds"].sum()), display=False)
+    glue("build_started", analysis.prose(record["started_at"]), display=False)
+    display(table)
+
+# %% [markdown]
+# The pages before this one took {glue:text}`build_seconds:.0f` s in total (build started
+# {glue:md}`build_started`).

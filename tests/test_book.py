@@ -75,7 +75,7 @@ def test_section_notebook_runs_with_tiny_parameters(tmp_path, name, section_inpu
     assert glued, f"{name} glued no number into its prose"
 
 
-def test_book_parameters_flow_to_each_notebook(monkeypatch):
+def test_book_parameters_flow_to_each_notebook(monkeypatch, tmp_path):
     """`make book DATASET=... MODELS=... BOOK_PARAMS=...` reaches papermill; each notebook gets only
     the parameters its cell declares, the demo its reduced sizes unless overridden."""
     import subprocess
@@ -86,7 +86,11 @@ def test_book_parameters_flow_to_each_notebook(monkeypatch):
     monkeypatch.setattr(book, "execute_notebook", lambda name, parameters: calls.setdefault(name, parameters))
     monkeypatch.setattr(subprocess, "run", lambda *args, **kwargs: None)
     monkeypatch.setattr(book, "NOTEBOOKS", ["data_overview", "sigma", "model_md"])
+    monkeypatch.setattr(book, "generated_dir", lambda: tmp_path)
     book.main(["--dataset", "demo", "--param", "md_steps=1000", "--param", "n_frames=None", "--param", "dry_run=True"])
+    # each page's execution time is recorded for the reproducibility page, with the build's parameters
+    record = json.loads(book.execution_times_path().read_text())
+    assert [page["page"] for page in record["pages"]] == ["data_overview", "sigma", "model_md"] and record["parameters"]["md_steps"] == 1000
     assert calls["model_md"]["md_steps"] == 1000 and calls["model_md"]["md_runs"] == book.BOOK_SIZES["demo"]["md_runs"]
     assert calls["sigma"]["n_frames"] is None and "md_steps" not in calls["sigma"] and calls["sigma"]["dry_run"] is True
     assert calls["sigma"]["models"] == book.default_models("demo")

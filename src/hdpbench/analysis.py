@@ -258,3 +258,18 @@ class prose:
 
     def __repr__(self) -> str:
         return self.text
+
+
+def book_execution_times() -> tuple[pd.DataFrame, dict[str, Any]] | None:
+    """Seconds each page of the latest `make book` took (pages executed so far), with the build's
+    parameters; None when no build has recorded any."""
+    import json
+
+    from .book import execution_times_path
+
+    path = execution_times_path()
+    if not path.is_file():
+        return None
+    record = json.loads(path.read_text())
+    table = pd.DataFrame(record["pages"], columns=["page", "seconds"]).set_index("page")
+    return table, record

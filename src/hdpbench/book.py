@@ -92,11 +92,29 @@ def declared_parameters(name: str) -> set[str]:
     return {t.id for node in tree.body if isinstance(node, ast.Assign) for t in node.targets if isinstance(t, ast.Name)}
 
 
+def execution_times_path() -> Path:
+    """Seconds each page took to execute in the latest build (read by the reproducibility page)."""
+    return generated_dir() / "execution_times.json"
+
+
 def build(parameters: dict, *, notebooks: list[str] | None = None) -> Path:
+    import datetime
+    import time
+
+    from .results import atomic_write_json
+
+    record = {
+        "started_at": datetime.datetime.now(datetime.UTC).isoformat(timespec="seconds"),
+        "parameters": {k: v for k, v in parameters.items() if k != "results"},
+        "pages": [],  # in execution order
+    }
     for name in notebooks or NOTEBOOKS:
         own = {k: v for k, v in parameters.items() if k in declared_parameters(name)}
         print(f"executing notebooks/{name}.py with {own}", flush=True)
+        start = time.perf_counter()
         execute_notebook(name, own)
+        record["pages"].append({"page": name, "seconds": round(time.perf_counter() - start, 1)})
+        atomic_write_json(execution_times_path(), record)
     root = paths.project_root()
     subprocess.run(
         [str(Path(sys.executable).parent / "jupyter-book"), "build", str(root), "--warningiserror", "--keep-going"],
