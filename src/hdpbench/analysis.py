@@ -271,5 +271,5 @@ def book_execution_times() -> tuple[pd.DataFrame, dict[str, Any]] | None:
     if not path.is_file():
         return None
     record = json.loads(path.read_text())
-    table = pd.DataFrame(record["pages"], columns=["page", "seconds"]).set_index("page")
+    table = pd.DataFrame(record.get("pages", []), columns=["page", "seconds"]).set_index("page")
     return table, record
