@@ -81,7 +81,7 @@ glue("md_spearman_n", int((merged["model"] == last).sum()), display=False)
 panels = []
 for model in models:
     rows = md[md["model"] == model]
-    panels.append({"counts": analysis.confusion(rows["sigma_reference"], rows["sigma_model_only"])["counts"], "title": model})
+    panels.append({"counts": analysis.confusion(rows["sigma_reference"], rows["sigma_model_only"])["counts"], "title": figures.display_name(model)})
 fig = figures.confusion_grid(panels, label, columns=len(models))
 plt.show()
 
@@ -91,7 +91,7 @@ plt.show()
 # %%
 rows = md[md["model"] == last]
 panels = [
-    {"counts": analysis.confusion(group["sigma_reference"], group["sigma_model_only"])["counts"], "title": f"{last}: {halide}"}
+    {"counts": analysis.confusion(group["sigma_reference"], group["sigma_model_only"])["counts"], "title": f"{figures.display_name(last)}: {halide}"}
     for halide, group in rows.groupby("halide")
 ]
 fig = figures.confusion_grid(panels, label, columns=max(len(panels), 1))
@@ -116,7 +116,7 @@ traces = {}
 for model in models:
     stage = analysis.stage_results("md", dataset, model, **common)
     for compound in md[md["model"] == model]["compound"]:
-        traces[f"{model}: {compound}"] = stage.load_arrays(compound)["temperatures"]
+        traces[f"{figures.display_name(model)}: {compound}"] = stage.load_arrays(compound)["temperatures"]
 fig = figures.temperature_traces(traces, settings.md.temperature_K, label)
 plt.show()
 

@@ -55,7 +55,7 @@ for approach, column, name in (("reference_fc", "sigma_model_fc_reference", "Φ_
         rows = sigma[sigma["model"] == model]
         result = analysis.confusion(rows["sigma_reference"], rows[column])
         accuracy[(model, approach)] = result["accuracy"]
-        panels.append({"counts": result["counts"], "title": f"{model}\n{name}", "published": published.fig3_counts(model, approach)})
+        panels.append({"counts": result["counts"], "title": f"{figures.display_name(model)}\n{name}", "published": published.fig3_counts(model, approach)})
 glue("sg_paper_finding", analysis.prose(published.FINDINGS["sigma_model_fc"]), display=False)
 glue("sg_dataset", analysis.prose(label), display=False)
 glue("sg_n_compounds", int(sigma["compound"].nunique()), display=False)

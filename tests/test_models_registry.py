@@ -106,3 +106,11 @@ def test_models_list_json(capsys):
     for name, _, _ in PAPER_MODELS.values():
         assert {"name", "label", "license", "available"} <= set(rows[name])
         assert rows[name]["available"] is False
+
+
+def test_figures_name_models_by_label_or_file_stem(tmp_path):
+    from hdpbench.models import display_name
+
+    assert display_name("medium-omat-0") == "omat-0-medium"  # the paper's own label
+    checkpoint = tmp_path / "runs" / "my-model.model"
+    assert display_name(str(checkpoint)) == "my-model"

@@ -12,6 +12,7 @@ import matplotlib.pyplot as plt
 import numpy as np
 import pandas as pd
 
+from .models import display_name
 from .published import CLASS_LABELS
 
 HALIDE_ORDER = ["F", "Cl", "Br", "I"]
@@ -35,7 +36,7 @@ def phonon_error_scatter(phonons: pd.DataFrame, model: str, dataset_label: str, 
         for name, row in (("best", data.loc[data["rmse_omega2_thz2"].idxmin()]), ("worst", data.loc[data["rmse_omega2_thz2"].idxmax()])):
             ax.annotate(f"{row['compound']} ({name})", (row["rmse_vg_thz_ang"], row["rmse_omega2_thz2"]), fontsize=8,
                         xytext=(4, 4), textcoords="offset points")
-    ax.set_title(f"{model}" + (f", {halide} compounds" if halide else ""), fontsize=10)
+    ax.set_title(display_name(model) + (f", {halide} compounds" if halide else ""), fontsize=10)
     source_note(fig, dataset_label)
     fig.tight_layout()
     return fig
@@ -53,7 +54,7 @@ def phonon_error_boxes(phonons: pd.DataFrame, models: Sequence[str], dataset_lab
             boxes = ax.boxplot(data, positions=positions, widths=width * 0.9, patch_artist=True, showfliers=True)
             for patch in boxes["boxes"]:
                 patch.set_facecolor(f"C{k}")
-            ax.plot([], [], color=f"C{k}", lw=6, label=model)
+            ax.plot([], [], color=f"C{k}", lw=6, label=display_name(model))
         ax.set(yscale="log", ylabel=label, xticks=range(len(halides)), xticklabels=halides)
     axes[0].legend(fontsize=8)
     source_note(fig, dataset_label)
@@ -68,7 +69,7 @@ def band_comparison(arrays: dict[str, np.ndarray], compound: str, model: str, da
     ax.plot(distances, arrays["frequencies_reference"], color="k", lw=1.0)
     ax.plot(distances, arrays["frequencies_model"], color="C3", lw=0.9, ls="--")
     ax.plot([], [], color="k", label="reference")
-    ax.plot([], [], color="C3", ls="--", label=model)
+    ax.plot([], [], color="C3", ls="--", label=display_name(model))
     for end in np.cumsum(arrays["segment_ends"])[:-1]:
         ax.axvline(distances[min(int(end), len(distances) - 1)], color="0.8", lw=0.6)
     ax.axhline(0, color="0.5", lw=0.6)
@@ -118,7 +119,7 @@ def delta_sigma_distributions(sigma: pd.DataFrame, models: Sequence[str], datase
         values = sigma[column].dropna()
         edges = np.linspace(min(values.min(), -0.05), max(values.max(), 0.05), 25) if len(values) else 10
         for k, model in enumerate(models):
-            ax.hist(sigma[sigma["model"] == model][column].dropna(), bins=edges, histtype="step", lw=1.4, color=f"C{k}", label=model)
+            ax.hist(sigma[sigma["model"] == model][column].dropna(), bins=edges, histtype="step", lw=1.4, color=f"C{k}", label=display_name(model))
         ax.axvline(0, color="0.4", lw=0.8)
         ax.set(xlabel="σ_model − σ_ref", title=title)
     axes[0].set_ylabel("compounds")
@@ -162,7 +163,7 @@ def kpca_map(arrays: dict[str, np.ndarray], compound: str, model: str, dataset_l
     """Fig. 6 (labels) or Figs. S10/S12 (per-frame σ): reference and model-MD frames in one KPCA map."""
     fig, ax = plt.subplots(figsize=(4.4, 3.8))
     coordinates, labels = arrays["coordinates"], arrays["labels"]
-    markers = {0: ("o", "reference MD"), 1: ("^", f"{model} MD")}
+    markers = {0: ("o", "reference MD"), 1: ("^", f"{display_name(model)} MD")}
     for label, (marker, name) in markers.items():
         chosen = labels == label
         if colour_by_sigma:

@@ -80,6 +80,15 @@ def get_model_spec(name_or_path: str | Path) -> ModelSpec:
     )
 
 
+def display_name(name_or_path: str | Path) -> str:
+    """What figures call a model: its registry label (the paper's name for the paper's models), or a
+    checkpoint file's stem, never a whole path."""
+    spec = registered_models().get(str(name_or_path))
+    if spec is not None:
+        return spec.label or spec.name
+    return Path(name_or_path).stem if Path(name_or_path).suffix else Path(name_or_path).name
+
+
 def expected_checkpoint_path(spec: ModelSpec) -> Path:
     """The file that holds this model's weights on this machine (whether or not it exists yet)."""
     if spec.path:
