@@ -29,13 +29,15 @@ compounds = None
 device = "cpu"
 dtype = "float32"
 results = None
+# stage sizes, the same on every section page so that pages share each other's results
+# (None = the paper's): σ frames per compound, MD steps and runs per compound, KPCA frames per set,
+# frames dropped from the start of each production file
+n_frames = None
 md_steps = None
 md_runs = None
-# frames per set (reference, model) in the kernel; None = 100
 kpca_frames = None
-# frames dropped from the start of each production file; None = 100
 discard = None
-dry_run = False
+dry_run = False  # tiny settings (smoke tests)
 
 # %%
 import matplotlib.pyplot as plt
@@ -45,7 +47,9 @@ from myst_nb import glue
 from hdpbench import analysis, figures, published
 from hdpbench.runner import _cached_dataset
 
-settings = analysis.book_settings(dtype=dtype, discard=discard, md_steps=md_steps, md_runs=md_runs, kpca_frames=kpca_frames, dry_run=dry_run)
+settings = analysis.book_settings(
+    dtype=dtype, n_frames=n_frames, md_steps=md_steps, md_runs=md_runs, kpca_frames=kpca_frames, discard=discard, dry_run=dry_run
+)
 label = analysis.dataset_label(dataset)
 available = _cached_dataset(str(dataset)).compounds()
 table2 = [row["compound"] for row in published.TABLE2 if row["compound"] in available]

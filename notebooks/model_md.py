@@ -28,13 +28,15 @@ compounds = None
 device = "cpu"
 dtype = "float32"
 results = None
-# steps per run; None = the paper's 2000
+# stage sizes, the same on every section page so that pages share each other's results
+# (None = the paper's): σ frames per compound, MD steps and runs per compound, KPCA frames per set,
+# frames dropped from the start of each production file
+n_frames = None
 md_steps = None
-# runs per compound; None = 2
 md_runs = None
-# frames dropped from the start of each production file; None = 100
+kpca_frames = None
 discard = None
-dry_run = False
+dry_run = False  # tiny settings (smoke tests)
 
 # %%
 import matplotlib.pyplot as plt
@@ -43,7 +45,9 @@ from myst_nb import glue
 
 from hdpbench import analysis, figures, published
 
-settings = analysis.book_settings(dtype=dtype, discard=discard, md_steps=md_steps, md_runs=md_runs, dry_run=dry_run)
+settings = analysis.book_settings(
+    dtype=dtype, n_frames=n_frames, md_steps=md_steps, md_runs=md_runs, kpca_frames=kpca_frames, discard=discard, dry_run=dry_run
+)
 label = analysis.dataset_label(dataset)
 common = {"compounds": compounds, "settings": settings, "device": device, "results_root": results}
 md = analysis.md_table(dataset, models, **common)

@@ -34,6 +34,14 @@ device = "cpu"
 dtype = "float32"
 # results folder; None = HDPBENCH_RESULTS or results/
 results = None
+# stage sizes, the same on every section page so that pages share each other's results
+# (None = the paper's): σ frames per compound, MD steps and runs per compound, KPCA frames per set,
+# frames dropped from the start of each production file
+n_frames = None
+md_steps = None
+md_runs = None
+kpca_frames = None
+discard = None
 dry_run = False  # tiny settings (smoke tests)
 
 # %%
@@ -42,7 +50,9 @@ from myst_nb import glue
 
 from hdpbench import analysis, figures, published
 
-settings = analysis.book_settings(dtype=dtype, dry_run=dry_run)
+settings = analysis.book_settings(
+    dtype=dtype, n_frames=n_frames, md_steps=md_steps, md_runs=md_runs, kpca_frames=kpca_frames, discard=discard, dry_run=dry_run
+)
 label = analysis.dataset_label(dataset)
 common = {"compounds": compounds, "settings": settings, "device": device, "results_root": results}
 phonons = analysis.phonon_table(dataset, models, **common)

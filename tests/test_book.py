@@ -92,13 +92,24 @@ def test_book_parameters_flow_to_each_notebook(monkeypatch, tmp_path):
     record = json.loads(book.execution_times_path().read_text())
     assert [page["page"] for page in record["pages"]] == ["data_overview", "sigma", "model_md"] and record["parameters"]["md_steps"] == 1000
     assert calls["model_md"]["md_steps"] == 1000 and calls["model_md"]["md_runs"] == book.BOOK_SIZES["demo"]["md_runs"]
-    assert calls["sigma"]["n_frames"] is None and "md_steps" not in calls["sigma"] and calls["sigma"]["dry_run"] is True
+    assert calls["sigma"]["n_frames"] is None and calls["sigma"]["dry_run"] is True
+    # every section page gets the same stage sizes, so no page recomputes another's results
+    assert calls["sigma"] == calls["model_md"]
     assert calls["sigma"]["models"] == book.default_models("demo")
     assert set(calls["data_overview"]) == {"dataset", "models", "device", "dtype"}
     calls.clear()
     book.main(["--dataset", "hdp", "--models", "medium-omat-0 medium-mpa-0", "--device", "cuda"])
     assert calls["model_md"]["models"] == ["medium-omat-0", "medium-mpa-0"] and calls["model_md"]["device"] == "cuda"
     assert "md_steps" not in calls["model_md"]  # the paper's settings
+
+
+def test_section_pages_declare_the_same_parameters():
+    """A page that read a stage with other sizes than the page that made it would recompute and
+    overwrite it (one result set per stage): all section pages must take the same parameters."""
+    from hdpbench.book import declared_parameters
+
+    declared = {name: declared_parameters(name) for name in SECTION_NOTEBOOKS}
+    assert all(params == declared["sigma"] for params in declared.values()), declared
 
 
 def test_demo_book_leaves_out_a_demo_model_not_trained_yet(monkeypatch, capsys):
