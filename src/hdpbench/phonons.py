@@ -129,7 +129,7 @@ def thermal_properties(phonon, temperatures: Sequence[float] = THERMAL_TEMPERATU
     """Helmholtz free energy (kJ/mol), C_v and S (J/K/mol) per unit cell, and the mesh minimum frequency."""
     phonon.run_mesh(THERMAL_MESH_LENGTH)
     mesh_min = float(np.min(phonon.mesh.frequencies))
-    # The three Γ acoustic modes are zero by symmetry; unsymmetrised model Φ gives them spurious values,
+    # The three Γ acoustic modes are zero by symmetry; unsymmetrised Φ (reference or model) gives them spurious values,
     # reported separately by acoustic_sum_rule_violation, so they stay out of the sums.
     phonon.run_thermal_properties(
         temperatures=list(temperatures), cutoff_frequency=THERMAL_CUTOFF_THZ, exclude_gamma_acoustic=True
@@ -145,8 +145,8 @@ def thermal_properties(phonon, temperatures: Sequence[float] = THERMAL_TEMPERATU
 
 
 def acoustic_sum_rule_violation(phonon) -> dict[str, float]:
-    """How far Φ is from translational invariance (Σ_j Φ_ij = 0), which finite displacements of a
-    model break by noise and by its cutoff: the largest |Σ_j Φ_ij| entry (eV/Å²) and the largest |f|
+    """How far Φ is from translational invariance (Σ_j Φ_ij = 0), which finite displacements break
+    through force noise and cutoffs: the largest |Σ_j Φ_ij| entry (eV/Å²) and the largest |f|
     of the three Γ modes of smallest |f| (THz), phonopy's own choice of the acoustic modes."""
     # full (N, N, 3, 3) or compact (N_prim, N, 3, 3): the second index runs over all supercell atoms
     residual = np.abs(phonon.force_constants.sum(axis=1)).max()
