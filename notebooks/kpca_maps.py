@@ -45,13 +45,12 @@ import pandas as pd
 from myst_nb import glue
 
 from hdpbench import analysis, figures, published
-from hdpbench.runner import _cached_dataset
 
 settings = analysis.book_settings(
     dtype=dtype, n_frames=n_frames, md_steps=md_steps, md_runs=md_runs, kpca_frames=kpca_frames, discard=discard, dry_run=dry_run
 )
 label = analysis.dataset_label(dataset)
-available = _cached_dataset(str(dataset)).compounds()
+available = analysis.dataset_compounds(dataset)
 table2 = [row["compound"] for row in published.TABLE2 if row["compound"] in available]
 chosen = list(compounds) if compounds is not None else (table2 or available)
 common = {"compounds": chosen, "settings": settings, "device": device, "results_root": results}

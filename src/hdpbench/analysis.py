@@ -36,6 +36,13 @@ def stage_results(
     return run_stage_in_process(stage, str(dataset), str(model), names, settings, device, results_root)
 
 
+def dataset_compounds(dataset: str) -> list[str]:
+    """The compounds a dataset has on this machine (the book's default compound list)."""
+    from .runner import _cached_dataset
+
+    return _cached_dataset(str(dataset)).compounds()
+
+
 def _rows(stage: StageResults, model: str, compounds: Sequence[str] | None) -> list[dict[str, Any]]:
     return [{"model": model, **row} for row in collect(stage, compounds)]
 
