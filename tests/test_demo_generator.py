@@ -5,8 +5,16 @@ import os
 import subprocess
 import sys
 
+import pytest
+
 from hdpbench import paths
-from hdpbench.demo.compounds import DEMO_COMPOUNDS, REPLACEMENTS
+from hdpbench.demo.compounds import (
+    DEMO_COMPOUNDS,
+    REPLACEMENTS,
+    DemoCompound,
+    by_formula,
+    ionic_radius_lattice_constant,
+)
 from hdpbench.demo.generate import CompoundLock, outcomes, planned_compounds
 
 
@@ -70,3 +78,24 @@ def test_staged_training_pool_holds_the_archive_bytes(tmp_path, monkeypatch):
     for a, b in zip(from_staged, from_archive, strict=True):
         assert a.info["config_type"] == b.info["config_type"]
         assert (a.positions == b.positions).all() and (a.arrays["REF_forces"] == b.arrays["REF_forces"]).all()
+
+
+@pytest.mark.parametrize(
+    "compound, a_experiment",
+    [
+        # Rb2NaAlF6: Yakubovich et al., Kristallografiya 58, 400 (2013); the other two as in compounds.py
+        (DemoCompound("Rb2NaAlF6", "Rb", "Na", "Al", "F", 8.3), 8.3087),
+        (by_formula("Cs2NaInCl6"), 10.53),
+        (by_formula("Cs2AgBiBr6"), 11.25),
+    ],
+)
+def test_ionic_radius_estimate_is_within_ten_percent_of_experiment(compound, a_experiment):
+    estimate = ionic_radius_lattice_constant(compound)
+    assert abs(estimate - a_experiment) / a_experiment < 0.10
+
+
+def test_ionic_radius_estimate_covers_every_demo_compound_and_rejects_unbalanced_charges():
+    for compound in DEMO_COMPOUNDS + [c for cs in REPLACEMENTS.values() for c in cs]:
+        assert 7.0 < ionic_radius_lattice_constant(compound) < 13.5
+    with pytest.raises(ValueError, match="do not balance"):
+        ionic_radius_lattice_constant(DemoCompound("Cs2NaKF6", "Cs", "Na", "K", "F", 9.0))
