@@ -36,3 +36,14 @@ def test_estimate_command_prints_the_paper_workload(capsys):
     assert "1682 compounds" in out and "for 2 model(s)" in out and "md_cpu" in out
     assert main(["run", "md", "--dataset", "hdp", "--model", "a", "--estimate", "--device", "rocm"]) == 0
     assert "not measured on this device" in capsys.readouterr().out
+
+
+def test_estimate_on_a_local_dataset_counts_its_frames(authors_dataset, capsys):
+    root, _ = authors_dataset  # two production files of 6 frames per compound
+    args = ["run", "sigma-reference-frames", "--dataset", str(root), "--model", "a", "--estimate", "--device", "cpu"]
+    assert main([*args, "--set", "sigma.discard=2"]) == 0
+    assert "2 compounds (8 reference frames each)" in capsys.readouterr().out
+    assert main([*args, "--set", "sigma.discard=2", "--set", "sigma.max_frames=5"]) == 0
+    assert "(5 reference frames each)" in capsys.readouterr().out
+    assert main([*args, "--frames-per-compound", "300"]) == 0
+    assert "(300 reference frames each)" in capsys.readouterr().out

@@ -270,6 +270,18 @@ def cmd_run(args) -> int:
     return 1 if failed else 0
 
 
+def _mean_reference_frames(data, names, sigma_settings) -> int:
+    """Frames the σ stage would re-evaluate per compound, counted in the production files (after the
+    discard and the subsampling cap), so a local estimate reflects the data actually there."""
+    from tqdm.auto import tqdm
+
+    counts = []
+    for name in tqdm(names, desc="counting frames", unit="compound", disable=len(names) < 20):
+        frames = len(data.load(name, discard=sigma_settings.discard).trajectory)
+        counts.append(min(frames, sigma_settings.max_frames or frames))
+    return max(1, round(sum(counts) / len(counts))) if counts else 0
+
+
 def _print_estimate(args, settings) -> int:
     import dataclasses
 
@@ -280,8 +292,10 @@ def _print_estimate(args, settings) -> int:
     else:
         from .runner import _cached_dataset
 
-        names = args.compounds or _cached_dataset(args.dataset).compounds()
-        workload = Workload(compounds=len(names), reference_frames_per_compound=args.frames_per_compound)
+        data = _cached_dataset(args.dataset)
+        names = args.compounds or data.compounds()
+        frames = args.frames_per_compound or _mean_reference_frames(data, names, settings.sigma)
+        workload = Workload(compounds=len(names), reference_frames_per_compound=frames)
     workload = dataclasses.replace(
         workload,
         md_runs_per_compound=settings.md.runs_per_compound,
@@ -388,7 +402,11 @@ def build_parser() -> argparse.ArgumentParser:
     running.add_argument("--set", action="append", metavar="GROUP.FIELD=VALUE", help="e.g. md.steps=500 (repeatable)")
     running.add_argument("--dry-run", action="store_true", help="tiny settings for a smoke test")
     running.add_argument("--estimate", action="store_true", help="print the estimated cost and exit")
-    running.add_argument("--frames-per-compound", type=int, default=400, help="for --estimate on a local dataset")
+    running.add_argument(
+        "--frames-per-compound",
+        type=int,
+        help="for --estimate on a local dataset; default: counted in its production files",
+    )
     running.add_argument("--quiet", action="store_true", help="no progress bar")
     running.set_defaults(func=cmd_run)
 

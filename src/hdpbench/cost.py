@@ -95,7 +95,11 @@ def estimate(workload: Workload, rates: Rates) -> dict[str, Any]:
 
 
 def format_estimate(result: dict[str, Any], models: int = 1) -> str:
-    lines = [f"Estimated cost on {result['device']} for {result['workload']['compounds']} compounds, per model:"]
+    work = result["workload"]
+    lines = [
+        f"Estimated cost on {result['device']} for {work['compounds']} compounds "
+        f"({work['reference_frames_per_compound']} reference frames each), per model:"
+    ]
     for stage, seconds in result["seconds_per_stage"].items():
         value = "not measured on this device" if seconds is None else f"{seconds / 3600:10.2f} h"
         lines.append(f"  {stage:24s} {value}")
