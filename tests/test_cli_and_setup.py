@@ -42,6 +42,10 @@ def test_data_list_of_a_dataset_folder(capsys, authors_dataset):
     assert listing["Cs2NaInCl6"]["force_constants"] == "force_constants.hdf5"
     code, out, _ = run_cli(capsys, "data", "list", "--dataset", str(root), "--halide", "Cl")
     assert code == 0 and "Cs2NaInCl6" in out and "Cs2AgBiBr6" not in out
+    # σ_DFT = 2.5 in its summary db: shown, but marked as treated as missing
+    assert "2.500*" in out and "treated as missing" in out
+    code, out, _ = run_cli(capsys, "data", "list", "--dataset", str(root), "--halide", "Br")
+    assert "0.410" in out and "treated as missing" not in out
 
 
 def test_data_show_loads_one_compound(capsys, authors_dataset):

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import math
 import sys
 from collections.abc import Sequence
 
@@ -28,6 +29,7 @@ def _table(rows: list[list[str]], header: list[str]) -> str:
 
 def cmd_data_list(args) -> int:
     from .datasets import dataset_status, get_dataset, registered_datasets
+    from .io.authors import SIGMA_MISSING_AT
 
     if args.dataset is None:
         statuses = [dataset_status(spec) for spec in registered_datasets().values()]
@@ -54,12 +56,14 @@ def cmd_data_list(args) -> int:
                 has["force_constants"] or "-",
                 str(has["production_md_files"]),
                 "yes" if has["training_pool"] else "-",
-                "-" if sigma is None else f"{sigma:.3f}",
+                _format_sigma_reference(sigma, e.summary.get("raw", {}).get("sigma_300K_single")),
                 has["problem"] or "",
             ]
         )
     print(f"dataset {dataset.name!r} at {dataset.root}: {len(entries)} compounds")
     print(_table(rows, ["compound", "halide", "force constants", "MD files", "training pool", "sigma_ref", "problem"]))
+    if any(row[5].endswith("*") for row in rows):
+        print(f"* σ ≥ {SIGMA_MISSING_AT:g}: stored, but treated as missing (the authors' convention)")
     return 0
 
 
@@ -268,6 +272,12 @@ def cmd_run(args) -> int:
             print(f"  shard starting at {first}: {error}", file=sys.stderr)
         failed = failed or bool(report.failed)
     return 1 if failed else 0
+
+
+def _format_sigma_reference(sigma: float | None, stored: float | None) -> str:
+    if sigma is not None:
+        return f"{sigma:.3f}"
+    return f"{stored:.3f}*" if stored is not None and math.isfinite(stored) else "-"
 
 
 def _mean_reference_frames(data, names, sigma_settings) -> int:
