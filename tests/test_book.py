@@ -123,3 +123,27 @@ def test_demo_book_leaves_out_a_demo_model_not_trained_yet(monkeypatch, capsys):
     from hdpbench.published import PAPER_MODELS
 
     assert book.default_models("hdp") == PAPER_MODELS
+
+
+def test_phonon_scatter_keeps_compounds_without_sigma_reference():
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import pandas as pd
+
+    from hdpbench.figures import phonon_error_scatter
+
+    phonons = pd.DataFrame(
+        {
+            "model": ["m"] * 3,
+            "compound": ["A", "B", "C"],
+            "halide": ["F", "F", "Cl"],
+            "rmse_vg_thz_ang": [0.1, 0.2, 0.3],
+            "rmse_omega2_thz2": [1.0, 2.0, 3.0],
+            "sigma_reference_db": [0.3, None, 0.7],  # B: σ ≥ 2, stored as missing
+        }
+    )
+    fig = phonon_error_scatter(phonons, "m", "test data")
+    drawn = [len(c.get_offsets()) for c in fig.axes[0].collections]
+    assert sorted(drawn) == [1, 2]  # two coloured points and one grey marker: nobody vanishes
+    assert "σ_ref missing" in fig.axes[0].get_legend().get_texts()[0].get_text()

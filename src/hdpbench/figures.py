@@ -28,9 +28,17 @@ def phonon_error_scatter(phonons: pd.DataFrame, model: str, dataset_label: str, 
     if halide:
         data = data[data["halide"] == halide]
     fig, ax = plt.subplots(figsize=(5.2, 4.2))
-    colours = pd.to_numeric(data["sigma_reference_db"], errors="coerce")
-    points = ax.scatter(data["rmse_vg_thz_ang"], data["rmse_omega2_thz2"], c=colours, cmap="viridis", s=36, edgecolor="k", lw=0.4)
-    fig.colorbar(points, ax=ax, label="σ_ref")
+    sigma_ref = pd.to_numeric(data["sigma_reference_db"], errors="coerce")
+    known = sigma_ref.notna()
+    # NaN colours would be drawn transparent: compounds without σ_ref get their own grey marker instead
+    points = ax.scatter(data.loc[known, "rmse_vg_thz_ang"], data.loc[known, "rmse_omega2_thz2"], c=sigma_ref[known],
+                        cmap="viridis", s=36, edgecolor="k", lw=0.4)
+    if known.any():
+        fig.colorbar(points, ax=ax, label="σ_ref")
+    if (~known).any():
+        ax.scatter(data.loc[~known, "rmse_vg_thz_ang"], data.loc[~known, "rmse_omega2_thz2"], s=36, facecolor="0.8",
+                   edgecolor="k", lw=0.4, marker="s", label="σ_ref missing (none, or ≥ 2)")
+        ax.legend(fontsize=8, loc="lower right")
     ax.set(xscale="log", yscale="log", xlabel="RMSE(v_g) / THz·Å", ylabel="RMSE(ω²) / THz²")
     if len(data):
         for name, row in (("best", data.loc[data["rmse_omega2_thz2"].idxmin()]), ("worst", data.loc[data["rmse_omega2_thz2"].idxmax()])):
