@@ -44,7 +44,7 @@ dry_run = False  # tiny settings (smoke tests)
 
 # %%
 import matplotlib.pyplot as plt
-import pandas as pd
+from IPython.display import display
 from myst_nb import glue
 
 from hdpbench import analysis, figures, published
@@ -104,11 +104,17 @@ plt.show()
 # on the same frames.
 
 # %%
-species = pd.DataFrame(
-    [{"compound": r["compound"], **r["sigma_per_species_reference"]} for _, r in sigma[sigma["model"] == models[0]].iterrows()]
-).set_index("compound")
-forces = sigma.pivot(index="compound", columns="model", values="force_mae_ev_ang").add_prefix("force MAE (eV/Å) ")
-species.join(forces).round(3)
+species = analysis.per_species_sigma_table(sigma)
+most_common = species["most anharmonic"].value_counts()
+glue("sg_top_species", analysis.prose(most_common.index[0]), display=False)
+glue("sg_top_species_count", int(most_common.iloc[0]), display=False)
+glue("sg_n_species_compounds", len(species), display=False)
+display(species.style.format(precision=3))
+
+# %% [markdown]
+# In {glue:text}`sg_top_species_count` of {glue:text}`sg_n_species_compounds` compounds the most anharmonic
+# element is {glue:md}`sg_top_species`. Compare with the formulas: is it the large A-site cation, held
+# loosely in its cage of octahedra (the "rattler" picture of halide perovskites), or the halide?
 
 # %% [markdown]
 # ## Exercises

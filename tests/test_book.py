@@ -147,3 +147,25 @@ def test_phonon_scatter_keeps_compounds_without_sigma_reference():
     drawn = [len(c.get_offsets()) for c in fig.axes[0].collections]
     assert sorted(drawn) == [1, 2]  # two coloured points and one grey marker: nobody vanishes
     assert "σ_ref missing" in fig.axes[0].get_legend().get_texts()[0].get_text()
+
+
+def test_per_species_sigma_table_orders_elements_and_keeps_every_model():
+    import pandas as pd
+
+    from hdpbench.analysis import per_species_sigma_table
+
+    per_species = {"Cs": 3.6, "Ag": 0.3, "Br": 0.2}
+    sigma = pd.DataFrame(
+        {
+            "model": ["small", "small", "more", "more"],
+            "compound": ["X", "Y", "X", "Y"],
+            "halide": ["Br", "F"] * 2,
+            "sigma_per_species_reference": [per_species, {"K": 0.2, "F": 0.4}] * 2,
+            "force_mae_ev_ang": [0.1, 0.2, 0.05, 0.07],
+        }
+    )
+    table = per_species_sigma_table(sigma)
+    assert table.loc["X", "σ_ref by element"] == "Cs 3.60 · Ag 0.30 · Br 0.20"
+    assert list(table["most anharmonic"]) == ["Cs", "F"] and table.loc["Y", "its σ_ref"] == 0.4
+    assert list(table.columns[-2:]) == ["force MAE (eV/Å) small", "force MAE (eV/Å) more"]
+    assert table.loc["Y", "force MAE (eV/Å) more"] == 0.07

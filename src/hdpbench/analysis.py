@@ -91,6 +91,34 @@ def sigma_table(dataset: str, models: Sequence[str], **kwargs) -> pd.DataFrame:
     return table
 
 
+def per_species_sigma_table(sigma: pd.DataFrame) -> pd.DataFrame:
+    """Per compound: σ_ref of each element's atoms (reference forces and Φ_ref, most anharmonic first),
+    the most anharmonic element, and every model's force MAE on the same frames.
+
+    One text column instead of one column per element: a dataset of many compounds would otherwise
+    give a table that is mostly empty.
+    """
+    if sigma.empty:
+        return pd.DataFrame()
+    first_model = sigma["model"].iloc[0]  # the reference columns are the same for every model
+    rows = []
+    for _, row in sigma[sigma["model"] == first_model].iterrows():
+        by_species = sorted(row["sigma_per_species_reference"].items(), key=lambda item: -item[1])
+        rows.append(
+            {
+                "compound": row["compound"],
+                "halide": row["halide"],
+                "most anharmonic": by_species[0][0],
+                "its σ_ref": by_species[0][1],
+                "σ_ref by element": " · ".join(f"{element} {value:.2f}" for element, value in by_species),
+            }
+        )
+    table = pd.DataFrame(rows).set_index("compound")
+    forces = sigma.pivot(index="compound", columns="model", values="force_mae_ev_ang")
+    forces = forces[list(dict.fromkeys(sigma["model"]))].add_prefix("force MAE (eV/Å) ")
+    return table.join(forces)
+
+
 def md_table(dataset: str, models: Sequence[str], **kwargs) -> pd.DataFrame:
     """One row per (model, compound): σ_model-only (Φ_model) and σ_ref, with the runs' fate."""
     rows = []

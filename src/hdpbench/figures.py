@@ -42,8 +42,9 @@ def phonon_error_scatter(phonons: pd.DataFrame, model: str, dataset_label: str, 
     ax.set(xscale="log", yscale="log", xlabel="RMSE(v_g) / THz·Å", ylabel="RMSE(ω²) / THz²")
     if len(data):
         for name, row in (("best", data.loc[data["rmse_omega2_thz2"].idxmin()]), ("worst", data.loc[data["rmse_omega2_thz2"].idxmax()])):
+            on_right = row["rmse_vg_thz_ang"] > data["rmse_vg_thz_ang"].median()  # label inwards, not off the axes
             ax.annotate(f"{row['compound']} ({name})", (row["rmse_vg_thz_ang"], row["rmse_omega2_thz2"]), fontsize=8,
-                        xytext=(4, 4), textcoords="offset points")
+                        xytext=(-4 if on_right else 4, 4), textcoords="offset points", ha="right" if on_right else "left")
     ax.set_title(display_name(model) + (f", {halide} compounds" if halide else ""), fontsize=10)
     source_note(fig, dataset_label)
     fig.tight_layout()
