@@ -15,10 +15,10 @@
 # same degree of anharmonicity as the reference dynamics, and which errors of the Hessian predict when
 # it does not.
 #
-# **The physics in a few lines.** Two runs per compound start from random reference frames (index
-# 0–700 of a production file) with Maxwell–Boltzmann velocities at 300 K and follow velocity Verlet
+# **The physics in a few lines.** Each run (the paper: two per compound; this build's count is
+# below) starts from a random reference frame (index 0–700 of a production file) with Maxwell–Boltzmann velocities at 300 K and follow velocity Verlet
 # (1 fs) with ASE's Andersen thermostat: after each step every velocity component is redrawn with
-# probability p = 0.5. σ_model-only = ⟨σ(t)⟩ over all frames of both runs, with the model's own Φ. A
+# probability p = 0.5. σ_model-only = ⟨σ(t)⟩ over all frames of the runs, with the model's own Φ. A
 # run whose energy or forces blow up is stopped and reported, never silently dropped.
 
 # %% tags=["parameters"]
@@ -119,8 +119,7 @@ plt.show()
 traces = {}
 for model in models:
     stage = analysis.stage_results("md", dataset, model, **common)
-    for compound in md[md["model"] == model]["compound"]:
-        traces[f"{figures.display_name(model)}: {compound}"] = stage.load_arrays(compound)["temperatures"]
+    traces[model] = {compound: stage.load_arrays(compound)["temperatures"] for compound in md[md["model"] == model]["compound"]}
 fig = figures.temperature_traces(traces, settings.md.temperature_K, label)
 plt.show()
 

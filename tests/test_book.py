@@ -169,3 +169,22 @@ def test_per_species_sigma_table_orders_elements_and_keeps_every_model():
     assert list(table["most anharmonic"]) == ["Cs", "F"] and table.loc["Y", "its σ_ref"] == 0.4
     assert list(table.columns[-2:]) == ["force MAE (eV/Å) small", "force MAE (eV/Å) more"]
     assert table.loc["Y", "force MAE (eV/Å) more"] == 0.07
+
+
+def test_temperature_traces_one_panel_per_model_and_one_colour_per_compound():
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import numpy as np
+
+    from hdpbench.figures import temperature_traces
+
+    runs = np.full((2, 5), 300.0)
+    traces = {"m1": {"A": runs, "B": runs}, "m2": {"B": runs}}
+    fig = temperature_traces(traces, 300.0, "test data")
+    panels = [ax for ax in fig.axes if ax.get_title()]
+    assert [ax.get_title() for ax in panels] == ["m1", "m2"]
+    # lines per panel: two runs per compound, then the target-temperature line; B keeps its colour
+    colour_of = {ax.get_title(): [line.get_color() for line in ax.get_lines()[:-1]] for ax in panels}
+    assert colour_of["m1"][2:] == colour_of["m2"] and colour_of["m1"][0] != colour_of["m2"][0]
+    assert [t.get_text() for t in fig.legends[0].get_texts()] == ["A", "B"]

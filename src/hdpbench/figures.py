@@ -153,18 +153,23 @@ def delta_sigma_vs_phonon_errors(merged: pd.DataFrame, dataset_label: str):
     return fig
 
 
-def temperature_traces(traces: dict[str, np.ndarray], target_K: float, dataset_label: str):
-    """Instantaneous temperature of every model-MD run (NaN after a run was stopped)."""
-    fig, ax = plt.subplots(figsize=(7, 3.2))
-    for k, (label, temperatures) in enumerate(traces.items()):
-        for run in np.atleast_2d(temperatures):
-            ax.plot(run, color=f"C{k % 10}", lw=0.6, alpha=0.8, label=label)
-            label = None
-    ax.axhline(target_K, color="k", lw=0.8, ls="--")
-    ax.set(xlabel="MD step", ylabel="T / K")
-    ax.legend(fontsize=7, ncol=2)
+def temperature_traces(traces: dict[str, dict[str, np.ndarray]], target_K: float, dataset_label: str):
+    """Instantaneous temperature of every model-MD run, one panel per model ({model: {compound: runs × steps}});
+    NaN after a run was stopped. One colour per compound, the same in every panel."""
+    compounds = list(dict.fromkeys(c for per_model in traces.values() for c in per_model))
+    fig, axes = plt.subplots(1, len(traces), figsize=(4.2 * len(traces) + 1.6, 3.2), sharey=True, squeeze=False)
+    for ax, (model, per_compound) in zip(axes[0], traces.items(), strict=True):
+        for compound, temperatures in per_compound.items():
+            colour = f"C{compounds.index(compound) % 10}"
+            for run in np.atleast_2d(temperatures):
+                ax.plot(run, color=colour, lw=0.6, alpha=0.7)
+        ax.axhline(target_K, color="k", lw=0.8, ls="--")
+        ax.set(xlabel="MD step", title=display_name(model))
+    axes[0, 0].set_ylabel("T / K")
+    handles = [plt.Line2D([], [], color=f"C{k % 10}", lw=1.5) for k in range(len(compounds))]
+    fig.legend(handles, compounds, fontsize=7, loc="center right", frameon=False)
     source_note(fig, dataset_label)
-    fig.tight_layout()
+    fig.tight_layout(rect=(0, 0, 1 - 1.5 / fig.get_figwidth(), 1))
     return fig
 
 
