@@ -221,7 +221,10 @@ def demo_validation_table(dataset: str) -> pd.DataFrame | None:
                 "class": row["sigma_class"],
             }
         )
-    table = pd.DataFrame(rows).sort_values(["halide", "compound"]).reset_index(drop=True)
+    halide_order = {halide: k for k, halide in enumerate(["F", "Cl", "Br", "I"])}
+    table = pd.DataFrame(rows)
+    table = table.sort_values(["halide", "compound"], key=lambda c: c.map(halide_order) if c.name == "halide" else c)
+    table = table.reset_index(drop=True)
     table.attrs["rejected"] = report.get("rejected", {})
     return table
 
@@ -270,7 +273,10 @@ def model_registry_table(models: Sequence[str] | None = None) -> pd.DataFrame:
             entry["held-out force MAE (eV/Å)"] = float(np.mean(errors)) if errors else None
             entry["training time (min)"] = report.get("training_seconds", float("nan")) / 60
         rows.append(entry)
-    return pd.DataFrame(rows)
+    table = pd.DataFrame(rows)
+    if "training structures" in table:  # a count, not a float, though foundation models have none
+        table["training structures"] = table["training structures"].astype("Int64")
+    return table
 
 
 def heldout_force_table(models: Sequence[str]) -> pd.DataFrame:
