@@ -166,10 +166,13 @@ def temperature_traces(traces: dict[str, dict[str, np.ndarray]], target_K: float
         ax.axhline(target_K, color="k", lw=0.8, ls="--")
         ax.set(xlabel="MD step", title=display_name(model))
     axes[0, 0].set_ylabel("T / K")
-    handles = [plt.Line2D([], [], color=f"C{k % 10}", lw=1.5) for k in range(len(compounds))]
-    fig.legend(handles, compounds, fontsize=7, loc="center right", frameon=False)
+    legend_width = 0.0
+    if len(compounds) <= 12:  # beyond that (the full dataset) a legend would hide more than it tells
+        handles = [plt.Line2D([], [], color=f"C{k % 10}", lw=1.5) for k in range(len(compounds))]
+        fig.legend(handles, compounds, fontsize=7, loc="center right", frameon=False)
+        legend_width = 1.5 / fig.get_figwidth()
     source_note(fig, dataset_label)
-    fig.tight_layout(rect=(0, 0, 1 - 1.5 / fig.get_figwidth(), 1))
+    fig.tight_layout(rect=(0, 0, 1 - legend_width, 1))
     return fig
 
 
