@@ -16,9 +16,10 @@
 # it does not.
 #
 # **The physics in a few lines.** Each run (the paper: two per compound; this build's count is
-# below) starts from a random reference frame (index 0–700 of a production file) with Maxwell–Boltzmann velocities at 300 K and follow velocity Verlet
-# (1 fs) with ASE's Andersen thermostat: after each step every velocity component is redrawn with
-# probability p = 0.5. σ_model-only = ⟨σ(t)⟩ over all frames of the runs, with the model's own Φ. A
+# below) starts from a random reference frame (index 0–700 of a production file) with
+# Maxwell–Boltzmann velocities at 300 K and follows velocity Verlet (1 fs) with ASE's Andersen
+# thermostat: after each step every velocity component is redrawn with probability p = 0.5.
+# σ_model-only = ⟨σ(t)⟩ over all frames of the runs, with the model's own Φ. A
 # run whose energy or forces blow up is stopped and reported, never silently dropped.
 
 # %% tags=["parameters"]
