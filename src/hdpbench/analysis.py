@@ -15,6 +15,7 @@ import pandas as pd
 from tqdm import TqdmWarning
 
 from .anharmonicity import confusion_matrix, sigma_class
+from .compound import HALIDES
 from .results import StageResults
 from .runner import RunSettings, run_stage_in_process
 from .stages import collect
@@ -221,7 +222,7 @@ def demo_validation_table(dataset: str) -> pd.DataFrame | None:
                 "class": row["sigma_class"],
             }
         )
-    halide_order = {halide: k for k, halide in enumerate(["F", "Cl", "Br", "I"])}
+    halide_order = {halide: k for k, halide in enumerate(HALIDES)}
     table = pd.DataFrame(rows)
     table = table.sort_values(["halide", "compound"], key=lambda c: c.map(halide_order) if c.name == "halide" else c)
     table = table.reset_index(drop=True)

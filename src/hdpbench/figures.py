@@ -12,10 +12,11 @@ import matplotlib.pyplot as plt
 import numpy as np
 import pandas as pd
 
+from .compound import HALIDES
 from .models import display_name
 from .published import CLASS_LABELS
 
-HALIDE_ORDER = ["F", "Cl", "Br", "I"]
+HALIDE_ORDER = list(HALIDES)
 
 
 def source_note(fig, dataset_label: str) -> None:

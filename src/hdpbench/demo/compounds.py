@@ -65,8 +65,8 @@ _MONOVALENT = {"Na", "K", "Rb", "Cs", "Ag"}
 def ionic_radius_lattice_constant(compound: DemoCompound) -> float:
     """Conventional a (Å) if both octahedral bonds were sums of ionic radii: a = 2(r_B + r_X) + 2(r_B' + r_X).
 
-    A sanity scale only: against experiment it overestimates by 1-9 % (tests), most for the
-    covalent Ag/Bi halides.
+    A sanity scale only: it overestimates the experimental cells it is tested against by less than
+    10 %, most for the covalent Ag/Bi halides.
     """
     charges = {site: (1 if site in _MONOVALENT else 3) for site in (compound.b_site, compound.b_prime_site)}
     if sum(charges.values()) != 4:
