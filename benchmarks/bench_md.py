@@ -10,6 +10,7 @@ import argparse
 import time
 
 import numpy as np
+import torch
 from ase import units
 from ase.md.andersen import Andersen
 from ase.md.velocitydistribution import MaxwellBoltzmannDistribution
@@ -42,13 +43,22 @@ def main() -> None:
     calculator = MACECalculator(model_paths=str(path), device=args.device, default_dtype="float32")
 
     start = time.perf_counter()
+    ase_final = []
     for k, atoms in enumerate(frames):
         atoms = atoms.copy()
         atoms.calc = calculator
         Andersen(atoms, units.fs, temperature_K=300, andersen_prob=0.5, rng=np.random.default_rng(k)).run(args.steps)
+        ase_final.append(atoms.positions.copy())
     ase_s = time.perf_counter() - start
 
-    md = BatchedAndersen(frames, model_forces(load_model(str(path), device=args.device, dtype="float32")), MDSettings(steps=args.steps), device=args.device)
+    # Same random draws as the ASE loop (one generator per replica), so the trajectories can be compared.
+    md = BatchedAndersen(
+        frames,
+        model_forces(load_model(str(path), device=args.device, dtype="float32")),
+        MDSettings(steps=args.steps),
+        rngs=[np.random.default_rng(k) for k in range(len(frames))],
+        device=args.device,
+    )
     start = time.perf_counter()
     md.run(progress=False)
     batched_s = time.perf_counter() - start
@@ -66,6 +76,8 @@ def main() -> None:
         "ase_atom_steps_per_s": atom_steps / ase_s,
         "batched_atom_steps_per_s": atom_steps / batched_s,
         "ratio_batched_vs_ase": ase_s / batched_s,
+        "max_abs_position_diff": float(np.abs(np.concatenate(ase_final) - md.positions.cpu().numpy()).max()),
+        "torch_version": torch.__version__,
     }
     print(
         f"{args.replicas} replicas x {len(frames[0])} atoms x {args.steps} steps on {report['hardware']}: ASE loop "

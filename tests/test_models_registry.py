@@ -93,7 +93,7 @@ def test_local_checkpoint_path_and_unknown_names(tmp_path):
     local = tmp_path / "my-model.model"
     local.write_bytes(b"x")
     spec = get_model_spec(local)
-    assert spec.kind == "mace-checkpoint" and checkpoint_path(spec) == local.resolve()
+    assert spec.kind == "mace" and checkpoint_path(spec) == local.resolve()
     with pytest.raises(UnknownModelError, match="registered models are"):
         get_model_spec("no-such-model")
     with pytest.raises(ModelUnavailableError, match="Place the checkpoint at"):

@@ -146,3 +146,55 @@ def confusion_matrix(reference: Sequence[float], model: Sequence[float]) -> tupl
     with np.errstate(divide="ignore", invalid="ignore"):
         normalised = counts / counts.sum(axis=1, keepdims=True)
     return counts, np.nan_to_num(normalised)
+
+
+def model_sigma_report(
+    trajectory: Trajectory,
+    reference: Atoms,
+    force_constants: np.ndarray,
+    model_forces: np.ndarray,
+    model_force_constants: np.ndarray,
+) -> dict:
+    """σ with model forces on reference frames, with Φ_ref and with Φ_model, and the force errors.
+
+    ``model_forces``: (F, N, 3) eV/Å on ``trajectory``'s frames; ``model_force_constants``: the model's
+    own Φ of ``reference`` (N, N, 3, 3) eV/Å². Keys as ``hdpbench sigma --model --json``.
+    """
+    with_reference_fc = sigma(trajectory, reference, force_constants, forces=model_forces)
+    with_model_fc = sigma(trajectory, reference, model_force_constants, forces=model_forces)
+    error = np.asarray(model_forces) - trajectory.forces
+    return {
+        "sigma_model_phi_reference": with_reference_fc.sigma_mean_per_frame,
+        "sigma_model_phi_model": with_model_fc.sigma_mean_per_frame,
+        "sigma_pooled_model_phi_reference": with_reference_fc.sigma_pooled,
+        "sigma_pooled_model_phi_model": with_model_fc.sigma_pooled,
+        "sigma_per_species_model_phi_reference": with_reference_fc.sigma_per_species,
+        "sigma_per_species_model_phi_model": with_model_fc.sigma_per_species,
+        "sigma_per_frame_model_phi_reference": with_reference_fc.sigma_per_frame.tolist(),
+        "sigma_per_frame_model_phi_model": with_model_fc.sigma_per_frame.tolist(),
+        "force_mae_ev_ang": float(np.abs(error).mean()),
+        "force_rmse_ev_ang": float(np.sqrt((error**2).mean())),
+    }
+
+
+def model_sigma(
+    trajectory: Trajectory,
+    reference: Atoms,
+    force_constants: np.ndarray,
+    model,
+    *,
+    displacement: float = 0.01,
+    device: str = "cpu",
+    dtype: str = "float32",
+) -> dict:
+    """:func:`model_sigma_report` for any model: its forces on the frames (batched) and its Φ from
+    finite displacements of ``reference`` itself (phonopy, supercell matrix 1)."""
+    from .evaluate import load_model
+    from .phonons import model_force_constants
+
+    loaded = load_model(model, device=device, dtype=dtype)
+    evaluator = loaded.evaluator(progress=False)
+    forces = evaluator.evaluate(trajectory.to_atoms_list()).forces_array()
+    phonon = model_force_constants(reference, loaded, supercell_matrix=(1, 1, 1), displacement=displacement, evaluator=evaluator)
+    report = model_sigma_report(trajectory, reference, force_constants, forces, phonon.force_constants)
+    return {"model": loaded.name, "displacement_ang": displacement, **report}

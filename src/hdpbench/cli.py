@@ -41,6 +41,14 @@ def cmd_data_list(args) -> int:
         print("\nList a dataset's compounds with: hdpbench data list --dataset NAME")
         return 0
     dataset = get_dataset(args.dataset, download=False)
+    if not hasattr(dataset, "entries"):  # real DFT reference systems, not HDP compounds
+        rows = dataset.table()
+        if args.json:
+            _print_json(rows)
+            return 0
+        print(f"dataset {dataset.name!r} at {dataset.root}: {len(rows)} reference systems (provenance.json and LICENSE in each folder)")
+        print(_table([[r["system"], r["code"], r["functional"], r["description"]] for r in rows], ["system", "code", "functional", "what"]))
+        return 0
     entries = [e for e in dataset.entries().values() if args.halide is None or e.halide == args.halide]
     if args.json:
         _print_json([{"formula": e.formula, "halide": e.halide, "path": str(e.path), **e.has()} for e in entries])
@@ -166,17 +174,42 @@ def _read_structure(path):
         raise DataError(path, f"cannot read the structure ({type(error).__name__}: {error})") from error
 
 
+def _is_force_constant_file(value: str) -> bool:
+    from pathlib import Path
+
+    from .errors import DataError
+    from .io.force_constants import force_constants_format
+
+    if not Path(value).is_file():
+        return False
+    try:
+        force_constants_format(value)
+    except DataError:
+        return False  # a file of another kind: a MACE checkpoint
+    return True
+
+
 def cmd_phonons_compare(args) -> int:
     from .io.force_constants import read_force_constants
-    from .phonons import compare
+    from .phonons import compare, model_force_constants
 
     unitcell = _read_structure(args.unitcell)
     context = {"unitcell": unitcell, "supercell_matrix": args.supercell}
     reference = read_force_constants(args.reference, **context)
-    model = read_force_constants(args.model, **context)
+    if _is_force_constant_file(args.model):
+        model = read_force_constants(args.model, **context)
+        model_name = args.model
+    else:  # a registry model or a checkpoint: Φ_model from its own finite displacements
+        from .evaluate import load_model
+
+        loaded = load_model(args.model, device=args.device, dtype=args.dtype)
+        phonon = model_force_constants(unitcell, loaded, supercell_matrix=args.supercell, displacement=args.displacement)
+        model = phonon.force_constants
+        model_name = loaded.name
     metrics, _, _ = compare(
         unitcell, reference, model, supercell_matrix=args.supercell, npoints=args.npoints, unstable_below=args.unstable_below
     )
+    metrics["model"] = model_name
     if args.json:
         _print_json(metrics)
         return 0
@@ -205,12 +238,22 @@ def cmd_sigma(args) -> int:
     if reference is None or force_constants is None:
         raise DataError(args.trajectory, "σ needs --reference (the undisplaced supercell) and --force-constants")
     result = sigma(trajectory, reference, force_constants).to_dict()
+    if args.model:
+        from .anharmonicity import model_sigma
+
+        result.update(model_sigma(trajectory, reference, force_constants, args.model, displacement=args.displacement, device=args.device, dtype=args.dtype))
     if args.json:
         _print_json(result)
         return 0
     print(f"frames {result['n_frames']}, atoms {result['n_atoms']}")
     print(f"sigma (mean over frames) {result['sigma_mean_per_frame']:.4f}, pooled (FHI-vibes) {result['sigma_pooled']:.4f}")
     print("per species: " + ", ".join(f"{k} {v:.4f}" for k, v in result["sigma_per_species"].items()))
+    if args.model:
+        print(
+            f"model {result['model']}: sigma(model forces, reference Phi) {result['sigma_model_phi_reference']:.4f}, "
+            f"sigma(model forces, model Phi) {result['sigma_model_phi_model']:.4f}; force MAE "
+            f"{result['force_mae_ev_ang']:.4f} eV/A, RMSE {result['force_rmse_ev_ang']:.4f} eV/A"
+        )
     return 0
 
 
@@ -358,7 +401,13 @@ def build_parser() -> argparse.ArgumentParser:
     compare.add_argument("--unitcell", required=True, help="unit cell (POSCAR/CONTCAR or any ASE format)")
     compare.add_argument("--supercell", type=int, nargs=3, default=[2, 2, 2], metavar=("N1", "N2", "N3"))
     compare.add_argument("--reference", required=True, help="force constants: hdf5, FORCE_CONSTANTS, FORCE_SETS, phonopy yaml")
-    compare.add_argument("--model", required=True, help="force constants to compare, any supported format")
+    compare.add_argument(
+        "--model", required=True,
+        help="force constants to compare (any supported format), or a model (registry name or checkpoint): then Φ_model comes from its finite displacements",
+    )
+    compare.add_argument("--displacement", type=float, default=0.01, help="Å, finite displacement for a model's Φ (the authors' phonon script: 0.01)")
+    compare.add_argument("--device", default="cpu")
+    compare.add_argument("--dtype", default="float32", choices=["float32", "float64"])
     compare.add_argument("--npoints", type=int, default=50, help="q-points per path segment")
     compare.add_argument("--unstable-below", type=float, default=-0.5, help="THz; lower frequencies mean unstable")
     compare.add_argument("--json", action="store_true")
@@ -369,6 +418,10 @@ def build_parser() -> argparse.ArgumentParser:
     sigma.add_argument("--reference", help="undisplaced supercell (e.g. SPOSCAR); read from trajectory.nc if absent")
     sigma.add_argument("--force-constants", help="Φ of that supercell, any supported format")
     sigma.add_argument("--discard", type=int, default=0, help="frames dropped from the start")
+    sigma.add_argument("--model", help="also σ with this model's forces (registry name or checkpoint), with the reference Φ and its own Φ")
+    sigma.add_argument("--displacement", type=float, default=0.01, help="Å, finite displacement for the model's Φ")
+    sigma.add_argument("--device", default="cpu")
+    sigma.add_argument("--dtype", default="float32", choices=["float32", "float64"])
     sigma.add_argument("--json", action="store_true")
     sigma.set_defaults(func=cmd_sigma)
 

@@ -48,6 +48,7 @@ class DatasetSpec:
     @classmethod
     def from_yaml(cls, path: Path) -> DatasetSpec:
         spec = spec_from_yaml(cls, path)
+        spec.extra["_file"] = str(path)
         env_prefix = f"HDPBENCH_{spec.name.upper().replace('-', '_')}"
         spec.url = os.environ.get(f"{env_prefix}_URL", spec.url)
         spec.sha256 = os.environ.get(f"{env_prefix}_SHA256", spec.sha256)
@@ -283,12 +284,25 @@ def fetch(spec: DatasetSpec, *, download: bool = True) -> Path:
     return root
 
 
-def get_dataset(name_or_path: str | Path, *, download: bool = True) -> Dataset:
-    """A registered dataset by name, or a folder in the authors' layout by path."""
+REFERENCE_SYSTEMS_LAYOUT = "reference-systems"
+
+
+def get_dataset(name_or_path: str | Path, *, download: bool = True):
+    """A registered dataset by name, or a folder in the authors' layout by path.
+
+    A ``layout: reference-systems`` dataset (real DFT references that are not HDPs) comes back as
+    :class:`hdpbench.reference_systems.ReferenceSystems`.
+    """
     specs = registered_datasets()
     key = str(name_or_path)
     if key in specs:
         spec = specs[key]
+        if spec.layout == REFERENCE_SYSTEMS_LAYOUT:
+            from .reference_systems import ReferenceSystems
+
+            if not spec.local_dir.is_dir():
+                raise DatasetUnavailableError(f"dataset {spec.name!r}: folder {spec.local_dir} is missing")
+            return ReferenceSystems(spec, spec.local_dir)
         return Dataset(spec, fetch(spec, download=download))
     path = Path(name_or_path).expanduser()
     if path.is_dir():
@@ -302,7 +316,10 @@ def get_dataset(name_or_path: str | Path, *, download: bool = True) -> Dataset:
 
 def dataset_status(spec: DatasetSpec) -> dict[str, Any]:
     root = spec.local_dir
-    available = _has_compounds(root)
+    if spec.layout == REFERENCE_SYSTEMS_LAYOUT:
+        available = root.is_dir() and any(root.glob("*/provenance.json"))
+    else:
+        available = _has_compounds(root)
     return {
         "name": spec.name,
         "title": spec.title,

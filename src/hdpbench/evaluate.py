@@ -47,6 +47,10 @@ class LoadedModel:
     heads: list[str]
     head: str
     checkpoint_sha256: str | None = None
+    kind: str = "mace"
+
+    def evaluator(self, *, batch_size: int | str = "auto", progress: bool = False) -> BatchedEvaluator:
+        return BatchedEvaluator(self, batch_size=batch_size, progress=progress)
 
     @property
     def identity(self) -> str:
@@ -76,24 +80,41 @@ def _choose_head(heads: list[str], head: str | None, name: str) -> str:
     raise HdpbenchError(f"model {name} has several heads {heads}: choose one with head=")
 
 
-def load_model(model, *, device: str = "cpu", dtype: str = "float32", head: str | None = None) -> LoadedModel:
-    """A registry name, a checkpoint path, or a torch module → :class:`LoadedModel`.
+def load_model(model, *, device: str = "cpu", dtype: str = "float32", head: str | None = None):
+    """Any model → a loaded model with ``evaluator()``, ``name``, ``device``, ``dtype``, ``atomic_numbers``.
+
+    ``model``: a registry name (any kind), a MACE checkpoint path, a torch module, an ASE calculator
+    object, or an already loaded model (returned as it is). MACE models become a
+    :class:`LoadedModel`; ``kind: ase`` entries and calculator objects a
+    :class:`~hdpbench.calculators.CalculatorModel`.
 
     Checkpoints are pickles and run code when loaded: only load files from a trusted source
     (registry models are checked against their sha256 where known).
     """
-    torch = prepare_torch()
-    import_mace()
+    from ase.calculators.calculator import BaseCalculator
+
+    from .calculators import CalculatorModel, load_calculator_model
+
+    if isinstance(model, (LoadedModel, CalculatorModel)):
+        return model
+    if isinstance(model, BaseCalculator):
+        return CalculatorModel.from_calculator(model)
     if dtype not in DTYPES:
         raise ValueError(f"dtype must be one of {DTYPES}, not {dtype!r}")
+    torch = prepare_torch()
     checkpoint_sha256 = None
     if isinstance(model, torch.nn.Module):
+        import_mace()
         module, name = model, type(model).__name__
     else:
-        from .models import checkpoint_path, get_model_spec
+        from .models import ModelKind, checkpoint_path, get_model_spec
         from .results import sha256_file
 
         spec = get_model_spec(model)
+        if spec.kind == ModelKind.ASE.value:
+            return load_calculator_model(spec, device=device, dtype=dtype)
+        import_mace()
+        head = head or spec.head
         path = checkpoint_path(spec)
         checkpoint_sha256 = spec.sha256 or sha256_file(path)
         module = torch.load(path, map_location=device, weights_only=False)
@@ -133,7 +154,10 @@ class Evaluation:
         return np.stack(self.forces)
 
 
-def check_elements(structures: Sequence[Atoms], model: LoadedModel) -> None:
+def check_elements(structures: Sequence[Atoms], model) -> None:
+    """Refuse, before any compute, a structure with an element the model does not know (names both)."""
+    if model.atomic_numbers is None:  # a calculator object: its elements are not declared
+        return
     known = set(model.atomic_numbers)
     for index, atoms in enumerate(structures):
         unknown = sorted(set(atoms.numbers.tolist()) - known)
@@ -330,32 +354,6 @@ def evaluate(
     stress: bool = False,
     progress: bool = True,
 ) -> Evaluation:
-    """One-call form: ``model`` is a registry name, a checkpoint path, a loaded model or an ASE calculator."""
-    from ase.calculators.calculator import BaseCalculator
-
-    if isinstance(model, BaseCalculator):
-        return evaluate_with_calculator(model, structures, stress=stress)
-    loaded = model if isinstance(model, LoadedModel) else load_model(model, device=device, dtype=dtype)
-    return BatchedEvaluator(loaded, batch_size=batch_size, progress=progress).evaluate(structures, stress=stress)
-
-
-def evaluate_with_calculator(calculator, structures: Sequence[Atoms], *, stress: bool = False) -> Evaluation:
-    """The slow path for any ASE calculator: one structure at a time."""
-    from ase.stress import voigt_6_to_full_3x3_stress
-
-    energies, forces, stresses = [], [], []
-    start = time.perf_counter()
-    for atoms in structures:
-        atoms = atoms.copy()
-        atoms.calc = calculator
-        forces.append(np.array(atoms.get_forces()))
-        energies.append(atoms.get_potential_energy())
-        if stress:
-            stresses.append(voigt_6_to_full_3x3_stress(atoms.get_stress()))
-    return Evaluation(
-        energies=np.array(energies),
-        forces=forces,
-        stresses=np.array(stresses) if stress else None,
-        timings={"calculator_s": time.perf_counter() - start},
-        batch_size=1,
-    )
+    """One-call form: ``model`` is anything :func:`load_model` takes."""
+    loaded = load_model(model, device=device, dtype=dtype)
+    return loaded.evaluator(batch_size=batch_size, progress=progress).evaluate(structures, stress=stress)

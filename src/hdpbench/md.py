@@ -33,15 +33,11 @@ ForceFunction = Callable[[list[Atoms]], list[np.ndarray]]
 
 
 def model_forces(model, *, device: str = "cpu", dtype: str = "float32") -> ForceFunction:
-    """Forces of a MACE model (registry name, path, module or LoadedModel) or an ASE calculator."""
-    from ase.calculators.calculator import BaseCalculator
+    """Forces of any model :func:`hdpbench.evaluate.load_model` takes (a registry name of any kind, a
+    checkpoint, a loaded model, an ASE calculator), through the model's own evaluator."""
+    from .evaluate import load_model
 
-    from .evaluate import BatchedEvaluator, LoadedModel, evaluate_with_calculator, load_model
-
-    if isinstance(model, BaseCalculator):
-        return lambda structures: evaluate_with_calculator(model, structures).forces
-    loaded = model if isinstance(model, LoadedModel) else load_model(model, device=device, dtype=dtype)
-    evaluator = BatchedEvaluator(loaded, batch_size="auto", progress=False)
+    evaluator = load_model(model, device=device, dtype=dtype).evaluator(batch_size="auto", progress=False)
     return lambda structures: evaluator.evaluate(structures).forces
 
 

@@ -1,4 +1,9 @@
-"""The model registry: one YAML per model in ``models/`` (name, paper label, source, licence, sha256, dtype).
+"""The model registry: one YAML per model in ``models/`` (name, paper label, kind, source, licence, sha256, dtype).
+
+Every entry has a ``kind`` (:class:`ModelKind`): ``mace`` (a MACE checkpoint, evaluated by hdpbench's
+batched evaluator) or ``ase`` (an importable factory returning an ASE calculator, see
+:mod:`hdpbench.calculators`). Entries are validated when read: an unknown or misspelt key is an
+error naming the file and the key, and a given sha256 is enforced before any weights are loaded.
 
 A named foundation model is obtained through mace-torch's own mechanism (``mace_mp`` names, its
 cache folder ``$XDG_CACHE_HOME/mace`` and file naming), so weights fetched by mace-torch elsewhere are
@@ -12,7 +17,9 @@ weights-only safety net is off once mace is loaded.)
 from __future__ import annotations
 
 import os
+import re
 from dataclasses import dataclass, field
+from enum import StrEnum
 from pathlib import Path
 from typing import Any
 
@@ -30,23 +37,71 @@ class UnknownModelError(HdpbenchError, KeyError):
         return str(self.args[0]) if self.args else ""
 
 
+class ModelKind(StrEnum):
+    MACE = "mace"  # a MACE checkpoint: hdpbench's batched evaluator
+    ASE = "ase"  # an importable factory returning an ASE calculator (batched where the library is)
+
+
+# Earlier names of the MACE kind, still read.
+_KIND_ALIASES = {"mace-foundation": ModelKind.MACE, "mace-checkpoint": ModelKind.MACE}
+# Free-form sections a registry file may hold besides the declared fields.
+_FREE_SECTIONS = {"training", "finetune"}
+
+
 @dataclass
 class ModelSpec:
     name: str
     label: str = ""
-    kind: str = "mace-foundation"  # or "mace-checkpoint" (a local file path)
+    kind: str = ModelKind.MACE.value
+    # MACE
     mace_mp_name: str | None = None
     url: str | None = None
     path: str | None = None  # local checkpoint, relative to the project root unless absolute
+    head: str | None = None
+    # ASE calculators (see hdpbench.calculators)
+    factory: str | None = None
+    factory_kwargs: dict[str, Any] | None = None
+    device_kwarg: str | None = None
+    dtype_kwarg: str | None = None
+    weights_kwarg: str | None = None
+    weights: Any = None  # {package: P, file: F} or a path
+    batched: str | None = None
+    batch_size: int | None = None
+    dtypes: list[str] | None = None  # the dtypes the model can compute in (default: [dtype])
+    # every kind
+    elements: Any = None  # symbols or a range like "H-Pu" (MACE: read from the checkpoint when absent)
     license: str = "unknown"
     sha256: str | None = None
     dtype: str = "float32"
     paper_order: int | None = None
+    training_data: str | None = None
+    level_of_theory: str | None = None
+    parameters: int | None = None
+    citation: str | None = None
+    source_file: str | None = None  # the YAML this entry was read from
     extra: dict[str, Any] = field(default_factory=dict)
 
     @classmethod
     def from_yaml(cls, file: Path) -> ModelSpec:
-        return spec_from_yaml(cls, file)
+        spec = spec_from_yaml(cls, file, strict=True, free_sections=_FREE_SECTIONS)
+        spec.source_file = str(file)
+        kind = _KIND_ALIASES.get(spec.kind, spec.kind)
+        try:
+            spec.kind = ModelKind(kind).value
+        except ValueError:
+            raise DataError(file, f"kind {spec.kind!r} is not one of {[k.value for k in ModelKind]}") from None
+        if spec.sha256 is not None and not (isinstance(spec.sha256, str) and re.fullmatch(r"[0-9a-f]{64}", spec.sha256)):
+            raise DataError(file, f"sha256 must be 64 lower-case hex digits in quotes, not {spec.sha256!r}")
+        if spec.dtype not in ("float32", "float64"):
+            raise DataError(file, f"dtype {spec.dtype!r} is not float32 or float64")
+        if spec.kind == ModelKind.ASE.value and not spec.factory:
+            raise DataError(file, "kind 'ase' needs 'factory: package.module:callable'")
+        return spec
+
+
+def registry_file(spec: ModelSpec) -> Path:
+    """The YAML file of a registry entry (for error messages)."""
+    return Path(spec.source_file) if spec.source_file else paths.model_registry_dir() / f"{spec.name}.yaml"
 
 
 def mace_cache_dir() -> Path:
@@ -73,7 +128,7 @@ def get_model_spec(name_or_path: str | Path) -> ModelSpec:
         return specs[str(name_or_path)]
     path = Path(name_or_path).expanduser()
     if path.is_file():
-        return ModelSpec(name=path.stem, label=path.stem, kind="mace-checkpoint", path=str(path.resolve()))
+        return ModelSpec(name=path.stem, label=path.stem, kind=ModelKind.MACE.value, path=str(path.resolve()))
     raise UnknownModelError(
         f"no model {str(name_or_path)!r}: registered models are {sorted(specs)} (in {paths.model_registry_dir()}); "
         "a local checkpoint file can also be given by path"
@@ -100,10 +155,37 @@ def expected_checkpoint_path(spec: ModelSpec) -> Path:
 
 
 def is_available(spec: ModelSpec) -> bool:
+    """Whether the model can be loaded here without a download (weights present, factory importable)."""
+    if spec.kind == ModelKind.ASE.value:
+        import importlib.util
+
+        from .calculators import weights_file
+
+        module = (spec.factory or "").partition(":")[0]
+        try:
+            if not module or importlib.util.find_spec(module) is None:
+                return False
+            weights = weights_file(spec, registry_file(spec))
+        except (DataError, ImportError, ValueError):
+            return False
+        return weights is None or weights.is_file()
     try:
         return expected_checkpoint_path(spec).is_file()
     except DataError:
         return False
+
+
+def weights_location(spec: ModelSpec) -> str:
+    """Where the weights are (or would be) on this machine, for tables."""
+    if spec.kind == ModelKind.ASE.value:
+        from .calculators import weights_file
+
+        try:
+            weights = weights_file(spec, registry_file(spec))
+        except DataError as error:
+            return f"({error.problem})"
+        return str(weights) if weights is not None else f"built by {spec.factory}"
+    return str(expected_checkpoint_path(spec))
 
 
 def unavailable_message(spec: ModelSpec, reason: str = "") -> str:
@@ -156,12 +238,19 @@ def model_table() -> list[dict[str, Any]]:
             {
                 "name": spec.name,
                 "label": spec.label,
+                "kind": spec.kind,
                 "license": spec.license,
                 "available": is_available(spec),
                 "dtype": spec.dtype,
-                "checkpoint": str(expected_checkpoint_path(spec)),
+                "dtypes": spec.dtypes or [spec.dtype],
+                "checkpoint": weights_location(spec),
                 "sha256": spec.sha256,
                 "url": spec.url,
+                "elements": spec.elements,
+                "training_data": spec.training_data,
+                "level_of_theory": spec.level_of_theory,
+                "parameters": spec.parameters,
+                "finetune": spec.extra.get("finetune"),
             }
         )
     return rows

@@ -37,13 +37,32 @@ class SigmaSettings:
     dtype: str = "float32"
 
 
-def _dataset_and_model(dataset, model, device: str, dtype: str):
+def _dataset_and_model(dataset, model, device: str, dtype: str, compounds: Sequence[str] | None = None):
+    """The dataset and the loaded model (any kind); a compound with an element the model does not know
+    is refused here, before any compute, naming compound and element."""
     from .datasets import Dataset, get_dataset
-    from .evaluate import LoadedModel, load_model
+    from .evaluate import load_model
 
     data = dataset if isinstance(dataset, Dataset) else get_dataset(dataset, download=False)
-    loaded = model if isinstance(model, LoadedModel) else load_model(model, device=device, dtype=dtype)
+    loaded = load_model(model, device=device, dtype=dtype)
+    require_elements(loaded, list(compounds) if compounds is not None else data.compounds())
     return data, loaded
+
+
+def require_elements(loaded, formulas: Sequence[str]) -> None:
+    """Raise :class:`~hdpbench.evaluate.UnknownElementError` for the first formula with an element the model lacks."""
+    from ase.data import atomic_numbers
+    from ase.formula import Formula
+
+    from .evaluate import UnknownElementError
+
+    if loaded.atomic_numbers is None:
+        return
+    known = set(loaded.atomic_numbers)
+    for formula in formulas:
+        missing = sorted(s for s in Formula(formula).count() if atomic_numbers[s] not in known)
+        if missing:
+            raise UnknownElementError(f"compound {formula} contains {missing}, which model {loaded.name} does not know")
 
 
 # Bumped when a stage's code changes what it stores, so that older results are recomputed.
@@ -74,12 +93,11 @@ def run_phonons(
     results_root=None,
     progress: bool = True,
 ) -> StageResults:
-    from .evaluate import BatchedEvaluator
     from .phonons import compare, model_force_constants, save_phonopy_yaml
 
-    data, loaded = _dataset_and_model(dataset, model, device, settings.dtype)
+    data, loaded = _dataset_and_model(dataset, model, device, settings.dtype, compounds)
     stage = _stage(data, loaded, "phonons", settings, results_root)
-    evaluator = BatchedEvaluator(loaded, progress=False)
+    evaluator = loaded.evaluator(progress=False)
 
     def compute(name: str) -> dict[str, Any]:
         compound = data.load(name, trajectories=False)
@@ -130,16 +148,15 @@ def run_sigma_reference_frames(
 ) -> StageResults:
     """σ on the reference trajectories with model forces (needs the phonons stage for Φ_model; runs it if missing)."""
     from .anharmonicity import sigma
-    from .evaluate import BatchedEvaluator
     from .io.force_constants import read_force_constants
 
-    data, loaded = _dataset_and_model(dataset, model, device, settings.dtype)
+    data, loaded = _dataset_and_model(dataset, model, device, settings.dtype, compounds)
     phonon_settings = phonon_settings or PhononSettings(dtype=settings.dtype)
     names = list(compounds) if compounds is not None else data.compounds()
     with_md = [n for n in names if data.entries()[n].inventory.production_files]
     phonon_stage = run_phonons(data, loaded, compounds=with_md, settings=phonon_settings, results_root=results_root, progress=progress)
     stage = _stage(data, loaded, "sigma-reference-frames", settings, results_root, phonons=phonon_settings)
-    evaluator = BatchedEvaluator(loaded, progress=progress)
+    evaluator = loaded.evaluator(progress=progress)
 
     def compute(name: str) -> dict[str, Any]:
         compound = data.load(name, discard=settings.discard)
@@ -226,7 +243,7 @@ def run_model_md(
 
     from .md import BatchedAndersen, MDSettings, model_forces
 
-    data, loaded = _dataset_and_model(dataset, model, device, settings.dtype)
+    data, loaded = _dataset_and_model(dataset, model, device, settings.dtype, compounds)
     names = list(compounds) if compounds is not None else data.compounds()
     with_md = [n for n in names if data.entries()[n].inventory.production_files]
     stage = _stage(data, loaded, "md", settings, results_root)
@@ -317,7 +334,7 @@ def run_sigma_model_md(
     from .compound import Trajectory
     from .io.force_constants import read_force_constants
 
-    data, loaded = _dataset_and_model(dataset, model, device, md_settings.dtype)
+    data, loaded = _dataset_and_model(dataset, model, device, md_settings.dtype, compounds)
     phonon_settings = phonon_settings or PhononSettings(dtype=md_settings.dtype)
     names = list(compounds) if compounds is not None else data.compounds()
     with_md = [n for n in names if data.entries()[n].inventory.production_files]
@@ -386,7 +403,7 @@ def run_kpca(
     from .anharmonicity import sigma
     from .kpca import configuration_map
 
-    data, loaded = _dataset_and_model(dataset, model, device, settings.dtype)
+    data, loaded = _dataset_and_model(dataset, model, device, settings.dtype, compounds)
     md_settings = md_settings or ModelMDSettings(dtype=settings.dtype)
     phonon_settings = phonon_settings or PhononSettings(dtype=settings.dtype)
     sigma_md_stage = run_sigma_model_md(
