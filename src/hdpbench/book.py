@@ -16,8 +16,10 @@ from . import paths
 
 # The four science sections, in the paper's order (each reads the stages the previous ones filled).
 SECTION_NOTEBOOKS = ["phonons", "sigma", "model_md", "kpca_maps"]
+# The real-data chapter: any model against real DFT references (data/external), CHGNet by default.
+REAL_DATA_NOTEBOOK = "real_test"
 # Order of execution; the table of contents lives in _toc.yml.
-NOTEBOOKS = ["data_overview", *SECTION_NOTEBOOKS, "reproducibility"]
+NOTEBOOKS = ["data_overview", *SECTION_NOTEBOOKS, REAL_DATA_NOTEBOOK, "reproducibility"]
 PAGE_TIMEOUT_S = 1200
 
 # Stage sizes a dataset's book runs with (None or absent = the paper's settings). The demo's are cut
@@ -164,6 +166,8 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     models = args.models.split() or default_models(args.dataset)
     parameters = {"dataset": args.dataset, "models": models, "device": args.device, "dtype": args.dtype}
+    if args.models.split():  # models named on the command line also take the real-data chapter
+        parameters["real_models"] = models
     parameters.update(BOOK_SIZES.get(args.dataset, {}))
     for item in args.param:
         name, _, value = item.partition("=")

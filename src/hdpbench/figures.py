@@ -196,3 +196,119 @@ def kpca_map(arrays: dict[str, np.ndarray], compound: str, model: str, dataset_l
     source_note(fig, dataset_label)
     fig.tight_layout()
     return fig
+
+
+# ---- the real-data chapter (real DFT references, any model) ----------------------------------------
+
+def _model_colours(models: Sequence[str]) -> dict[str, str]:
+    return {model: f"C{k + 1}" for k, model in enumerate(models)}
+
+
+def real_bands(arrays_by_model: dict[str, dict[str, np.ndarray]], system: str, labels: Sequence[str], connections: Sequence[bool]):
+    """Φ_DFT (black) and each model's Φ (dashed) on the same q-points, one panel per model."""
+    models = list(arrays_by_model)
+    colours = _model_colours(models)
+    fig, axes = plt.subplots(1, len(models), figsize=(3.6 * len(models), 3.4), sharey=True, squeeze=False)
+    for ax, model in zip(axes[0], models, strict=True):
+        arrays = arrays_by_model[model]
+        distances = arrays["distances"]
+        ax.plot(distances, arrays["frequencies_reference"], color="k", lw=0.9)
+        ax.plot(distances, arrays["frequencies_model"], color=colours[model], lw=0.9, ls="--")
+        ax.plot([], [], color="k", label="DFT")
+        ax.plot([], [], color=colours[model], ls="--", label=display_name(model))
+        positions, names = band_ticks(distances, arrays["segment_ends"], labels, connections)
+        for tick in positions[1:-1]:
+            ax.axvline(tick, color="0.8", lw=0.6)
+        ax.axhline(0, color="0.5", lw=0.6)
+        ax.set_xticks(positions, names, fontsize=9)
+        ax.set(xlim=(distances[0], distances[-1]), title=f"{system}: {display_name(model)}")
+        ax.legend(fontsize=9, loc="lower right")
+    axes[0][0].set_ylabel("frequency (THz; < 0: imaginary)")
+    fig.tight_layout()
+    return fig
+
+
+def band_ticks(distances: np.ndarray, segment_ends: Sequence[int], labels: Sequence[str], connections: Sequence[bool]):
+    """Tick positions and names of a phonopy band path: ``segment_ends`` are cumulative point counts,
+    ``labels`` phonopy's (one per point where segments meet, two where the path jumps, "X|R")."""
+    ends = np.asarray(segment_ends, dtype=int)
+    names = [_band_label(label) for label in labels]
+    positions, ticks, next_label = [float(distances[0])], [names[0]], 1
+    for k, end in enumerate(ends):
+        positions.append(float(distances[end - 1]))
+        if k == len(ends) - 1 or connections[k]:
+            ticks.append(names[next_label])
+            next_label += 1
+        else:
+            ticks.append(f"{names[next_label]}|{names[next_label + 1]}")
+            next_label += 2
+    return positions, ticks
+
+
+def _band_label(label: str) -> str:
+    """seekpath's TeX labels ("$\\Gamma$", "$\\mathrm{X}$") as plain text."""
+    text = str(label).replace("$", "").replace("\\mathrm{", "").replace("}", "").replace("{", "")
+    return "Γ" if text.strip("\\").upper() == "GAMMA" else text.replace("_", "")
+
+
+def force_parity(forces_by_model: dict[str, tuple[np.ndarray, np.ndarray]], system: str):
+    """DFT vs model force components (eV/Å), one panel per model, with the MAE."""
+    models = list(forces_by_model)
+    colours = _model_colours(models)
+    fig, axes = plt.subplots(1, len(models), figsize=(3.4 * len(models), 3.4), squeeze=False)
+    for ax, model in zip(axes[0], models, strict=True):
+        reference, predicted = (np.ravel(a) for a in forces_by_model[model])
+        limit = float(np.abs(np.concatenate([reference, predicted])).max()) * 1.05
+        ax.plot([-limit, limit], [-limit, limit], color="0.6", lw=0.8)
+        ax.scatter(reference, predicted, s=3, alpha=0.35, color=colours[model], rasterized=True)
+        mae = float(np.abs(predicted - reference).mean())
+        ax.set(xlim=(-limit, limit), ylim=(-limit, limit), xlabel="DFT force component (eV/Å)", title=display_name(model))
+        ax.text(0.04, 0.95, f"MAE {mae:.3f} eV/Å\nn = {reference.size}", transform=ax.transAxes, va="top", fontsize=9)
+        ax.set_aspect("equal")
+    axes[0][0].set_ylabel("model force component (eV/Å)")
+    fig.suptitle(system, fontsize=11)
+    fig.tight_layout()
+    return fig
+
+
+def real_sigma_traces(table: pd.DataFrame, system: str):
+    """σ(t) per frame: DFT forces with Φ_DFT, and per model its forces with Φ_DFT and with its own Φ."""
+    fig, ax = plt.subplots(figsize=(6.4, 3.4))
+    reference = table[table["model"] == table["model"].iloc[0]]
+    ax.plot(reference["frame"], reference["sigma_dft"], color="k", marker="o", label="DFT forces, Φ_DFT")
+    for k, (model, rows) in enumerate(table.groupby("model", sort=False)):
+        ax.plot(rows["frame"], rows["sigma_model_phi_dft"], color=f"C{k + 1}", marker="s", ms=4, lw=0.9, label=f"{model}, Φ_DFT")
+        ax.plot(rows["frame"], rows["sigma_model_phi_model"], color=f"C{k + 1}", marker="^", ms=4, lw=0.9, ls="--", label=f"{model}, own Φ")
+    ax.set(xlabel="AIMD frame", ylabel="σ(t)", title=f"{system}: σ per frame (n = {len(reference)} frames)")
+    ax.legend(fontsize=9, loc="center left", bbox_to_anchor=(1.01, 0.5))
+    fig.tight_layout()
+    return fig
+
+
+def error_vs_amplitude(table: pd.DataFrame, system: str):
+    """Per-frame force MAE against the frame's RMS displacement, one colour per model."""
+    fig, ax = plt.subplots(figsize=(5.6, 3.6))
+    for k, (model, rows) in enumerate(table.groupby("model", sort=False)):
+        ax.scatter(rows["displacement_rms_ang"], rows["force_mae_ev_ang"], s=14, color=f"C{k + 1}", label=model)
+    ax.set(xlabel="RMS displacement of the frame (Å)", ylabel="force MAE (eV/Å)", yscale="log",
+           title=f"{system}: n = {table['frame'].nunique()} displaced supercells")
+    ax.legend(fontsize=9)
+    fig.tight_layout()
+    return fig
+
+
+def real_kpca_maps(arrays_by_model: dict[str, dict[str, np.ndarray]], system: str):
+    """AIMD (black circles) and model-MD frames in each model's own KPCA map."""
+    models = list(arrays_by_model)
+    colours = _model_colours(models)
+    fig, axes = plt.subplots(1, len(models), figsize=(3.6 * len(models), 3.4), squeeze=False)
+    for ax, model in zip(axes[0], models, strict=True):
+        arrays = arrays_by_model[model]
+        coordinates, labels = arrays["kpca_coordinates"], arrays["kpca_labels"]
+        ax.scatter(*coordinates[labels == 1].T, marker="^", s=18, alpha=0.7, color=colours[model], label=f"model MD (n = {(labels == 1).sum()})")
+        ax.scatter(*coordinates[labels == 0].T, marker="o", s=26, color="k", label=f"AIMD (n = {(labels == 0).sum()})")
+        ax.set(xlabel="KPCA 1", ylabel="KPCA 2", title=display_name(model))
+        ax.legend(fontsize=9)
+    fig.suptitle(system, fontsize=11)
+    fig.tight_layout()
+    return fig

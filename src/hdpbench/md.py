@@ -244,7 +244,7 @@ class BatchedAndersen:
                 self._write(step)
         return self.status
 
-    def _trajectory_file(self, r: int) -> Path:
+    def trajectory_file(self, r: int) -> Path:
         return self.output_dir / f"replica_{r:03d}.extxyz"
 
     def _write(self, step: int) -> None:
@@ -255,7 +255,7 @@ class BatchedAndersen:
         self.output_dir.mkdir(parents=True, exist_ok=True)
         for r in range(self.n_replicas):
             if self.status[r].steps_done == step:  # stopped replicas write nothing more
-                ase.io.write(self._trajectory_file(r), self.atoms(r), format="extxyz", append=True)
+                ase.io.write(self.trajectory_file(r), self.atoms(r), format="extxyz", append=True)
         with atomic_path(self.output_dir / "checkpoint.npz") as tmp, open(tmp, "wb") as handle:
             np.savez(
                 handle,
@@ -281,7 +281,7 @@ class BatchedAndersen:
             for rng, saved in zip(self.rngs, json.loads(str(state["rng_states"])), strict=True):
                 rng.bit_generator.state = saved
         for r, status in enumerate(self.status):  # drop frames written after the checkpoint
-            path = self._trajectory_file(r)
+            path = self.trajectory_file(r)
             if path.is_file():
                 frames = [a for a in ase.io.read(path, index=":") if a.info.get("step", 0) <= status.steps_done]
                 ase.io.write(path, frames, format="extxyz")

@@ -69,7 +69,7 @@ def require_elements(loaded, formulas: Sequence[str]) -> None:
 STAGE_VERSIONS = {"phonons": 2}  # 2: acoustic sum-rule metrics; Γ acoustic modes out of the thermal sums
 
 
-def _stage(data, loaded, stage: str, settings, results_root, **upstream) -> StageResults:
+def stage_store(data, loaded, stage: str, settings, results_root, **upstream) -> StageResults:
     """``upstream``: settings of the stages this one reads; changing them must recompute this one too."""
     manifest = StageManifest(
         dataset=data.name,
@@ -96,7 +96,7 @@ def run_phonons(
     from .phonons import compare, model_force_constants, save_phonopy_yaml
 
     data, loaded = _dataset_and_model(dataset, model, device, settings.dtype, compounds)
-    stage = _stage(data, loaded, "phonons", settings, results_root)
+    stage = stage_store(data, loaded, "phonons", settings, results_root)
     evaluator = loaded.evaluator(progress=False)
 
     def compute(name: str) -> dict[str, Any]:
@@ -155,7 +155,7 @@ def run_sigma_reference_frames(
     names = list(compounds) if compounds is not None else data.compounds()
     with_md = [n for n in names if data.entries()[n].inventory.production_files]
     phonon_stage = run_phonons(data, loaded, compounds=with_md, settings=phonon_settings, results_root=results_root, progress=progress)
-    stage = _stage(data, loaded, "sigma-reference-frames", settings, results_root, phonons=phonon_settings)
+    stage = stage_store(data, loaded, "sigma-reference-frames", settings, results_root, phonons=phonon_settings)
     evaluator = loaded.evaluator(progress=progress)
 
     def compute(name: str) -> dict[str, Any]:
@@ -246,7 +246,7 @@ def run_model_md(
     data, loaded = _dataset_and_model(dataset, model, device, settings.dtype, compounds)
     names = list(compounds) if compounds is not None else data.compounds()
     with_md = [n for n in names if data.entries()[n].inventory.production_files]
-    stage = _stage(data, loaded, "md", settings, results_root)
+    stage = stage_store(data, loaded, "md", settings, results_root)
     pending = stage.pending(with_md)
     if not pending:
         return stage
@@ -285,7 +285,7 @@ def run_model_md(
 
     def compute(name: str) -> dict[str, Any]:
         runs = [r for r, owner in enumerate(owners) if owner == name]
-        per_run = [ase.io.read(md._trajectory_file(r), index=":") for r in runs]
+        per_run = [ase.io.read(md.trajectory_file(r), index=":") for r in runs]
         frames = [atoms for run_frames in per_run for atoms in run_frames]
         run_of_frame = np.concatenate([np.full(len(run_frames), k) for k, run_frames in enumerate(per_run)])
         summary = {
@@ -340,7 +340,7 @@ def run_sigma_model_md(
     with_md = [n for n in names if data.entries()[n].inventory.production_files]
     phonon_stage = run_phonons(data, loaded, compounds=with_md, settings=phonon_settings, results_root=results_root, progress=progress)
     md_stage = run_model_md(data, loaded, compounds=with_md, settings=md_settings, device=device, results_root=results_root, progress=progress)
-    stage = _stage(data, loaded, "sigma-md", SigmaMDSettings(), results_root, md=md_settings, phonons=phonon_settings)
+    stage = stage_store(data, loaded, "sigma-md", SigmaMDSettings(), results_root, md=md_settings, phonons=phonon_settings)
 
     def compute(name: str) -> dict[str, Any]:
         compound = data.load(name, trajectories=False)
@@ -411,7 +411,7 @@ def run_kpca(
         device=device, results_root=results_root, progress=progress,
     )
     md_stage = run_model_md(data, loaded, compounds=compounds, settings=md_settings, device=device, results_root=results_root, progress=False)
-    stage = _stage(data, loaded, "kpca", settings, results_root, md=md_settings, phonons=phonon_settings)
+    stage = stage_store(data, loaded, "kpca", settings, results_root, md=md_settings, phonons=phonon_settings)
     names = [n for n in (compounds if compounds is not None else data.compounds()) if sigma_md_stage.is_done(n)]
 
     def compute(name: str) -> dict[str, Any]:
