@@ -129,9 +129,11 @@ else:
 # %% [markdown]
 # ## Models
 #
-# One YAML file per model in ``models/`` (name, paper label, checkpoint source, licence, dtype,
-# sha256). The foundation models are fetched from their published URLs where the network allows;
-# the demo models are trained by this project (``make demo-model``) and committed.
+# One YAML file per model in ``models/`` (name, paper label, kind, checkpoint source, licence, dtype,
+# sha256). Kind ``mace`` is a MACE checkpoint; kind ``ase`` is any ASE calculator built by an importable
+# factory. The MACE foundation models are fetched from their published URLs where the network allows.
+# The demo models are trained by this project (``make demo-model``) and committed. The CHGNet models
+# ship inside the ``chgnet`` package and are used by the [real test](real_test) page.
 
 # %%
 registry = model_registry_table()

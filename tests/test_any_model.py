@@ -234,3 +234,12 @@ def test_reference_systems_load_and_reproduce_fhi_vibes_sigma():
     assert result.sigma_pooled == pytest.approx(cspbi3.extra["sigma_fhi_vibes"], abs=1e-12)
     kcl = systems.load("KCl")
     assert len(kcl.trajectory) == 120 and kcl.force_constants.shape == (64, 64, 3, 3)
+
+
+def test_bench_calculator_reports_ratio_and_force_difference_in_one_run(capsys):
+    code, out, _ = run_cli(capsys, "bench", "calculator", "--model", "chgnet-0.3.0", "--quick", "--json")
+    report = json.loads(out)
+    assert code == 0 and report["frames"] == 8 and report["atoms_per_frame"] == 80
+    assert {"ase_frames_per_s", "batched_frames_per_s", "ratio_batched_vs_ase", "hardware"} <= set(report)
+    assert report["max_abs_force_diff"] <= 1e-5  # the same numbers either way
+    assert run_cli(capsys, "bench", "calculator", "--model", "demo-small-data", "--quick")[0] == 2  # a MACE model has no calculator path here

@@ -262,7 +262,8 @@ def model_registry_table(models: Sequence[str] | None = None) -> pd.DataFrame:
             "licence": row["license"],
             "dtype": row["dtype"],
             "weights here": "yes" if row["available"] else "no",
-            "source": spec.mace_mp_name or spec.url or spec.path or "",
+            "kind": spec.kind,
+            "source": spec.mace_mp_name or spec.url or spec.path or spec.factory or "",
         }
         demo_dir = paths.model_registry_dir() / "demo" / row["name"]
         training, heldout = demo_dir / "training_set.json", demo_dir / "heldout_force_mae.json"

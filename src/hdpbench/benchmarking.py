@@ -143,3 +143,45 @@ def evaluation_benchmark(
     else:
         report["torchsim_not_measured"] = torchsim_note
     return report
+
+
+def calculator_benchmark(model: str = "chgnet-0.3.0", *, n_frames: int = 32, repeats: int = 3, device: str = "cpu") -> dict[str, Any]:
+    """A ``kind: ase`` model's batched inference against its own calculator one structure at a time
+    (the ASE loop), on the same 80-atom HDP frames, methods alternated in every repeat, best kept."""
+    import dataclasses
+
+    from .calculators import CalculatorModel
+    from .evaluate import load_model
+
+    loaded = load_model(model, device=device)
+    if not isinstance(loaded, CalculatorModel) or loaded.batched is None:
+        raise ValueError(f"model {model} has no batched path to compare with its calculator (kind: ase with 'batched:')")
+    frames = hdp_frames(n_frames)
+    batched = loaded.evaluator()
+    loop = dataclasses.replace(loaded, batched=None).evaluator()
+    methods = {"ase_loop": lambda: loop.evaluate(frames).forces_array(), "batched": lambda: batched.evaluate(frames).forces_array()}
+    forces = {name: method() for name, method in methods.items()}  # warm-up, not timed
+    times: dict[str, list[float]] = {name: [] for name in methods}
+    for _ in range(repeats):
+        for name, method in methods.items():
+            start = time.perf_counter()
+            method()
+            times[name].append(time.perf_counter() - start)
+    best = {name: min(values) for name, values in times.items()}
+    return {
+        "benchmark": "calculator",
+        "hdpbench_version": __version__,
+        "hardware": hardware(device),
+        "device": device,
+        "model": model,
+        "dtype": loaded.dtype,
+        "batch_size": loaded.batch_size,
+        "frames": n_frames,
+        "atoms_per_frame": len(frames[0]),
+        "repeats": repeats,
+        "ase_frames_per_s": n_frames / best["ase_loop"],
+        "batched_frames_per_s": n_frames / best["batched"],
+        "ratio_batched_vs_ase": best["ase_loop"] / best["batched"],
+        "max_abs_force_diff": float(np.abs(forces["batched"] - forces["ase_loop"]).max()),
+        "all_times_s": times,
+    }

@@ -163,6 +163,32 @@ def cmd_bench_evaluate(args) -> int:
     return 0
 
 
+def cmd_bench_calculator(args) -> int:
+    from pathlib import Path
+
+    from .benchmarking import calculator_benchmark
+
+    try:
+        report = calculator_benchmark(args.model, n_frames=8 if args.quick else args.frames, repeats=1 if args.quick else args.repeats, device=args.device)
+    except ValueError as error:  # a model without a batched calculator path: a usage error
+        print(f"hdpbench bench calculator: error: {error}", file=sys.stderr)
+        return 2
+    if args.output:
+        from .results import atomic_write_json
+
+        atomic_write_json(Path(args.output), report)
+    if args.json:
+        _print_json(report)
+        return 0
+    print(
+        f"{report['model']}: {report['frames']} frames x {report['atoms_per_frame']} atoms, {report['device']} "
+        f"({report['hardware']}): ASE loop {report['ase_frames_per_s']:.2f} frames/s, batched "
+        f"{report['batched_frames_per_s']:.2f} frames/s (batch {report['batch_size']}) -> {report['ratio_batched_vs_ase']:.2f}x; "
+        f"max |dF| {report['max_abs_force_diff']:.2e} eV/A"
+    )
+    return 0
+
+
 def _read_structure(path):
     import ase.io
 
@@ -484,6 +510,17 @@ def build_parser() -> argparse.ArgumentParser:
     bench_evaluate.add_argument("--json", action="store_true", help="print the JSON report")
     bench_evaluate.add_argument("--output", help="also write the JSON report to this file")
     bench_evaluate.set_defaults(func=cmd_bench_evaluate)
+    bench_calculator = bench_commands.add_parser(
+        "calculator", help="a kind: ase model's batched inference vs its calculator one structure at a time (e.g. CHGNet)"
+    )
+    bench_calculator.add_argument("--model", default="chgnet-0.3.0")
+    bench_calculator.add_argument("--quick", action="store_true", help="8 frames, 1 repeat")
+    bench_calculator.add_argument("--frames", type=int, default=32)
+    bench_calculator.add_argument("--repeats", type=int, default=3)
+    bench_calculator.add_argument("--device", default="cpu")
+    bench_calculator.add_argument("--json", action="store_true", help="print the JSON report")
+    bench_calculator.add_argument("--output", help="also write the JSON report to this file")
+    bench_calculator.set_defaults(func=cmd_bench_calculator)
     return parser
 
 

@@ -60,7 +60,11 @@ def require_elements(loaded, formulas: Sequence[str]) -> None:
         return
     known = set(loaded.atomic_numbers)
     for formula in formulas:
-        missing = sorted(s for s in Formula(formula).count() if atomic_numbers[s] not in known)
+        try:
+            counts = Formula(formula).count()
+        except ValueError:  # not a formula: the stage reports the unknown compound itself
+            continue
+        missing = sorted(s for s in counts if atomic_numbers[s] not in known)
         if missing:
             raise UnknownElementError(f"compound {formula} contains {missing}, which model {loaded.name} does not know")
 
