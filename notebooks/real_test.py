@@ -57,6 +57,12 @@ from hdpbench.models import display_name, get_model_spec
 if isinstance(real_models, str):  # one name or a space-separated list from BOOK_PARAMS
     real_models = real_models.split()
 plt.rcParams.update({"font.size": 10})
+
+
+def show(table):
+    """A table as readers should see it: no row numbers, three decimals, full text."""
+    display(table.style.hide(axis="index").format(precision=3))
+
 csv_folder = csv_dir or (paths.book_dir() / "_generated" / "real_test_data")
 md_settings = realdata.RealMDSettings(steps=real_md_steps, discard=real_md_discard, kpca_frames=real_kpca_frames, dtype=dtype)
 stages = realdata.run_all(real_models, md_settings=md_settings, device=device, results_root=results)
@@ -72,7 +78,7 @@ glue("rt_models", analysis.prose(", ".join(real_models)), display=False)
 # code, functional, sha256) under `data/external/`.
 
 # %%
-pd.DataFrame(systems.table()).rename(columns=str.capitalize)
+show(pd.DataFrame(systems.table()).rename(columns=str.capitalize))
 
 # %% [markdown]
 # Models on this page ({glue:md}`rt_models`). The registry entry states the training data, the level of
@@ -80,7 +86,7 @@ pd.DataFrame(systems.table()).rename(columns=str.capitalize)
 
 # %%
 registry = analysis.model_registry_table(real_models)
-registry[[c for c in ("model", "licence", "dtype", "weights here") if c in registry.columns]].merge(
+show(registry[[c for c in ("model", "licence", "dtype", "weights here") if c in registry.columns]].merge(
     pd.DataFrame(
         [
             {"model": name, "training data": spec.training_data or "", "level of theory": spec.level_of_theory or "",
@@ -89,7 +95,7 @@ registry[[c for c in ("model", "licence", "dtype", "weights here") if c in regis
         ]
     ),
     on="model",
-)
+))
 
 # %% [markdown]
 # ## CsPbI3 at 700 K: the anharmonicity score with model forces
@@ -105,13 +111,13 @@ sigma_cspbi3 = realdata.sigma_table(stages, "CsPbI3")
 first_sigma = next(iter(stages.values()))["sigma"].load_json("CsPbI3")
 glue("rt_sigma_vibes", float(first_sigma["sigma_reference_fhi_vibes"]), display=False)
 glue("rt_sigma_dft", float(first_sigma["sigma_reference"]), display=False)
-sigma_cspbi3.round(3)
+show(sigma_cspbi3)
 
 # %% [markdown]
 # Per species (Cs, Pb, I), σ with DFT forces and with each model's forces:
 
 # %%
-realdata.per_species_table(stages, "CsPbI3").round(3)
+show(realdata.per_species_table(stages, "CsPbI3"))
 
 # %%
 frames = realdata.frames_table(stages, "CsPbI3")
@@ -174,7 +180,7 @@ for model, by_stage in stages.items():
          "σ model-only": row["sigma_model_only"], "σ model MD, Φ_DFT": row["sigma_model_md_phi_reference"],
          "KPCA overlap": row["kpca_overlap"], "stopped runs": len(row["stopped_runs"])}
     )
-pd.DataFrame(md_rows).round(3)
+show(pd.DataFrame(md_rows))
 
 # %%
 kpca_arrays = {m: s["md"].load_arrays("CsPbI3") for m, s in stages.items()}
@@ -208,7 +214,7 @@ plt.show()
 phonon_metrics = realdata.phonon_metrics_table(stages)
 glue("rt_gamma_max", float(phonon_metrics["Γ acoustic |f| model (THz)"].max()), display=False)
 realdata.write_csv(phonon_metrics, csv_folder, "phonon_metrics")
-phonon_metrics.round(3)
+show(phonon_metrics.drop(columns=["MAE(f) (THz)"]))  # the CSV has every column
 
 # %%
 path = next(iter(stages.values()))["phonons"].load_json("CaTiO3")
@@ -229,7 +235,7 @@ plt.show()
 # reliable.
 
 # %%
-realdata.sigma_table(stages, "KCl").round(3)
+show(realdata.sigma_table(stages, "KCl"))
 
 # %%
 kcl_frames = realdata.frames_table(stages, "KCl")
@@ -247,7 +253,7 @@ plt.show()
 # %%
 summary = realdata.summary_table(stages)
 realdata.write_csv(summary, csv_folder, "summary")
-summary.set_index("model").T.round(3)
+show(summary.set_index("model").T.reset_index(names="quantity"))
 
 # %%
 display(Markdown("\n".join(f"- {realdata.verdict(model, by_stage)}" for model, by_stage in stages.items())))

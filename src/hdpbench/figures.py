@@ -204,12 +204,23 @@ def _model_colours(models: Sequence[str]) -> dict[str, str]:
     return {model: f"C{k + 1}" for k, model in enumerate(models)}
 
 
+def _panels(n: int, *, height: float = 3.3, sharey: bool = False):
+    """One panel per model, two per row, so a figure stays ~7 in wide (the page width: fonts show at size)."""
+    columns = min(n, 2)
+    rows = -(-n // columns)
+    fig, axes = plt.subplots(rows, columns, figsize=(3.7 * columns, height * rows), sharey=sharey, squeeze=False)
+    flat = list(axes.ravel())
+    for ax in flat[n:]:
+        ax.set_visible(False)
+    return fig, flat[:n]
+
+
 def real_bands(arrays_by_model: dict[str, dict[str, np.ndarray]], system: str, labels: Sequence[str], connections: Sequence[bool]):
     """Φ_DFT (black) and each model's Φ (dashed) on the same q-points, one panel per model."""
     models = list(arrays_by_model)
     colours = _model_colours(models)
-    fig, axes = plt.subplots(1, len(models), figsize=(3.6 * len(models), 3.4), sharey=True, squeeze=False)
-    for ax, model in zip(axes[0], models, strict=True):
+    fig, axes = _panels(len(models), sharey=True)
+    for ax, model in zip(axes, models, strict=True):
         arrays = arrays_by_model[model]
         distances = arrays["distances"]
         ax.plot(distances, arrays["frequencies_reference"], color="k", lw=0.9)
@@ -221,9 +232,9 @@ def real_bands(arrays_by_model: dict[str, dict[str, np.ndarray]], system: str, l
             ax.axvline(tick, color="0.8", lw=0.6)
         ax.axhline(0, color="0.5", lw=0.6)
         ax.set_xticks(positions, names, fontsize=9)
-        ax.set(xlim=(distances[0], distances[-1]), title=f"{system}: {display_name(model)}")
-        ax.legend(fontsize=9, loc="lower right")
-    axes[0][0].set_ylabel("frequency (THz; < 0: imaginary)")
+        ax.set(xlim=(distances[0], distances[-1]), title=f"{system}: {display_name(model)}", ylabel="frequency (THz)")
+        ax.legend(fontsize=9, loc="lower right", framealpha=0.9)
+    fig.text(0.01, 0.0, "negative: imaginary frequencies", fontsize=9, color="0.3", va="bottom")
     fig.tight_layout()
     return fig
 
@@ -255,17 +266,16 @@ def force_parity(forces_by_model: dict[str, tuple[np.ndarray, np.ndarray]], syst
     """DFT vs model force components (eV/Å), one panel per model, with the MAE."""
     models = list(forces_by_model)
     colours = _model_colours(models)
-    fig, axes = plt.subplots(1, len(models), figsize=(3.4 * len(models), 3.4), squeeze=False)
-    for ax, model in zip(axes[0], models, strict=True):
+    fig, axes = _panels(len(models), height=3.6)
+    for ax, model in zip(axes, models, strict=True):
         reference, predicted = (np.ravel(a) for a in forces_by_model[model])
         limit = float(np.abs(np.concatenate([reference, predicted])).max()) * 1.05
         ax.plot([-limit, limit], [-limit, limit], color="0.6", lw=0.8)
         ax.scatter(reference, predicted, s=3, alpha=0.35, color=colours[model], rasterized=True)
         mae = float(np.abs(predicted - reference).mean())
-        ax.set(xlim=(-limit, limit), ylim=(-limit, limit), xlabel="DFT force component (eV/Å)", title=display_name(model))
+        ax.set(xlim=(-limit, limit), ylim=(-limit, limit), xlabel="DFT force (eV/Å)", ylabel="model force (eV/Å)", title=display_name(model))
         ax.text(0.04, 0.95, f"MAE {mae:.3f} eV/Å\nn = {reference.size}", transform=ax.transAxes, va="top", fontsize=9)
         ax.set_aspect("equal")
-    axes[0][0].set_ylabel("model force component (eV/Å)")
     fig.suptitle(system, fontsize=11)
     fig.tight_layout()
     return fig
@@ -273,7 +283,7 @@ def force_parity(forces_by_model: dict[str, tuple[np.ndarray, np.ndarray]], syst
 
 def real_sigma_traces(table: pd.DataFrame, system: str):
     """σ(t) per frame: DFT forces with Φ_DFT, and per model its forces with Φ_DFT and with its own Φ."""
-    fig, ax = plt.subplots(figsize=(6.4, 3.4))
+    fig, ax = plt.subplots(figsize=(7.2, 3.6))
     reference = table[table["model"] == table["model"].iloc[0]]
     ax.plot(reference["frame"], reference["sigma_dft"], color="k", marker="o", label="DFT forces, Φ_DFT")
     for k, (model, rows) in enumerate(table.groupby("model", sort=False)):
@@ -301,8 +311,8 @@ def real_kpca_maps(arrays_by_model: dict[str, dict[str, np.ndarray]], system: st
     """AIMD (black circles) and model-MD frames in each model's own KPCA map."""
     models = list(arrays_by_model)
     colours = _model_colours(models)
-    fig, axes = plt.subplots(1, len(models), figsize=(3.6 * len(models), 3.4), squeeze=False)
-    for ax, model in zip(axes[0], models, strict=True):
+    fig, axes = _panels(len(models))
+    for ax, model in zip(axes, models, strict=True):
         arrays = arrays_by_model[model]
         coordinates, labels = arrays["kpca_coordinates"], arrays["kpca_labels"]
         ax.scatter(*coordinates[labels == 1].T, marker="^", s=18, alpha=0.7, color=colours[model], label=f"model MD (n = {(labels == 1).sum()})")
