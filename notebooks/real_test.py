@@ -28,7 +28,8 @@
 # - A SOAP–REMatch kernel-PCA map of AIMD against model frames.
 #
 # **What differs from the paper, and why.** The systems are not halide double perovskites. The
-# CsPbI3 AIMD runs at 700 K (the paper's at 300 K) and has 9 frames. The model MD is one run of
+# CsPbI3 AIMD runs at {glue:text}`rt_aimd_T` K (the paper's at 300 K) and has {glue:text}`rt_aimd_frames`
+# frames. The model MD is one run of
 # {glue:text}`rt_md_steps` steps, not 2 × 2000. The KPCA map holds {glue:text}`rt_kpca_frames` model
 # frames. All three cuts keep the page within a few minutes on two CPU cores.
 
@@ -67,6 +68,9 @@ csv_folder = csv_dir or (paths.book_dir() / "_generated" / "real_test_data")
 md_settings = realdata.RealMDSettings(steps=real_md_steps, discard=real_md_discard, kpca_frames=real_kpca_frames, dtype=dtype)
 stages = realdata.run_all(real_models, md_settings=md_settings, device=device, results_root=results)
 systems = get_dataset(realdata.DATASET)
+cspbi3 = systems.load("CsPbI3")
+glue("rt_aimd_T", f"{cspbi3.temperature_K:g}", display=False)
+glue("rt_aimd_frames", len(cspbi3.trajectory), display=False)
 glue("rt_md_steps", real_md_steps, display=False)
 glue("rt_kpca_frames", real_kpca_frames, display=False)
 glue("rt_models", analysis.prose(", ".join(real_models)), display=False)
@@ -98,7 +102,7 @@ show(registry[[c for c in ("model", "licence", "dtype", "weights here") if c in 
 ))
 
 # %% [markdown]
-# ## CsPbI3 at 700 K: the anharmonicity score with model forces
+# ## CsPbI3: the anharmonicity score of the AIMD frames with model forces
 #
 # The AIMD frames carry FHI-aims PBEsol forces, and the file also holds the FHI-vibes force constants.
 # σ_DFT below is recomputed from positions, forces and Φ. It equals the σ that FHI-vibes stored in the
@@ -121,8 +125,10 @@ show(realdata.per_species_table(stages, "CsPbI3"))
 
 # %%
 frames = realdata.frames_table(stages, "CsPbI3")
+dft_frames = frames[frames["model"] == frames["model"].iloc[0]]["sigma_dft"]
+glue("rt_sigma_spread", float(100 * dft_frames.std() / dft_frames.mean()), display=False)
 realdata.write_csv(frames, csv_folder, "cspbi3_sigma_per_frame")
-fig = figures.real_sigma_traces(frames, "CsPbI3 (700 K AIMD)")
+fig = figures.real_sigma_traces(frames, f"CsPbI3 ({cspbi3.temperature_K:g} K AIMD)")
 plt.show()
 
 # %% [markdown]
@@ -161,14 +167,13 @@ plt.show()
 # ## CsPbI3: model-only MD and the configuration map
 #
 # Each model runs its own MD. The run starts from a random AIMD frame with Maxwell–Boltzmann
-# velocities at 700 K; {glue:text}`rt_md_discard` frames are dropped as equilibration. The
+# velocities at the AIMD's temperature; {glue:text}`rt_md_discard` frames are dropped as equilibration. The
 # model-only σ of those frames is scored with the model's own Φ, the paper's σ_MACE-only. The map
-# places the 9 AIMD frames and the model frames in one SOAP–REMatch kernel-PCA plane per model. The
+# places the {glue:text}`rt_aimd_frames` AIMD frames and the model frames in one SOAP–REMatch kernel-PCA plane per model. The
 # overlap score is the one the KPCA page uses.
 
 # %%
 glue("rt_md_discard", real_md_discard, display=False)
-cspbi3 = systems.load("CsPbI3")
 glue("rt_aimd_dt", f"{cspbi3.timestep_fs:g}", display=False)
 glue("rt_aimd_span", f"{cspbi3.timestep_fs * (len(cspbi3.trajectory) - 1):g}", display=False)
 glue("rt_md_span", f"{md_settings.timestep_fs * (real_md_steps - real_md_discard):g}", display=False)
@@ -189,18 +194,19 @@ kpca_table = pd.concat(
                    "set": ["AIMD" if label == 0 else "model MD" for label in a["kpca_labels"]]}) for m, a in kpca_arrays.items()]
 )
 realdata.write_csv(kpca_table, csv_folder, "cspbi3_kpca")
-fig = figures.real_kpca_maps(kpca_arrays, "CsPbI3 at 700 K: AIMD vs model MD")
+fig = figures.real_kpca_maps(kpca_arrays, f"CsPbI3 at {cspbi3.temperature_K:g} K: AIMD vs model MD")
 plt.show()
 
 # %% [markdown]
 # {download}`Data of this figure (CSV) <real_test_data/cspbi3_kpca.csv>`
 #
-# **Reading the map.** The 9 AIMD frames are consecutive, {glue:text}`rt_aimd_dt` fs apart, so they
+# **Reading the map.** The {glue:text}`rt_aimd_frames` AIMD frames are consecutive, {glue:text}`rt_aimd_dt` fs apart, so they
 # trace one short path through configuration space ({glue:text}`rt_aimd_span` fs). The model frames
 # are drawn from {glue:text}`rt_md_span` fs of the model's run. Two sets sampled over such different
 # times need not overlap even if the model were exact, so here
 # the map shows coverage, not model error. The overlap score is the fraction of model frames whose
-# nearest frame is an AIMD frame. With {glue:text}`rt_kpca_frames` correlated model frames against 9,
+# nearest frame is an AIMD frame. With {glue:text}`rt_kpca_frames` correlated model frames against
+# {glue:text}`rt_aimd_frames`,
 # that nearest frame is almost always another model frame, so the score is near zero by
 # construction. A fair test needs AIMD as long as the model's run; the authors' 300 K trajectories
 # (1.6 ps and more) are.
@@ -229,7 +235,8 @@ plt.show()
 #
 # ## KCl: σ and force errors on 120 randomly displaced supercells
 #
-# The phonopy KCl example displaces every atom of each 64-atom supercell at random, by 0.03 to 1.5 Å,
+# The phonopy KCl example displaces every atom of each 64-atom supercell at random; the RMS displacement
+# of a frame runs from {glue:text}`rt_kcl_u_min:.2f` to {glue:text}`rt_kcl_u_max:.2f` Å,
 # and records VASP forces. This is far beyond thermal motion at the large end, where ions nearly touch.
 # The force error of each frame against its displacement amplitude shows where a model stops being
 # reliable.
@@ -239,6 +246,8 @@ show(realdata.sigma_table(stages, "KCl"))
 
 # %%
 kcl_frames = realdata.frames_table(stages, "KCl")
+glue("rt_kcl_u_min", float(kcl_frames["displacement_rms_ang"].min()), display=False)
+glue("rt_kcl_u_max", float(kcl_frames["displacement_rms_ang"].max()), display=False)
 realdata.write_csv(kcl_frames, csv_folder, "kcl_force_error_vs_displacement")
 fig = figures.error_vs_amplitude(kcl_frames, "KCl")
 plt.show()
@@ -271,7 +280,9 @@ display(Markdown("\n".join(f"- {realdata.verdict(model, by_stage)}" for model, b
 #   whose equilibrium volume differs from the reference's then sees a strained crystal.
 # - KCl's largest displacements probe short-range repulsion, which universal potentials learn from
 #   few examples.
-# - With 9 AIMD frames, σ_DFT of CsPbI3 carries a statistical uncertainty of a few per cent.
+# - σ_DFT of CsPbI3 rests on {glue:text}`rt_aimd_frames` consecutive frames; σ(t) spreads over them by
+#   {glue:text}`rt_sigma_spread:.1f` % (standard deviation over mean), and consecutive frames are not
+#   independent, so differences of a few hundredths between models are within the sampling.
 #
 # ## Rerun it
 #

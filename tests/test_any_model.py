@@ -243,3 +243,13 @@ def test_bench_calculator_reports_ratio_and_force_difference_in_one_run(capsys):
     assert {"ase_frames_per_s", "batched_frames_per_s", "ratio_batched_vs_ase", "hardware"} <= set(report)
     assert report["max_abs_force_diff"] <= 1e-5  # the same numbers either way
     assert run_cli(capsys, "bench", "calculator", "--model", "demo-small-data", "--quick")[0] == 2  # a MACE model has no calculator path here
+
+
+def test_reference_system_whose_files_do_not_hold_the_declared_formula_is_refused():
+    from hdpbench.datasets import get_dataset
+
+    systems = get_dataset("external")
+    systems.declared["NaCl"] = {**systems.declared["NaCl"], "formula": "KCl"}
+    with pytest.raises(DataError, match="declared as KCl, its files hold"):
+        systems.load("NaCl")
+    assert systems.formula("CsPbI3") == "CsPbI3"  # what the stages check elements against, no file read

@@ -105,6 +105,7 @@ class Bands:
     group_velocities: np.ndarray  # (nq, nbands, 3) THz·Å
     labels: list
     segment_ends: np.ndarray  # indices where segments end
+    connections: list  # per segment: whether the path continues into the next one (phonopy)
 
     @property
     def omega2(self) -> np.ndarray:
@@ -123,6 +124,7 @@ def bands(phonon, path) -> Bands:
         group_velocities=np.concatenate(data.group_velocities),
         labels=labels,
         segment_ends=lengths,
+        connections=[bool(c) for c in connections],
     )
 
 
@@ -199,6 +201,18 @@ def compare(
     metrics["stable_model"] = metrics["min_freq_model_thz"] >= unstable_below
     metrics["stability_agrees"] = metrics["stable_reference"] == metrics["stable_model"]
     return metrics, ref_bands, model_bands
+
+
+def band_arrays(reference_bands: Bands, model_bands: Bands) -> dict[str, np.ndarray]:
+    """What a stage stores of two band structures on the same q-points (for the band figures)."""
+    return {
+        "distances": reference_bands.distances,
+        "segment_ends": reference_bands.segment_ends,
+        "frequencies_reference": reference_bands.frequencies,
+        "frequencies_model": model_bands.frequencies,
+        "group_velocities_reference": reference_bands.group_velocities,
+        "group_velocities_model": model_bands.group_velocities,
+    }
 
 
 def stability_accuracy(reference_stable: Sequence[bool], model_stable: Sequence[bool]) -> float:

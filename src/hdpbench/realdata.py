@@ -64,7 +64,7 @@ def _open(model, stage: str, settings, device: str, results_root, systems: Seque
 
     data = get_dataset(DATASET)
     loaded = load_model(model, device=device, dtype=settings.dtype)
-    require_elements(loaded, [data.load(name).formula for name in systems])
+    require_elements(loaded, [data.formula(name) for name in systems])  # declared: no file is read
     return data, loaded, stage_store(data, loaded, stage, settings, results_root, **upstream)
 
 
@@ -72,7 +72,7 @@ def run_phonons(
     model, *, systems: Sequence[str] = PHONON_SYSTEMS, settings: RealPhononSettings = RealPhononSettings(),
     device: str = "cpu", results_root=None, progress: bool = False,
 ) -> StageResults:
-    from .phonons import band_path, compare, model_force_constants
+    from .phonons import band_arrays, compare, model_force_constants
 
     data, loaded, stage = _open(model, "real-phonons", settings, device, results_root, systems)
     evaluator = loaded.evaluator(progress=False)
@@ -86,20 +86,13 @@ def run_phonons(
             system.unitcell, system.force_constants, phonon.force_constants, supercell_matrix=system.supercell_matrix,
             npoints=settings.points_per_segment, unstable_below=settings.unstable_below_thz,
         )
-        labels = [str(label) for label in reference_bands.labels]
-        connections = [bool(c) for c in band_path(system.unitcell, settings.points_per_segment)[2]]
         metrics.update(
-            {"system": name, "code": system.code, "functional": system.functional, "band_labels": labels, "band_connections": connections}
+            {
+                "system": name, "code": system.code, "functional": system.functional,
+                "band_labels": [str(label) for label in reference_bands.labels], "band_connections": reference_bands.connections,
+            }
         )
-        return {
-            "json_data": metrics,
-            "arrays": {
-                "distances": reference_bands.distances,
-                "segment_ends": reference_bands.segment_ends,
-                "frequencies_reference": reference_bands.frequencies,
-                "frequencies_model": model_bands.frequencies,
-            },
-        }
+        return {"json_data": metrics, "arrays": band_arrays(reference_bands, model_bands)}
 
     stage.run(list(systems), compute, progress=progress)
     return stage

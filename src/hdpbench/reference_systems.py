@@ -29,7 +29,7 @@ from .compound import Trajectory
 from .errors import DataError
 
 SYSTEM_KEYS = {
-    "description", "trajectory", "unitcell", "force_constants", "displaced_supercells", "supercell",
+    "formula", "description", "trajectory", "unitcell", "force_constants", "displaced_supercells", "supercell",
     "temperature_K", "timestep_fs", "code", "functional",
 }  # fmt: skip
 
@@ -113,6 +113,12 @@ class ReferenceSystems:
     def systems(self) -> list[str]:
         return list(self.declared)
 
+    def formula(self, name: str) -> str:
+        """The declared formula (checked against the files when the system is loaded)."""
+        if name not in self.declared:
+            raise KeyError(f"no system {name!r} in dataset {self.name}: {self.systems()}")
+        return str(self.declared[name]["formula"])
+
     def provenance(self) -> dict[str, Any]:
         """Every folder's provenance.json, by folder."""
         return {p.parent.name: json.loads(p.read_text()) for p in sorted(self.root.glob("*/provenance.json"))}
@@ -164,6 +170,11 @@ class ReferenceSystems:
             path = self._file(name, "displaced_supercells")
             files.append(str(path))
             trajectory = displaced_supercell_frames(path, reference_supercell)
+        from ase.formula import Formula
+
+        declared = Formula(self.formula(name)).reduce()[0]
+        if Formula(unitcell.get_chemical_formula()).reduce()[0] != declared:
+            raise DataError(files[0], f"system {name} is declared as {declared}, its files hold {unitcell.get_chemical_formula()}")
         return ReferenceSystem(
             name=name,
             unitcell=unitcell,

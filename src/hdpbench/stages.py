@@ -97,7 +97,7 @@ def run_phonons(
     results_root=None,
     progress: bool = True,
 ) -> StageResults:
-    from .phonons import compare, model_force_constants, save_phonopy_yaml
+    from .phonons import band_arrays, compare, model_force_constants, save_phonopy_yaml
 
     data, loaded = _dataset_and_model(dataset, model, device, settings.dtype, compounds)
     stage = stage_store(data, loaded, "phonons", settings, results_root)
@@ -124,14 +124,7 @@ def run_phonons(
         metrics.update({"compound": name, "halide": compound.halide, "sigma_reference_db": compound.summary.get("sigma_reference")})
         return {
             "json_data": metrics,
-            "arrays": {
-                "distances": reference_bands.distances,
-                "segment_ends": reference_bands.segment_ends,
-                "frequencies_reference": reference_bands.frequencies,
-                "frequencies_model": model_bands.frequencies,
-                "group_velocities_reference": reference_bands.group_velocities,
-                "group_velocities_model": model_bands.group_velocities,
-            },
+            "arrays": band_arrays(reference_bands, model_bands),
             "files": {".phonopy.yaml": lambda path: save_phonopy_yaml(phonon, path)},
         }
 
