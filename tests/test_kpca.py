@@ -3,11 +3,13 @@
 from __future__ import annotations
 
 import numpy as np
+import pytest
 
 from hdpbench.kpca import (
     configuration_map,
     overlap_score,
     rematch_kernel,
+    rematch_kernel_dscribe,
     soap_descriptors,
     subsample,
 )
@@ -71,3 +73,45 @@ def test_sigma_colours_follow_the_subsampled_frames():
     sample = frames(5, seed=4)
     result = configuration_map(sample, sample[:3], max_frames_per_set=None, reference_sigma=np.arange(5.0), model_sigma=10 + np.arange(3.0))
     assert result.sigma_per_frame.tolist() == [0, 1, 2, 3, 4, 10, 11, 12]
+
+
+@pytest.fixture(scope="module")
+def demo_aimd_descriptors():
+    """SOAP of 14 real demo AIMD frames (GFN1-xTB, 300 K, 80 atoms) of one compound."""
+    from hdpbench.datasets import get_dataset
+
+    data = get_dataset("demo")
+    reference = data.load(data.compounds()[0], discard=100).trajectory.to_atoms_list()
+    return soap_descriptors([reference[i] for i in subsample(len(reference), 14)])
+
+
+def test_batched_rematch_equals_dscribe_on_real_aimd_frames(demo_aimd_descriptors):
+    expected = rematch_kernel_dscribe(demo_aimd_descriptors)
+    assert expected.min() < 0.9999  # thermal frames of one compound differ by ~1e-4 in K: tolerances below are far smaller
+    for block in (5, 16):  # partial blocks and one block
+        np.testing.assert_allclose(rematch_kernel(demo_aimd_descriptors, block=block), expected, rtol=0, atol=1e-12)
+    # float32 atom-pair products: the faster option stays within the issue's 1e-6
+    np.testing.assert_allclose(rematch_kernel(demo_aimd_descriptors, gram_dtype="float32"), expected, rtol=0, atol=1e-6)
+
+
+def test_batched_rematch_rectangular_and_mixed_sizes_equal_dscribe(demo_aimd_descriptors):
+    rows, columns = demo_aimd_descriptors[:5], demo_aimd_descriptors[5:9]
+    np.testing.assert_allclose(rematch_kernel(rows, columns, block=2), rematch_kernel_dscribe(rows, columns), rtol=0, atol=1e-12)
+    # frames of different sizes (atoms dropped): dscribe solves pair (i, j) with i <= j; so must we
+    mixed = [d if k % 2 else d[: 40 + 10 * (k % 3)] for k, d in enumerate(demo_aimd_descriptors[:7])]
+    np.testing.assert_allclose(rematch_kernel(mixed, block=2), rematch_kernel_dscribe(mixed), rtol=0, atol=1e-12)
+    np.testing.assert_allclose(rematch_kernel(mixed[:3], mixed[3:], block=2), rematch_kernel_dscribe(mixed[:3], mixed[3:]), rtol=0, atol=1e-12)
+
+
+def test_batched_rematch_equals_dscribe_on_dft_aimd_frames():
+    """CsPbI3 FHI-vibes AIMD (PBEsol, 700 K, 135 atoms), shipped in data/external."""
+    from hdpbench.datasets import get_dataset
+
+    frames = get_dataset("external").load("CsPbI3").trajectory.to_atoms_list()
+    descriptors = soap_descriptors(frames[:6])
+    np.testing.assert_allclose(rematch_kernel(descriptors, block=4), rematch_kernel_dscribe(descriptors), rtol=0, atol=1e-12)
+
+
+def test_rematch_refuses_an_unknown_precision():
+    with pytest.raises(ValueError, match="gram_dtype"):
+        rematch_kernel([np.ones((2, 3))], gram_dtype="float16")

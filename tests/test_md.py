@@ -147,3 +147,42 @@ def test_md_cli(tmp_path, capsys):
     assert code == 0 and summary["replicas"] == 2 and summary["steps"] == 5
     assert len(summary["mean_temperature_per_replica"]) == 2 and summary["stopped_replicas"] == {}
     assert len(ase.io.read(tmp_path / "md" / "replica_001.extxyz", index=":")) == 5
+
+
+def test_device_resident_md_equals_the_atoms_path_for_200_steps_in_float64(tmp_path):
+    """Graphs built from tensors on the device (no ASE Atoms per step) give the same trajectories as
+    graphs built from Atoms by mace-torch, to 1e-8 Å over 200 steps, for replicas of two sizes."""
+    from hdpbench.mace_models import build_mace, save_model
+
+    path = save_model(build_mace([55, 47, 83, 35, 11, 49, 17], channels=8, r_max=5.0, seed=5), tmp_path / "tiny.model")
+    forces = model_forces(str(path), dtype="float64")
+    small = hdp(a_site="Cs", b="Na", b_prime="In", x="Cl", a=10.5, seed=3)[:40]
+    runs = {}
+    for resident in (True, False):
+        md = BatchedAndersen(
+            [hdp(), small], forces, MDSettings(), rngs=[np.random.default_rng(3), np.random.default_rng(4)], resident=resident
+        )
+        assert (md.replica_forces is not None) == resident
+        md.run(200, progress=False)
+        runs[resident] = md.positions.cpu().numpy()
+    assert np.abs(runs[True] - runs[False]).max() < 1e-8
+    assert np.abs(runs[True] - np.concatenate([hdp().positions, small.positions])).max() > 0.05  # the atoms moved
+
+
+def test_device_resident_forces_skip_stopped_replicas_and_need_no_atoms():
+    from hdpbench.evaluate import ReplicaForces, load_model
+    from hdpbench.mace_models import build_mace
+
+    model = load_model(build_mace([55, 47, 83, 35], channels=8, r_max=5.0, seed=2), dtype="float64")
+    structures = [hdp(seed=1), hdp(seed=2)]
+    replica_forces = ReplicaForces(model, structures)
+    torch = pytest.importorskip("torch")
+    positions = torch.as_tensor(np.concatenate([a.positions for a in structures]))
+    expected = model.evaluator(batch_size=2).evaluate(structures).forces
+    both = replica_forces(positions).numpy()
+    np.testing.assert_allclose(both, np.concatenate(expected), rtol=0, atol=1e-12)
+    only_second = replica_forces(positions, [1]).numpy()
+    assert not only_second[:80].any()
+    np.testing.assert_allclose(only_second[80:], expected[1], rtol=0, atol=1e-12)
+    split = ReplicaForces(model, structures, replicas_per_call=1)(positions).numpy()
+    np.testing.assert_allclose(split, both, rtol=0, atol=1e-12)

@@ -163,6 +163,76 @@ def cmd_bench_evaluate(args) -> int:
     return 0
 
 
+def cmd_bench_md(args) -> int:
+    from pathlib import Path
+
+    from .benchmarking import md_benchmark
+
+    replicas_per_call = args.replicas_per_call
+    if replicas_per_call not in (None, "auto"):
+        try:
+            replicas_per_call = int(replicas_per_call)
+        except ValueError:
+            print(f"hdpbench bench md: error: --replicas-per-call must be an integer or 'auto', not {replicas_per_call!r}", file=sys.stderr)
+            return 2
+    try:
+        report = md_benchmark(
+            args.model,
+            replicas=16 if args.quick else args.replicas,
+            steps=5 if args.quick else args.steps,
+            device=args.device,
+            dtype=args.dtype,
+            replicas_per_call=replicas_per_call,
+        )
+    except (ValueError, KeyError) as error:
+        print(f"hdpbench bench md: error: {error}", file=sys.stderr)
+        return 2
+    if args.output:
+        from .results import atomic_write_json
+
+        atomic_write_json(Path(args.output), report)
+    if args.json:
+        _print_json(report)
+        return 0
+    line = (
+        f"{report['replicas']} replicas x {report['atoms_per_replica']} atoms x {report['steps']} steps, {report['model']} "
+        f"{report['device']} {report['dtype']} ({report['hardware']}): ASE Andersen loop {report['ase_steps_per_s']:.2f} steps/s, "
+        f"batched {report['batched_steps_per_s']:.2f} steps/s -> {report['ratio_batched_vs_ase']:.2f}x "
+        f"(max |dx| {report['max_abs_position_diff']:.1e} A, same draws); Atoms path {report['batched_atoms_path_steps_per_s']:.2f} steps/s"
+    )
+    if "torchsim_steps_per_s" in report:
+        line += f"; TorchSim {report['torchsim_steps_per_s']:.2f} steps/s"
+    print(line)
+    return 0
+
+
+def cmd_bench_rematch(args) -> int:
+    from pathlib import Path
+
+    from .benchmarking import rematch_benchmark
+
+    try:
+        report = rematch_benchmark(n_frames=20 if args.quick else args.frames, repeats=1 if args.quick else args.repeats, dataset=args.dataset, compound=args.compound)
+    except (ValueError, KeyError) as error:
+        print(f"hdpbench bench rematch: error: {error}", file=sys.stderr)
+        return 2
+    if args.output:
+        from .results import atomic_write_json
+
+        atomic_write_json(Path(args.output), report)
+    if args.json:
+        _print_json(report)
+        return 0
+    print(
+        f"REMatch {report['frames']} x {report['frames']} frames of {report['atoms_per_frame']} atoms ({report['compound']}, "
+        f"{report['hardware']}): dscribe {report['dscribe_s']:.2f} s, batched {report['ours_s']:.2f} s -> "
+        f"{report['ratio_vs_dscribe']:.1f}x (max |dK| {report['max_abs_diff']:.1e}); float32 products "
+        f"{report['ours_float32_s']:.2f} s -> {report['ratio_float32_vs_dscribe']:.1f}x (max |dK| {report['max_abs_diff_float32']:.1e}); "
+        f"SOAP {report['soap_s']:.2f} s"
+    )
+    return 0
+
+
 def cmd_bench_calculator(args) -> int:
     from pathlib import Path
 
@@ -305,7 +375,7 @@ def cmd_md(args) -> int:
         seed=args.seed,
     )
     md = BatchedAndersen(
-        replicas, model_forces(args.model, device=args.device, dtype=args.dtype), settings, device="cpu", output_dir=args.output
+        replicas, model_forces(args.model, device=args.device, dtype=args.dtype), settings, output_dir=args.output
     )
     md.run(progress=not args.json)
     summary = md.summary()
@@ -521,6 +591,26 @@ def build_parser() -> argparse.ArgumentParser:
     bench_calculator.add_argument("--json", action="store_true", help="print the JSON report")
     bench_calculator.add_argument("--output", help="also write the JSON report to this file")
     bench_calculator.set_defaults(func=cmd_bench_calculator)
+    bench_md = bench_commands.add_parser("md", help="batched device-resident Andersen MD vs the ASE Andersen loop (same draws)")
+    bench_md.add_argument("--model", default="demo-small-data", help="a registered MACE model")
+    bench_md.add_argument("--quick", action="store_true", help="16 replicas, 5 steps")
+    bench_md.add_argument("--replicas", type=int, default=16)
+    bench_md.add_argument("--steps", type=int, default=20)
+    bench_md.add_argument("--device", default="cpu")
+    bench_md.add_argument("--dtype", default="float32", choices=["float32", "float64"])
+    bench_md.add_argument("--replicas-per-call", default="auto", help="replicas per forward pass: an integer or 'auto'")
+    bench_md.add_argument("--json", action="store_true", help="print the JSON report")
+    bench_md.add_argument("--output", help="also write the JSON report to this file")
+    bench_md.set_defaults(func=cmd_bench_md)
+    bench_rematch = bench_commands.add_parser("rematch", help="batched REMatch kernel vs dscribe's REMatchKernel on real AIMD frames")
+    bench_rematch.add_argument("--quick", action="store_true", help="20 frames, 1 repeat")
+    bench_rematch.add_argument("--frames", type=int, default=60)
+    bench_rematch.add_argument("--repeats", type=int, default=3)
+    bench_rematch.add_argument("--dataset", default="demo")
+    bench_rematch.add_argument("--compound", help="default: the dataset's first compound")
+    bench_rematch.add_argument("--json", action="store_true", help="print the JSON report")
+    bench_rematch.add_argument("--output", help="also write the JSON report to this file")
+    bench_rematch.set_defaults(func=cmd_bench_rematch)
     return parser
 
 

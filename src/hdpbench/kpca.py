@@ -1,8 +1,8 @@
 """Configuration-space maps: SOAP descriptors, the REMatch kernel between frames, kernel PCA (paper §2.3).
 
 Every atom is a SOAP centre (dscribe; periodic, r_cut 5 Å, Gaussian width 0.1 Å, n_max 7, l_max 6)
-and each atom's vector is L2-normalised; frames are compared with dscribe's REMatch kernel (linear
-metric, normalised) and projected to 2-D with scikit-learn's KernelPCA on the precomputed kernel,
+and each atom's vector is L2-normalised; frames are compared with the REMatch kernel as dscribe defines
+it (linear metric, normalised; computed here in batches, equal to dscribe's ``REMatchKernel``) and projected to 2-D with scikit-learn's KernelPCA on the precomputed kernel,
 reference-MD and model-MD frames of one compound in one map. REMatch costs O(frames²) kernel
 entries, each an entropy-regularised assignment between all atom pairs: subsample frames
 (``max_frames_per_set``) and say so on the figure.
@@ -37,24 +37,134 @@ def soap_descriptors(frames: Sequence[Atoms], species: Sequence[str] | None = No
 
 
 def rematch_kernel(
-    descriptors: Sequence[np.ndarray], other: Sequence[np.ndarray] | None = None, *, progress: bool = False, block: int = 16
+    descriptors: Sequence[np.ndarray],
+    other: Sequence[np.ndarray] | None = None,
+    *,
+    progress: bool = False,
+    block: int = 16,
+    gram_dtype: str = "float64",
 ) -> np.ndarray:
-    """Normalised REMatch kernel between frames (dscribe's implementation), computed in row blocks
-    so long kernels show progress."""
-    from dscribe.kernels import REMatchKernel
+    """Normalised REMatch kernel between frames, batched: dscribe's ``REMatchKernel`` (paper settings,
+    ``REMATCH_SETTINGS``) computed block by block instead of pair by pair.
+
+    ``descriptors``: per-frame (n_atoms, n_features) SOAP matrices (any mix of sizes); ``other``: a second
+    set (rectangular kernel), else the symmetric kernel of ``descriptors``. Returns (n_frames, n_other)
+    K_ij / sqrt(K_ii K_jj), as dscribe with ``normalize_kernel=True``.
+
+    The same arithmetic as dscribe, in bulk: the atom-pair similarities C = X_i X_j^T of ``block`` x
+    ``block`` frame pairs come from one matrix product, and their Sinkhorn iterations run together, each
+    pair stopping at the iteration where dscribe's loop stops (same update order, same convergence test
+    every iteration not divisible by 5), and only i <= j is solved for a symmetric kernel, as dscribe
+    does (REMatch at finite convergence is not exactly symmetric). Equal to dscribe within 1e-12 on real
+    frames (tested). ``gram_dtype="float32"`` halves the time of the matrix products, which dominate,
+    at a cost in accuracy that ``hdpbench bench rematch`` measures.
+    """
     from tqdm.auto import tqdm
 
-    kernel = REMatchKernel(**REMATCH_SETTINGS)
-    rows = list(descriptors)
-    columns = rows if other is None else list(other)
-    if len(rows) <= block:
-        return np.asarray(kernel.create(rows, None if other is None else columns))
-    # dscribe normalises each block by its own diagonal: K_ij / sqrt(K_ii K_jj), the same for any block.
-    parts = [
-        np.asarray(kernel.create(rows[start : start + block], columns))
-        for start in tqdm(range(0, len(rows), block), desc="REMatch kernel", unit="block", disable=not progress)
-    ]
-    return np.concatenate(parts)
+    if gram_dtype not in ("float32", "float64"):
+        raise ValueError(f"gram_dtype must be 'float32' or 'float64', not {gram_dtype!r}")
+    rows = [np.asarray(x, dtype=gram_dtype) for x in descriptors]
+    symmetric = other is None
+    columns = rows if symmetric else [np.asarray(y, dtype=gram_dtype) for y in other]
+    if not rows or not columns:
+        return np.zeros((len(rows), len(columns)))
+    alpha, threshold = REMATCH_SETTINGS["alpha"], REMATCH_SETTINGS["threshold"]
+    kernel = np.zeros((len(rows), len(columns)))
+    tasks = _block_pairs(rows, columns, block, symmetric)
+    for row_index, column_index, upper_only in tqdm(tasks, desc="REMatch kernel", unit="block", disable=not progress):
+        similarity, (i, j) = _local_similarities(rows, columns, row_index, column_index, upper_only)
+        if not symmetric:
+            kernel[i, j] = _rematch_sinkhorn(similarity, alpha, threshold)
+            continue
+        # dscribe solves the pair (i, j) with i <= j as C_ij; a pair below the diagonal is solved as C_ji.
+        below = i > j
+        for take, swap in ((~below, False), (below, True)):
+            if take.any():
+                stack = similarity[take].transpose(0, 2, 1) if swap else similarity[take]
+                first, second = (j[take], i[take]) if swap else (i[take], j[take])
+                values = _rematch_sinkhorn(np.ascontiguousarray(stack), alpha, threshold)
+                kernel[first, second] = kernel[second, first] = values
+    if symmetric:
+        row_self = column_self = np.diag(kernel).copy()
+    else:
+        row_self = _self_similarities(rows, block, alpha, threshold)
+        column_self = _self_similarities(columns, block, alpha, threshold)
+    return kernel / np.sqrt(np.outer(row_self, column_self))
+
+
+def _block_pairs(rows, columns, block: int, symmetric: bool) -> list[tuple[np.ndarray, np.ndarray, bool]]:
+    """(row frames, column frames, upper triangle only) blocks; frames in one block have one size."""
+
+    row_blocks = _size_blocks(rows, block)
+    if not symmetric:
+        return [(r, c, False) for r in row_blocks for c in _size_blocks(columns, block)]
+    return [(r, c, i == k) for i, r in enumerate(row_blocks) for k, c in enumerate(row_blocks) if k >= i]
+
+
+def _size_blocks(frames, block: int) -> list[np.ndarray]:
+    """Frame indices in blocks of at most ``block`` frames of one size (ascending within a size)."""
+    sizes = np.array([len(x) for x in frames])
+    blocks = []
+    for size in np.unique(sizes):
+        members = np.flatnonzero(sizes == size)
+        blocks.extend(members[start : start + block] for start in range(0, len(members), block))
+    return blocks
+
+
+def _local_similarities(rows, columns, row_index, column_index, upper_only: bool):
+    """C_ij = X_i X_j^T for every frame pair of a block, shape (pairs, n_i, n_j), and the pairs (i, j)."""
+    a = np.concatenate([rows[i] for i in row_index])
+    gram = a @ a.T if upper_only else a @ np.concatenate([columns[j] for j in column_index]).T  # a @ a.T: BLAS syrk
+    n, m = len(rows[row_index[0]]), len(columns[column_index[0]])
+    blocks = gram.reshape(len(row_index), n, len(column_index), m).transpose(0, 2, 1, 3)
+    i, j = np.meshgrid(np.arange(len(row_index)), np.arange(len(column_index)), indexing="ij")
+    if upper_only:
+        keep = i <= j
+        similarity = np.ascontiguousarray(blocks[i[keep], j[keep]], dtype=np.float64)
+        i, j = i[keep], j[keep]
+    else:
+        similarity = np.ascontiguousarray(blocks, dtype=np.float64).reshape(-1, n, m)
+        i, j = i.ravel(), j.ravel()
+    return similarity, (np.asarray(row_index)[i], np.asarray(column_index)[j])
+
+
+def _rematch_sinkhorn(similarity: np.ndarray, alpha: float, threshold: float) -> np.ndarray:
+    """dscribe's ``REMatchKernel.get_global_similarity`` for a stack of (n, m) similarity matrices:
+    Sinkhorn balancing of exp(-(1 - C)/alpha) to uniform marginals, each matrix stopping when dscribe's
+    would, then Tr(P^T C)."""
+    pairs, n, m = similarity.shape
+    transport = np.exp(-(1.0 - similarity) / alpha)
+    u = np.full((pairs, n), 1.0 / n)
+    v = np.full((pairs, m), 1.0 / m)
+    active = np.arange(pairs)
+    iteration = 0
+    while len(active):
+        k = transport if len(active) == pairs else transport[active]
+        u_previous, v_previous = u[active], v[active]
+        v_new = (1.0 / m) / np.einsum("bi,bij->bj", u_previous, k)
+        u_new = (1.0 / n) / np.einsum("bij,bj->bi", k, v_new)
+        u[active], v[active] = u_new, v_new
+        if iteration % 5:  # dscribe tests convergence on every iteration not divisible by 5
+            error = ((u_new - u_previous) ** 2).sum(1) / (u_new**2).sum(1) + ((v_new - v_previous) ** 2).sum(1) / (v_new**2).sum(1)
+            active = active[error > threshold]
+        iteration += 1
+    return np.einsum("bi,bij,bj->b", u, transport * similarity, v)
+
+
+def _self_similarities(frames, block: int, alpha: float, threshold: float) -> np.ndarray:
+    """Unnormalised REMatch K_ii of each frame with itself (for a rectangular kernel's normalisation)."""
+    values = np.empty(len(frames))
+    for index in _size_blocks(frames, block):
+        similarity = np.stack([frames[i] @ frames[i].T for i in index]).astype(np.float64)
+        values[index] = _rematch_sinkhorn(similarity, alpha, threshold)
+    return values
+
+
+def rematch_kernel_dscribe(descriptors: Sequence[np.ndarray], other: Sequence[np.ndarray] | None = None) -> np.ndarray:
+    """The same kernel from dscribe's ``REMatchKernel``, pair by pair (the reference for tests and benchmarks)."""
+    from dscribe.kernels import REMatchKernel
+
+    return np.asarray(REMatchKernel(**REMATCH_SETTINGS).create(list(descriptors), None if other is None else list(other)))
 
 
 def kernel_pca(kernel: np.ndarray, n_components: int = 2) -> np.ndarray:

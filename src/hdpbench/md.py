@@ -7,8 +7,10 @@ centre-of-mass velocity is added before the kick, the centre-of-mass velocity is
 drift and after the second kick, and the centre of mass is kept in place. Random numbers are drawn
 from one ``numpy.random.Generator`` per replica in exactly ASE's order, so a replica fed the same
 generator as ASE's ``Andersen`` follows the same trajectory, and every run is reproducible from its
-seed. State lives in torch tensors (float64) on the chosen device; replicas of different compounds
-and sizes advance together, their forces evaluated in one batched call per step.
+seed. State lives in torch tensors (float64) on the model's device; replicas of different compounds
+and sizes advance together, their forces evaluated in one batched call per step. For MACE models the
+forces come from position tensors directly (graphs and neighbour lists built on the device, no ASE
+``Atoms`` per step); other models (``kind: ase``) get ``Atoms`` built from the state each step.
 
 A replica whose temperature exceeds ``max_temperature_factor`` x T, or whose largest force exceeds
 ``max_force``, or that produces non-finite numbers, is stopped and the reason recorded; the others
@@ -32,13 +34,38 @@ from .torch_setup import prepare_torch
 ForceFunction = Callable[[list[Atoms]], list[np.ndarray]]
 
 
-def model_forces(model, *, device: str = "cpu", dtype: str = "float32") -> ForceFunction:
+class ModelForces:
     """Forces of any model :func:`hdpbench.evaluate.load_model` takes (a registry name of any kind, a
-    checkpoint, a loaded model, an ASE calculator), through the model's own evaluator."""
-    from .evaluate import load_model
+    checkpoint, a loaded model, an ASE calculator).
 
-    evaluator = load_model(model, device=device, dtype=dtype).evaluator(batch_size="auto", progress=False)
-    return lambda structures: evaluator.evaluate(structures).forces
+    Called with a list of ``Atoms`` it goes through the model's own evaluator (any kind). For MACE
+    models :meth:`on_replicas` also gives the device-resident path the MD uses: position tensors in,
+    force tensors out, graphs built on the model's device (:class:`hdpbench.evaluate.ReplicaForces`).
+    """
+
+    def __init__(self, model, *, device: str = "cpu", dtype: str = "float32", replicas_per_call: int | str | None = "auto"):
+        from .evaluate import load_model
+
+        self.model = load_model(model, device=device, dtype=dtype)
+        self.device = self.model.device
+        self.replicas_per_call = replicas_per_call
+        self._evaluator = self.model.evaluator(batch_size="auto", progress=False)
+
+    def __call__(self, structures: list[Atoms]) -> list[np.ndarray]:
+        return self._evaluator.evaluate(structures).forces
+
+    def on_replicas(self, structures: Sequence[Atoms]):
+        """A tensor force function for these structures, or None for a model without one (kind: ase)."""
+        from .evaluate import LoadedModel, ReplicaForces
+
+        if not isinstance(self.model, LoadedModel):
+            return None
+        return ReplicaForces(self.model, structures, replicas_per_call=self.replicas_per_call)
+
+
+def model_forces(model, *, device: str = "cpu", dtype: str = "float32", replicas_per_call: int | str | None = "auto") -> ModelForces:
+    """:class:`ModelForces` of ``model`` (kept as the short name the stages and tests use)."""
+    return ModelForces(model, device=device, dtype=dtype, replicas_per_call=replicas_per_call)
 
 
 @dataclass
@@ -71,16 +98,22 @@ class BatchedAndersen:
         settings: MDSettings | None = None,
         *,
         rngs: Sequence[np.random.Generator] | None = None,
-        device: str = "cpu",
+        device: str | None = None,
         output_dir: str | Path | None = None,
+        resident: bool = True,
     ):
         torch = prepare_torch()
         self.torch = torch
         settings = settings or MDSettings()
         self.settings = settings
         self.force_function = force_function
-        self.device = device
+        # The state lives where the model runs unless told otherwise (no copies per step).
+        self.device = device or getattr(force_function, "device", None) or "cpu"
+        device = self.device
         self.templates = [atoms.copy() for atoms in structures]
+        # Device-resident forces (tensor in, tensor out) where the force function offers them.
+        on_replicas = getattr(force_function, "on_replicas", None) if resident else None
+        self.replica_forces = on_replicas(self.templates) if on_replicas else None
         self.n_replicas = len(self.templates)
         self.rngs = list(rngs) if rngs is not None else [np.random.default_rng([settings.seed, r]) for r in range(self.n_replicas)]
         sizes = [len(a) for a in self.templates]
@@ -91,6 +124,8 @@ class BatchedAndersen:
         self.positions = as_tensor(np.concatenate([a.positions for a in self.templates]))
         self.velocities = as_tensor(np.concatenate([a.get_velocities() for a in self.templates]))
         self.total_mass = torch.zeros(self.n_replicas, dtype=torch.float64, device=device).index_add_(0, self.replica, self.masses[:, 0])
+        self._masses_host = np.concatenate([a.get_masses() for a in self.templates])[:, None]  # the draws are made on the host
+        self._total_mass_host = self.total_mass.cpu().numpy()
         self.dt = settings.timestep_fs * units.fs
         self.kT = units.kB * settings.temperature_K
         self.forces = None
@@ -125,7 +160,7 @@ class BatchedAndersen:
     def _draws(self):
         """Per replica, in ASE's order: COM velocity, MB velocities, collision chances (moved to the device once)."""
         com, thermal, chance = [], [], []
-        masses = self.masses.cpu().numpy()
+        masses = self._masses_host
         for r in range(self.n_replicas):
             rng, part = self.rngs[r], self._slice(r)
             n = part.stop - part.start
@@ -135,7 +170,7 @@ class BatchedAndersen:
                 chance.append(np.ones((n, 3)) * 2.0)
                 continue
             if self.settings.fix_com:
-                width = (self.kT / float(self.total_mass[r])) ** 0.5
+                width = (self.kT / float(self._total_mass_host[r])) ** 0.5
                 com.append(np.ones((n, 3)) * self._boltzmann(rng, width, 3))
             else:
                 com.append(np.zeros((n, 3)))
@@ -147,6 +182,8 @@ class BatchedAndersen:
 
     def _compute_forces(self):
         active = self.active
+        if self.replica_forces is not None:
+            return self.replica_forces(self.positions, active).to(self.device)
         structures = []
         positions = self.positions.cpu().numpy()
         for r in active:
