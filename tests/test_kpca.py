@@ -115,3 +115,17 @@ def test_batched_rematch_equals_dscribe_on_dft_aimd_frames():
 def test_rematch_refuses_an_unknown_precision():
     with pytest.raises(ValueError, match="gram_dtype"):
         rematch_kernel([np.ones((2, 3))], gram_dtype="float16")
+
+
+def test_bench_rematch_cli_reports_ratio_and_difference_in_one_run(capsys):
+    import json
+
+    from hdpbench import cli
+
+    assert cli.main(["bench", "rematch", "--quick", "--json"]) == 0
+    report = json.loads(capsys.readouterr().out)
+    assert report["frames"] == 20 and report["atoms_per_frame"] == 80
+    assert report["ratio_vs_dscribe"] == pytest.approx(report["dscribe_s"] / report["ours_s"])
+    assert report["max_abs_diff"] < 1e-12 and report["max_abs_diff_float32"] < 1e-6
+    assert cli.main(["bench", "rematch", "--frames", "100000"]) == 2  # more frames than the compound has
+    assert "frames after the discard" in capsys.readouterr().err

@@ -186,3 +186,18 @@ def test_device_resident_forces_skip_stopped_replicas_and_need_no_atoms():
     np.testing.assert_allclose(only_second[80:], expected[1], rtol=0, atol=1e-12)
     split = ReplicaForces(model, structures, replicas_per_call=1)(positions).numpy()
     np.testing.assert_allclose(split, both, rtol=0, atol=1e-12)
+
+
+def test_bench_md_cli_compares_with_the_ase_loop_on_the_same_draws(capsys):
+    import json
+
+    from hdpbench import cli
+
+    assert cli.main(["bench", "md", "--replicas", "3", "--steps", "2", "--json"]) == 0
+    report = json.loads(capsys.readouterr().out)
+    keys = {"replicas", "atoms_per_replica", "steps", "device", "dtype", "ase_steps_per_s", "batched_steps_per_s", "ratio_batched_vs_ase", "max_abs_position_diff"}
+    assert keys <= set(report)
+    assert report["replicas"] == 3 and report["steps"] == 2 and report["atoms_per_replica"] == 80
+    assert report["max_abs_position_diff"] < 1e-5  # float32 forces, same random draws as ASE's Andersen
+    assert ("torchsim_steps_per_s" in report) != ("torchsim_not_measured" in report)
+    assert cli.main(["bench", "md", "--replicas-per-call", "many"]) == 2

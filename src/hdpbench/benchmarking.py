@@ -286,13 +286,14 @@ def md_benchmark(
     """
     from ase import units
     from ase.md.andersen import Andersen
-    from mace.calculators import MACECalculator
 
     from .md import BatchedAndersen, MDSettings, model_forces
     from .models import checkpoint_path, get_model_spec
-    from .torch_setup import prepare_torch
+    from .torch_setup import import_mace, prepare_torch
 
     torch = prepare_torch()
+    import_mace()  # keeps mace-torch's import notices off stdout (JSON output)
+    from mace.calculators import MACECalculator
     frames = md_starting_frames(replicas)
     calculator = MACECalculator(model_paths=str(checkpoint_path(get_model_spec(model))), device=device, default_dtype=dtype)
     forces = model_forces(model, device=device, dtype=dtype, replicas_per_call=replicas_per_call)

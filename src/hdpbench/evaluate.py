@@ -368,12 +368,13 @@ class ReplicaForces:
     element one-hots, cells and heads are built once. Inputs and outputs equal
     :class:`BatchedEvaluator`'s for the same structures (tested). ``replicas_per_call`` splits the
     structures into several forward passes; ``None``: all in one; ``"auto"``: all in one on a GPU, and
-    on a CPU passes of at most ``CPU_ATOMS_PER_CALL`` atoms (measured with ``demo-small-data``, 16 x 80
-    atoms, float32, 2 cores: 8 replicas per pass 0.36 s per step, all 16 in one pass 0.64 s: big passes
-    leave the caches). A fixed rule, not a timing probe, so results never depend on machine load.
+    on a CPU passes of at most ``CPU_ATOMS_PER_CALL`` atoms (measured with ``demo-small-data``, 8 x 80
+    atoms, float32, 2 cores, seconds per force call: 2 replicas per pass 0.21, 4 0.19, 8 0.26; and
+    16 x 80 atoms in one pass 0.64 s: big passes leave the caches). A fixed rule, not a timing probe,
+    so results never depend on machine load.
     """
 
-    CPU_ATOMS_PER_CALL = 640
+    CPU_ATOMS_PER_CALL = 320
 
     def __init__(self, model: LoadedModel, structures: Sequence[Atoms], *, replicas_per_call: int | str | None = "auto"):
         torch = prepare_torch()
