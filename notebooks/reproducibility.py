@@ -72,11 +72,12 @@ costs.round(2).astype(object).where(costs.notna(), "not measured")
 
 # %% [markdown]
 # On the 2-core CPU of the build machines, one model costs {glue:text}`cost_cpu_total_hours:.0f` hours
-# for the stages that were measured (rates from {glue:md}`cost_cpu_sources`, measured while other jobs
-# shared the machine). GPU rates: {glue:md}`cost_gpu_sources`. The goal for the full paper with four
-# models is at most 8 H200-hours; it can be checked only once GPU throughput is measured
-# (`python benchmarks/bench_evaluate.py --device cuda --json …` and `bench_md.py`, results committed
-# under `benchmarks/results/`).
+# for the stages that were measured (rates from {glue:md}`cost_cpu_sources`; each file records its
+# hardware and whether other jobs shared the machine). GPU rates: {glue:md}`cost_gpu_sources`. The goal
+# for the full paper with four models is at most 8 H200-hours; it can be checked only once GPU
+# throughput is measured (`hdpbench bench evaluate --device cuda --output …`, `hdpbench bench md
+# --device cuda --replicas 64 --output …` and `python benchmarks/bench_md.py --device cuda --json …`
+# for a 128-channel model, results committed under `benchmarks/results/`).
 
 # %% [markdown]
 # ## What this build cost
