@@ -131,9 +131,20 @@ def cmd_models_list(args) -> int:
     return 0
 
 
-def cmd_bench_evaluate(args) -> int:
-    from pathlib import Path
+def _write_bench_report(args, report: dict) -> bool:
+    """``--output``: write the JSON report there; ``--json``: print it (True, the caller prints nothing more)."""
+    if args.output:
+        from pathlib import Path
 
+        from .results import atomic_write_json
+
+        atomic_write_json(Path(args.output), report)
+    if args.json:
+        _print_json(report)
+    return bool(args.json)
+
+
+def cmd_bench_evaluate(args) -> int:
     from .benchmarking import evaluation_benchmark
 
     report = evaluation_benchmark(
@@ -143,12 +154,7 @@ def cmd_bench_evaluate(args) -> int:
         dtype=args.dtype,
         channels=32 if args.quick else 128,
     )
-    if args.output:
-        from .results import atomic_write_json
-
-        atomic_write_json(Path(args.output), report)
-    if args.json:
-        _print_json(report)
+    if _write_bench_report(args, report):
         return 0
     line = (
         f"{report['frames']} frames x {report['atoms_per_frame']} atoms, {report['device']} {report['dtype']} "
@@ -164,8 +170,6 @@ def cmd_bench_evaluate(args) -> int:
 
 
 def cmd_bench_md(args) -> int:
-    from pathlib import Path
-
     from .benchmarking import md_benchmark
 
     replicas_per_call = args.replicas_per_call
@@ -187,12 +191,7 @@ def cmd_bench_md(args) -> int:
     except (ValueError, KeyError) as error:
         print(f"hdpbench bench md: error: {error}", file=sys.stderr)
         return 2
-    if args.output:
-        from .results import atomic_write_json
-
-        atomic_write_json(Path(args.output), report)
-    if args.json:
-        _print_json(report)
+    if _write_bench_report(args, report):
         return 0
     line = (
         f"{report['replicas']} replicas x {report['atoms_per_replica']} atoms x {report['steps']} steps, {report['model']} "
@@ -207,8 +206,6 @@ def cmd_bench_md(args) -> int:
 
 
 def cmd_bench_rematch(args) -> int:
-    from pathlib import Path
-
     from .benchmarking import rematch_benchmark
 
     try:
@@ -216,12 +213,7 @@ def cmd_bench_rematch(args) -> int:
     except (ValueError, KeyError) as error:
         print(f"hdpbench bench rematch: error: {error}", file=sys.stderr)
         return 2
-    if args.output:
-        from .results import atomic_write_json
-
-        atomic_write_json(Path(args.output), report)
-    if args.json:
-        _print_json(report)
+    if _write_bench_report(args, report):
         return 0
     print(
         f"REMatch {report['frames']} x {report['frames']} frames of {report['atoms_per_frame']} atoms ({report['compound']}, "
@@ -234,8 +226,6 @@ def cmd_bench_rematch(args) -> int:
 
 
 def cmd_bench_calculator(args) -> int:
-    from pathlib import Path
-
     from .benchmarking import calculator_benchmark
 
     try:
@@ -243,12 +233,7 @@ def cmd_bench_calculator(args) -> int:
     except ValueError as error:  # a model without a batched calculator path: a usage error
         print(f"hdpbench bench calculator: error: {error}", file=sys.stderr)
         return 2
-    if args.output:
-        from .results import atomic_write_json
-
-        atomic_write_json(Path(args.output), report)
-    if args.json:
-        _print_json(report)
+    if _write_bench_report(args, report):
         return 0
     print(
         f"{report['model']}: {report['frames']} frames x {report['atoms_per_frame']} atoms, {report['device']} "
