@@ -121,10 +121,13 @@ def test_chgnet_batched_equals_chgnet_calculator_per_structure(name):
     result = model.evaluator(batch_size=4).evaluate(structures, stress=True)
     # An independent calculator on the same weights, one structure at a time.
     calculator = CHGNetCalculator(model=model.calculator.model, use_device="cpu")
+    # CHGNet computes in float32: a batch sums in another order than one structure alone, and
+    # forces then differ by float32 round-off (9e-5 eV/A measured on the CI machine, 1e-6 here).
+    # A wrong atom-to-structure assignment or unit would show as errors of 1e-2 or more.
     for k, atoms in enumerate(structures):
         atoms = atoms.copy()
         atoms.calc = calculator
-        np.testing.assert_allclose(result.forces[k], atoms.get_forces(), atol=1e-5, rtol=1e-6)
+        np.testing.assert_allclose(result.forces[k], atoms.get_forces(), atol=3e-4, rtol=0)
         np.testing.assert_allclose(result.energies[k], atoms.get_potential_energy(), atol=2e-4 * len(atoms), rtol=0)
         np.testing.assert_allclose(result.stresses[k], atoms.get_stress(voigt=False), atol=1e-6, rtol=0)
 
