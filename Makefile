@@ -17,6 +17,8 @@ MODELS ?=
 DEVICE ?= cpu
 # extra notebook parameters for `make book`, e.g. BOOK_PARAMS="md_steps=2000 n_frames=None"
 BOOK_PARAMS ?=
+# execute only these pages for `make book` (the others keep their last version), e.g. PAGES="phonons sigma"
+PAGES ?=
 PYTEST_ARGS ?=
 
 .PHONY: help install test lint book data demo-data demo-model clean distclean
@@ -42,7 +44,7 @@ lint: $(STAMP) ## ruff over the package, tests and benchmarks
 	$(BIN)/ruff check src tests benchmarks
 
 book: $(STAMP) ## execute the notebooks with papermill and build the HTML book into _build/html
-	$(BIN)/python -m hdpbench.book --dataset "$(DATASET)" --models "$(MODELS)" --device "$(DEVICE)" $(foreach p,$(BOOK_PARAMS),--param $(p))
+	$(BIN)/python -m hdpbench.book --dataset "$(DATASET)" --models "$(MODELS)" --device "$(DEVICE)" --pages "$(PAGES)" $(foreach p,$(BOOK_PARAMS),--param $(p))
 
 data: $(STAMP) ## fetch the authors' dataset into data/hdp (or say where to put it)
 	$(BIN)/hdpbench data fetch --dataset hdp

@@ -25,14 +25,19 @@ dtype = "float32"
 
 # %%
 import pandas as pd
+from IPython.display import Markdown, display
 from myst_nb import glue
 
+from hdpbench import book, figures, page
+
+figures.use_book_style()
 from hdpbench.datasets import dataset_status, get_dataset, registered_datasets
 
 statuses = pd.DataFrame([dataset_status(spec) for spec in registered_datasets().values()])
 glue("n_registered_datasets", len(statuses), display=False)
 glue("n_available_datasets", int(statuses["available"].sum()), display=False)
-statuses[["name", "available", "title", "doi"]]
+display(page.readable(statuses[["name", "available", "title", "doi"]].assign(
+    available=statuses["available"].map({True: "yes", False: "no"}), doi=statuses["doi"].fillna("none (made here)"))))
 
 # %% [markdown]
 # {glue:text}`n_registered_datasets` datasets are registered and {glue:text}`n_available_datasets`
@@ -49,7 +54,7 @@ except DatasetUnavailableError as unavailable:
 if data is not None:
     table = pd.DataFrame([{"compound": e.formula, "halide": e.halide, **e.has()} for e in data.entries().values()])
     glue("n_compounds", len(table), display=False)
-    display(table)
+    display(page.readable(table.replace({True: "yes", False: "no"})))
 
 # %% [markdown]
 # ## The reference method of a generated dataset
@@ -74,7 +79,7 @@ if record is not None:
         ),
         display=False,
     )
-    display(pd.Series({**settings, **{f"version of {k}": v for k, v in record["versions"].items()}}, name="value").to_frame())
+    display(page.readable(pd.Series({**settings, **{f"version of {k}": v for k, v in record["versions"].items()}}, name="value").to_frame(), index=True))
 else:
     glue("reference_method", prose("DFT (the authors' own calculations)"), display=False)
     glue("not_dft", prose(""), display=False)
@@ -109,9 +114,19 @@ if validation is not None:
         prose("; ".join(f"{k} ({v})" for k, v in rejected.items()) if rejected else "none"),
         display=False,
     )
-    display(validation.style.format(precision=3, na_rep="—").hide(axis="index"))
+    display(page.readable(validation))
+    acoustic = validation["largest Γ acoustic |f| (THz)"]
+    symmetrised = validation.loc[validation["Φ_ref symmetrised"] == "yes", "compound"].tolist()
+    glue("gamma_acoustic_worst", prose(f"{acoustic.max():.2g} THz"), display=False)
+    glue("symmetrised_compounds", prose(", ".join(symmetrised) if symmetrised else "none"), display=False)
+    glue("n_symmetrised", len(symmetrised), display=False)
+    fc_settings = record["settings"] if record is not None else {}
+    glue("fc_scf_accuracy", prose(f"{fc_settings.get('phonon_scf_accuracy', float('nan')):g}"), display=False)
+    glue("md_scf_accuracy", prose(f"{fc_settings.get('scf_accuracy', float('nan')):g}"), display=False)
 else:
-    for key in ("n_validated", "n_sigma_classes", "worst_a_deviation", "ionic_deviation_range", "ionic_vs_experiment", "most_compressed", "lowest_gamma", "rejected"):
+    glue("n_symmetrised", 0, display=False)
+    for key in ("n_validated", "n_sigma_classes", "worst_a_deviation", "ionic_deviation_range", "ionic_vs_experiment", "most_compressed",
+                "lowest_gamma", "rejected", "symmetrised_compounds", "gamma_acoustic_worst", "fc_scf_accuracy", "md_scf_accuracy"):
         glue(key, prose("n/a (no generator report for this dataset)"), display=False)
 
 # %% [markdown]
@@ -125,6 +140,19 @@ else:
 # with care. The lowest harmonic Γ frequency is {glue:md}`lowest_gamma` (negative = imaginary, a
 # dynamically unstable cubic structure at this
 # level of theory). Compounds rejected because the reference SCF failed: {glue:md}`rejected`.
+#
+# ### How clean is Φ_ref?
+#
+# An exact Hessian puts the three acoustic modes at Γ at zero (translational invariance). Finite
+# displacements break that through noise in the forces, and the first demo release was noisy: its Γ
+# acoustic modes reached −3.5 THz, so its "reference" bands had imaginary acoustic branches. Φ_ref is
+# now computed from ± displacement pairs with the SCF converged to tblite accuracy
+# {glue:md}`fc_scf_accuracy` (MD frames: {glue:md}`md_scf_accuracy`), and phonopy's symmetrisation of Φ
+# (translational and permutation symmetry) is applied only where a Γ acoustic mode would still exceed
+# 0.1 THz: {glue:text}`n_symmetrised` compound(s), {glue:md}`symmetrised_compounds`. The largest Γ
+# acoustic frequency of any shipped Φ_ref, measured on the archives (column "largest Γ acoustic |f|",
+# also `hdpbench data show FORMULA --json`, key `gamma_acoustic_max_thz`), is
+# {glue:md}`gamma_acoustic_worst`. σ_ref and everything downstream are computed from these Φ_ref.
 
 # %% [markdown]
 # ## Models
@@ -139,7 +167,7 @@ else:
 registry = model_registry_table()
 glue("n_models", len(registry), display=False)
 glue("n_models_here", int((registry["weights here"] == "yes").sum()), display=False)
-display(registry.style.format(precision=3, na_rep="—").hide(axis="index"))
+display(page.readable(registry))
 
 # %% [markdown]
 # {glue:text}`n_models` models are registered; the weights of {glue:text}`n_models_here` are on
@@ -150,6 +178,12 @@ heldout = heldout_force_table([m for m in registry["model"] if m.startswith("dem
 if len(heldout):
     display(
         heldout.pivot(index="compound", columns="model", values="force_mae_ev_ang")
-        .style.format(precision=3)
+        .pipe(page.readable, index=True)
         .set_caption("Force MAE (eV/Å) on the held-out production frames")
     )
+
+# %% [markdown]
+# ## Rerun this page
+
+# %%
+display(Markdown(book.rerun_instructions("data_overview")))

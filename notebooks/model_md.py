@@ -18,7 +18,8 @@
 # **The physics in a few lines.** Each run (the paper: two per compound; this build's count is
 # below) starts from a random reference frame (index 0–700 of a production file) with
 # Maxwell–Boltzmann velocities at 300 K and follows velocity Verlet (1 fs) with ASE's Andersen
-# thermostat: after each step every velocity component is redrawn with probability p = 0.5.
+# thermostat {cite:p}`andersen1980`: after each step every velocity component is redrawn with
+# probability p = 0.5.
 # σ_model-only = ⟨σ(t)⟩ over all frames of the runs, with the model's own Φ. A
 # run whose energy or forces blow up is stopped and reported, never silently dropped.
 
@@ -42,10 +43,12 @@ dry_run = False  # tiny settings (smoke tests)
 # %%
 import matplotlib.pyplot as plt
 import numpy as np
+from IPython.display import Markdown, display
 from myst_nb import glue
 
-from hdpbench import analysis, figures, published
+from hdpbench import analysis, book, figures, page, published
 
+figures.use_book_style()
 settings = analysis.book_settings(
     dtype=dtype, n_frames=n_frames, md_steps=md_steps, md_runs=md_runs, kpca_frames=kpca_frames, discard=discard, dry_run=dry_run
 )
@@ -87,8 +90,12 @@ panels = []
 for model in models:
     rows = md[md["model"] == model]
     panels.append({"counts": analysis.confusion(rows["sigma_reference"], rows["sigma_model_only"])["counts"], "title": figures.display_name(model)})
-fig = figures.confusion_grid(panels, label, columns=len(models))
+fig = figures.confusion_grid(panels, label)
 plt.show()
+page.figure_data(analysis.confusion_table(panels), "model_md", "fig4a")
+
+# %% [markdown]
+# {download}`Data of this figure (CSV) <model_md_data/fig4a.csv>`
 
 # %% [markdown]
 # ## Fig. 4b — by halide
@@ -99,8 +106,12 @@ panels = [
     {"counts": analysis.confusion(group["sigma_reference"], group["sigma_model_only"])["counts"], "title": f"{figures.display_name(last)}: {halide}"}
     for halide, group in rows.groupby("halide")
 ]
-fig = figures.confusion_grid(panels, label, columns=max(len(panels), 1))
+fig = figures.confusion_grid(panels, label)
 plt.show()
+page.figure_data(analysis.confusion_table(panels), "model_md", "fig4b")
+
+# %% [markdown]
+# {download}`Data of this figure (CSV) <model_md_data/fig4b.csv>`
 
 # %% [markdown]
 # ## Fig. 5 — do Hessian errors predict σ errors?
@@ -112,17 +123,40 @@ plt.show()
 # %%
 fig = figures.delta_sigma_vs_phonon_errors(merged[merged["model"] == last], label)
 plt.show()
+page.figure_data(merged[["model", "compound", "halide", "sigma_reference", "sigma_model_only", "abs_delta_sigma", "rmse_omega2_thz2", "rmse_vg_thz_ang"]], "model_md", "fig5")
+
+# %% [markdown]
+# {download}`Data of this figure (CSV) <model_md_data/fig5.csv>` (every model; the figure shows the last).
 
 # %% [markdown]
 # ## Temperature of every run
+#
+# One colour per compound. The traces lie on top of each other because the thermostat holds every
+# run at the same target; what matters is their spread. For N atoms the canonical ensemble itself
+# makes the instantaneous temperature fluctuate by $T\sqrt{2/(3N)}$, {glue:text}`md_t_expected:.0f` K
+# here (N = {glue:text}`md_n_atoms`); the runs show a standard deviation of {glue:text}`md_t_measured:.0f` K
+# after the first {glue:text}`md_t_skip` steps. A run heating far beyond that band would be blowing up.
 
 # %%
 traces = {}
 for model in models:
     stage = analysis.stage_results("md", dataset, model, **common)
     traces[model] = {compound: stage.load_arrays(compound)["temperatures"] for compound in md[md["model"] == model]["compound"]}
+temperatures = analysis.temperature_table(traces)
+n_atoms = analysis.supercell_atoms(dataset, md["compound"].iloc[0])
+skip = max(1, settings.md.steps // 10)
+glue("md_n_atoms", n_atoms, display=False)
+glue("md_t_expected", analysis.canonical_temperature_spread(settings.md.temperature_K, n_atoms), display=False)
+glue("md_t_measured", float(temperatures[temperatures["step"] >= skip]["temperature_K"].std()), display=False)
+glue("md_t_skip", skip, display=False)
+
+# %%
 fig = figures.temperature_traces(traces, settings.md.temperature_K, label)
 plt.show()
+page.figure_data(temperatures, "model_md", "temperatures")
+
+# %% [markdown]
+# {download}`Data of this figure (CSV) <model_md_data/temperatures.csv>`
 
 # %% [markdown]
 # ## Exercises
@@ -131,4 +165,12 @@ plt.show()
 #    of the temperature traces changes with `md.andersen_prob=0.05`, then run it.
 # 2. Which compounds does the model make *more* stable than the reference? Compare their minimum
 #    phonon frequencies (section 1): is the model's Hessian stiffer there?
-# 3. Halve `md_steps`. Does σ_model-only change more than its run-to-run spread?
+# 3. This build runs {glue:text}`md_runs` run(s) per compound. Rebuild with `md_runs=3` (see below)
+#    and compare σ_model-only between runs: is its run-to-run spread larger than the change when you
+#    halve `md_steps`?
+
+# %% [markdown]
+# ## Rerun this page
+
+# %%
+display(Markdown(book.rerun_instructions("model_md")))

@@ -16,14 +16,17 @@
 # velocities tell different stories.
 #
 # **The physics in a few lines.** Displacing each symmetry-inequivalent atom by 0.01 Å in the 80-atom
-# supercell and recording the forces gives Φ_{iα,jβ} = −∂F_{iα}/∂u_{jβ}. Diagonalising the dynamical
-# matrix D(q) gives ω²(q); imaginary modes appear as negative ω², so the comparison uses the *signed*
-# square, ω² = sign(f)·f². On the seekpath path (50 points per segment), with n the band index,
+# supercell and recording the forces gives $\Phi_{i\alpha,j\beta}=-\partial F_{i\alpha}/\partial u_{j\beta}$
+# (phonopy {cite:p}`togo2015phonopy`). Diagonalising the dynamical matrix $D(\mathbf q)$ gives
+# $\omega^2(\mathbf q)$; imaginary modes appear as negative $\omega^2$, so the comparison uses the
+# *signed* square, $\omega^2=\mathrm{sign}(f)\,f^2$. On the seekpath path (50 points per segment),
+# with $n$ the band index,
 #
 # $$\mathrm{RMSE}(\omega^2)=\sqrt{\tfrac{1}{N_qN_b}\sum_{q,n}\big(\omega^2_{\rm model}-\omega^2_{\rm ref}\big)^2},\qquad
 # \mathrm{RMSE}(v_g)=\sqrt{\tfrac{1}{3N_qN_b}\sum_{q,n,\alpha}\big(v_{\rm model}-v_{\rm ref}\big)^2},\quad v_g=\partial\omega/\partial q .$$
 #
-# A compound counts as dynamically unstable if any frequency lies below −0.5 THz (Lee & Xia).
+# A compound counts as dynamically unstable if any frequency lies below −0.5 THz
+# {cite:p}`lee2024mlip_phonons`.
 
 # %% tags=["parameters"]
 dataset = "demo"  # registered dataset name or a folder in the authors' layout
@@ -46,10 +49,13 @@ dry_run = False  # tiny settings (smoke tests)
 
 # %%
 import matplotlib.pyplot as plt
+import pandas as pd
+from IPython.display import Markdown, display
 from myst_nb import glue
 
-from hdpbench import analysis, figures, published
+from hdpbench import analysis, book, figures, page, published
 
+figures.use_book_style()
 settings = analysis.book_settings(
     dtype=dtype, n_frames=n_frames, md_steps=md_steps, md_runs=md_runs, kpca_frames=kpca_frames, discard=discard, dry_run=dry_run
 )
@@ -86,6 +92,11 @@ glue("ph_paper_finding", analysis.prose(published.FINDINGS["phonons"]), display=
 # %%
 fig = figures.phonon_error_scatter(phonons, best_model, label)
 plt.show()
+scatter_columns = ["model", "compound", "halide", "rmse_omega2_thz2", "rmse_vg_thz_ang", "sigma_reference_db"]
+page.figure_data(phonons[scatter_columns], "phonons", "fig1a")
+
+# %% [markdown]
+# {download}`Data of this figure (CSV) <phonons_data/fig1a.csv>` (all models; the figure shows one).
 
 # %% [markdown]
 # ## Fig. 1b,c — by halide and model
@@ -96,27 +107,40 @@ plt.show()
 # %%
 fig = figures.phonon_error_boxes(phonons, models, label)
 plt.show()
+page.figure_data(phonons[["model", "compound", "halide", "rmse_omega2_thz2", "rmse_vg_thz_ang"]], "phonons", "fig1bc")
+
+# %% [markdown]
+# {download}`Data of this figure (CSV) <phonons_data/fig1bc.csv>`
 
 # %% [markdown]
 # Medians per model over the same compounds (the paper's first finding is that more training data
 # helps; for the demo models this is the same question at toy scale):
 
 # %%
-phonons.groupby("model", sort=False)[["rmse_omega2_thz2", "rmse_vg_thz_ang", "mae_freq_thz"]].median().round(3)
+page.readable(phonons.groupby("model", sort=False)[["rmse_omega2_thz2", "rmse_vg_thz_ang", "mae_freq_thz"]].median(), index=True)
 
 # %% [markdown]
 # ## Fig. S2 — bands of the best and the worst compound
+#
+# Reference (black) and {glue:md}`ph_best_model` (dashed) on the same q-points of the seekpath path.
 
 # %%
 stage = analysis.stage_results("phonons", dataset, best_model, **common)
-for row in (best, worst):
-    fig = figures.band_comparison(stage.load_arrays(row["compound"]), row["compound"], best_model, label)
-    plt.show()
+band_panels = [(f"{row['compound']} ({which})", stage.load_arrays(row["compound"])) for which, row in (("best", best), ("worst", worst))]
+fig = figures.band_comparison(band_panels, best_model, label)
+plt.show()
+page.figure_data(
+    pd.concat([analysis.band_table(arrays, title.split()[0]) for title, arrays in band_panels], ignore_index=True), "phonons", "figS2"
+)
+
+# %% [markdown]
+# {download}`Data of this figure (CSV) <phonons_data/figS2.csv>`
 
 # %% [markdown]
 # ## Lee & Xia metrics
 #
-# Mean absolute errors of the frequencies along the path, of the Helmholtz free energy F (kJ/mol),
+# The metrics of {cite:t}`lee2024mlip_phonons`:
+# mean absolute errors of the frequencies along the path, of the Helmholtz free energy F (kJ/mol),
 # heat capacity C_v and entropy S (J/K/mol) per unit cell at 300 and 1000 K (phonopy, q-mesh length
 # 75, modes below 0.1 THz and the three Γ acoustic modes left out), and the fraction of compounds whose
 # stability class (−0.5 THz threshold) the model gets right.
@@ -130,7 +154,7 @@ for row in (best, worst):
 
 # %%
 metrics = analysis.lee_xia_metrics(phonons)
-metrics.round(4)
+page.readable(metrics.T, index=True)
 
 # %% [markdown]
 # ## Exercises
@@ -141,3 +165,9 @@ metrics.round(4)
 #    authors' other script). Which compounds move most, and why would anharmonic ones?
 # 3. Colour Fig. 1a by halide instead of σ_ref: is the halide or the anharmonicity the better
 #    predictor of the error?
+
+# %% [markdown]
+# ## Rerun this page
+
+# %%
+display(Markdown(book.rerun_instructions("phonons")))

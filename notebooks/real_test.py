@@ -51,20 +51,21 @@ import pandas as pd
 from IPython.display import Markdown, display
 from myst_nb import glue
 
-from hdpbench import analysis, figures, paths, realdata
+from hdpbench import analysis, book, figures, page, paths, realdata
 from hdpbench.datasets import get_dataset
 from hdpbench.models import display_name, get_model_spec
 
 if isinstance(real_models, str):  # one name or a space-separated list from BOOK_PARAMS
     real_models = real_models.split()
-plt.rcParams.update({"font.size": 10})
+figures.use_book_style()
 
 
 def show(table):
-    """A table as readers should see it: no row numbers, three decimals, full text."""
-    display(table.style.hide(axis="index").format(precision=3))
+    """A table as readers should see it: human column names, three significant digits, no row numbers."""
+    display(page.readable(table))
 
-csv_folder = csv_dir or (paths.book_dir() / "_generated" / "real_test_data")
+
+csv_folder = csv_dir or (page.page_dir() / "real_test_data")
 md_settings = realdata.RealMDSettings(steps=real_md_steps, discard=real_md_discard, kpca_frames=real_kpca_frames, dtype=dtype)
 stages = realdata.run_all(real_models, md_settings=md_settings, device=device, results_root=results)
 systems = get_dataset(realdata.DATASET)
@@ -292,7 +293,9 @@ display(Markdown("\n".join(f"- {realdata.verdict(model, by_stage)}" for model, b
 #   - `hdpbench sigma data/external/fhi-vibes/CsPbI3_aims_pbesol_700K_trajectory.nc --model M --json`
 #   - `hdpbench phonons compare --unitcell data/external/phonopy/CaTiO3/POSCAR-unitcell --reference data/external/phonopy/CaTiO3/FORCE_SETS --model M --json`
 # - Parameters of this page: `real_md_steps`, `real_md_discard`, `real_kpca_frames`, `real_models`,
-#   e.g. `make book BOOK_PARAMS="real_md_steps=2000"`.
+#   e.g. `make book PAGES="real_test" BOOK_PARAMS="real_md_steps=2000"`.
+# - As a notebook: `.venv/bin/jupytext --to ipynb notebooks/real_test.py -o real_test.ipynb`, then
+#   `.venv/bin/jupyter lab real_test.ipynb` (both come with `make install`).
 #
 # ## Exercises
 #

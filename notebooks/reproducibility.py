@@ -51,11 +51,12 @@ dtype = "float32"
 
 # %%
 import pandas as pd
-from IPython.display import display
+from IPython.display import Markdown, display
 from myst_nb import glue
 
-from hdpbench import analysis
-from hdpbench.cost import Workload, estimate, measured_rates
+from hdpbench import analysis, book, figures, page
+
+figures.use_book_style()from hdpbench.cost import Workload, estimate, measured_rates
 
 rows, notes = [], {}
 for target in ("cpu", "cuda"):
@@ -68,7 +69,8 @@ cpu_total = costs["cpu"].sum(min_count=1)
 glue("cost_cpu_total_hours", float(cpu_total), display=False)
 glue("cost_cpu_sources", analysis.prose(notes["cpu"]), display=False)
 glue("cost_gpu_sources", analysis.prose(notes["cuda"]), display=False)
-costs.round(2).astype(object).where(costs.notna(), "not measured")
+costs = costs.rename(columns={"cpu": "CPU (h per model)", "cuda": "GPU (h per model)"})
+display(page.readable(costs.astype(object).where(costs.notna(), "not measured"), index=True))
 
 # %% [markdown]
 # On the 2-core CPU of the build machines, one model costs {glue:text}`cost_cpu_total_hours:.0f` hours
@@ -89,15 +91,21 @@ costs.round(2).astype(object).where(costs.notna(), "not measured")
 # %%
 timings = analysis.book_execution_times()
 if timings is None:
-    glue("build_seconds", float("nan"), display=False)
+    glue("build_seconds", analysis.prose("not recorded"), display=False)
     glue("build_started", analysis.prose("no build recorded"), display=False)
     print("No `make book` run has recorded execution times on this machine.")
 else:
     table, record = timings
-    glue("build_seconds", float(table["seconds"].sum()), display=False)
+    glue("build_seconds", analysis.prose(f"{table['seconds'].sum():.0f} s"), display=False)
     glue("build_started", analysis.prose(record["started_at"]), display=False)
-    display(table)
+    display(page.readable(table, labels={"seconds": "seconds (s)"}))
 
 # %% [markdown]
-# The pages before this one took {glue:text}`build_seconds:.0f` s in total (build started
+# The pages before this one took {glue:md}`build_seconds` in total (build started
 # {glue:md}`build_started`).
+
+# %% [markdown]
+# ## Rerun this page
+
+# %%
+display(Markdown(book.rerun_instructions("reproducibility")))

@@ -15,15 +15,17 @@
 # ones, and whether a model reproduces that distance, first with the reference Hessian and then with
 # its own.
 #
-# **The physics in a few lines.** With u the displacement of every atom from the reference supercell
-# (minimum image), the harmonic force is F⁽²⁾_{iα} = −Σ_{jβ} Φ_{iα,jβ} u_{jβ}. The anharmonicity score
-# (Knoop et al. 2020) compares what is left over to the force itself,
+# **The physics in a few lines.** With $u$ the displacement of every atom from the reference supercell
+# (minimum image), the harmonic force is $F^{(2)}_{i\alpha}=-\sum_{j\beta}\Phi_{i\alpha,j\beta}\,u_{j\beta}$.
+# The anharmonicity score {cite:p}`knoop2020anharmonicity` compares what is left over to the force itself,
 #
 # $$\sigma(t)=\sqrt{\frac{\sum_{i\alpha}\big(F_{i\alpha}(t)-F^{(2)}_{i\alpha}(t)\big)^2}{\sum_{i\alpha}F_{i\alpha}(t)^2}},\qquad \sigma=\langle\sigma(t)\rangle_t ,$$
 #
-# σ < 0.5: weakly anharmonic; 0.5 ≤ σ ≤ 1: strongly anharmonic; σ > 1: dynamically unstable at T.
-# Three scores per compound: σ_ref (reference forces, Φ_ref), σ_model(Φ_ref) (model forces on the same
-# frames, reference Φ: a strict test of the forces) and σ_model(Φ_model) (everything from the model).
+# $\sigma<0.5$: weakly anharmonic; $0.5\le\sigma\le 1$: strongly anharmonic; $\sigma>1$: dynamically
+# unstable at $T$. Three scores per compound: σ_ref (reference forces, Φ_ref), σ_model(Φ_ref) (model
+# forces on the same frames, reference Φ: a strict test of the forces) and σ_model(Φ_model)
+# (everything from the model). Pooling the sums over all frames before the ratio gives the pooled σ
+# of FHI-vibes, shown beside the time average below.
 
 # %% tags=["parameters"]
 dataset = "demo"
@@ -44,11 +46,12 @@ dry_run = False  # tiny settings (smoke tests)
 
 # %%
 import matplotlib.pyplot as plt
-from IPython.display import display
+from IPython.display import Markdown, display
 from myst_nb import glue
 
-from hdpbench import analysis, figures, published
+from hdpbench import analysis, book, figures, page, published
 
+figures.use_book_style()
 settings = analysis.book_settings(
     dtype=dtype, n_frames=n_frames, md_steps=md_steps, md_runs=md_runs, kpca_frames=kpca_frames, discard=discard, dry_run=dry_run
 )
@@ -84,8 +87,12 @@ glue("sg_mean_shift_model_fc", float(sigma[sigma["model"] == last]["delta_sigma_
 # in brackets (only where a panel's model is one of them).
 
 # %%
-fig = figures.confusion_grid(panels, label, columns=len(models))
+fig = figures.confusion_grid(panels, label)
 plt.show()
+page.figure_data(analysis.confusion_table(panels), "sigma", "fig3")
+
+# %% [markdown]
+# {download}`Data of this figure (CSV) <sigma_data/fig3.csv>`
 
 # %% [markdown]
 # ## Fig. S9 — how σ shifts
@@ -96,6 +103,25 @@ plt.show()
 # %%
 fig = figures.delta_sigma_distributions(sigma, models, label)
 plt.show()
+shift_columns = ["model", "compound", "halide", "sigma_reference", "sigma_model_fc_reference", "sigma_model_fc_model",
+                 "delta_sigma_reference_fc", "delta_sigma_model_fc"]
+page.figure_data(sigma[shift_columns], "sigma", "figS9")
+
+# %% [markdown]
+# {download}`Data of this figure (CSV) <sigma_data/figS9.csv>`
+#
+# ## Time-averaged and pooled σ
+#
+# The paper's σ is the time average ⟨σ(t)⟩; FHI-vibes reports the pooled ratio (sums over all frames
+# first). Both, for every compound and model:
+
+# %%
+pooled_labels = {
+    "sigma_pooled_reference": "σ_ref pooled", "sigma_pooled_model_fc_reference": "σ_model(Φ_ref) pooled",
+    "sigma_pooled_model_fc_model": "σ_model(Φ_model) pooled",
+}
+pooled_columns = ["model", "compound", "sigma_reference", *[c for c in pooled_labels if c in sigma], "sigma_model_fc_reference", "sigma_model_fc_model"]
+display(page.readable(sigma[pooled_columns], labels=pooled_labels))
 
 # %% [markdown]
 # ## Per-species σ and force errors
@@ -109,11 +135,18 @@ most_common = species["most anharmonic"].value_counts()
 glue("sg_top_species", analysis.prose(most_common.index[0]), display=False)
 glue("sg_top_species_count", int(most_common.iloc[0]), display=False)
 glue("sg_n_species_compounds", len(species), display=False)
-display(species.style.format(precision=3))
+largest = species["its σ_ref"].idxmax()
+glue("sg_max_species_sigma", float(species.loc[largest, "its σ_ref"]), display=False)
+glue("sg_max_species", analysis.prose(f"{species.loc[largest, 'most anharmonic']} in {largest}"), display=False)
+display(page.readable(species.reset_index()))
 
 # %% [markdown]
 # In {glue:text}`sg_top_species_count` of {glue:text}`sg_n_species_compounds` compounds the most anharmonic
-# element is {glue:md}`sg_top_species`. Compare with the formulas: is it the large A-site cation, held
+# element is {glue:md}`sg_top_species`. A per-element σ divides by the forces on that element's atoms
+# alone, so it can exceed the compound's σ: here the largest is {glue:text}`sg_max_species_sigma:.2f`
+# ({glue:md}`sg_max_species`). It is large either because the element carries the soft or unstable
+# modes, or because its forces are small and any error in Φ_ref shows in the ratio, which is why a
+# noisy Φ_ref inflates the heavy A-site cations' σ first (the data page's check of Φ_ref). Compare with the formulas: is it the large A-site cation, held
 # loosely in its cage of octahedra (the "rattler" picture of halide perovskites), or the halide?
 
 # %% [markdown]
@@ -124,5 +157,11 @@ display(species.style.format(precision=3))
 # 2. σ_model(Φ_ref) mixes model forces with the reference Hessian. If a model's forces were the
 #    reference forces plus uncorrelated noise of size ε, how would σ change? Test the idea on the
 #    force-MAE column.
-# 3. Pooling all frames before the ratio (FHI-vibes) gives `sigma_pooled_*`. When do pooled and
-#    time-averaged σ differ most?
+# 3. The table "Time-averaged and pooled σ" puts both definitions side by side. When do they differ
+#    most: for compounds with a few frames of large σ(t), or with a steady one?
+
+# %% [markdown]
+# ## Rerun this page
+
+# %%
+display(Markdown(book.rerun_instructions("sigma")))

@@ -1,5 +1,6 @@
-"""The built book in a real browser: every generated page loads in headless Chromium, shows its
-figures and contains no error output."""
+"""The built book in a real browser, with the network blocked as on a laptop offline: every
+generated page loads in headless Chromium, renders its formulas with the book's own MathJax, shows
+its figures each with a link to its data, and shows readers no error output, stderr, NaN or None."""
 
 from __future__ import annotations
 
@@ -13,6 +14,7 @@ import sys
 import tempfile
 import time
 import urllib.request
+from html.parser import HTMLParser
 
 import pytest
 
@@ -27,6 +29,8 @@ pytestmark = pytest.mark.skipif(
 CHROMIUM_FLAGS = [
     "--headless", "--no-sandbox", "--disable-gpu", "--no-first-run", "--disable-background-networking",
     "--disable-component-update", "--disable-sync",
+    # no host resolves except the book's own server: a CDN script would fail to load, as offline
+    "--host-resolver-rules=MAP * ~NOTFOUND, EXCLUDE 127.0.0.1",
 ]
 
 
@@ -74,6 +78,47 @@ def rendered_dom(url: str) -> str:
     return result.stdout
 
 
+class ReaderText(HTMLParser):
+    """The text a reader sees: everything but code cells' input, scripts and styles (folded code is
+    still code, and `compounds = None` in a parameter cell is not a missing value shown to readers)."""
+
+    SKIPPED_CLASSES = {"cell_input", "highlight"}
+    SKIPPED_TAGS = {"script", "style", "pre", "code", "mjx-assistive-mml"}
+    VOID = {"area", "base", "br", "col", "embed", "hr", "img", "input", "link", "meta", "source", "track", "wbr"}
+
+    def __init__(self):
+        super().__init__()
+        self.stack: list[bool] = []  # per open element: whether it (or a parent) is skipped
+        self.parts: list[str] = []
+
+    def handle_starttag(self, tag, attrs):
+        if tag in self.VOID:
+            return
+        classes = set((dict(attrs).get("class") or "").split())
+        skipped = (self.stack and self.stack[-1]) or tag in self.SKIPPED_TAGS or bool(classes & self.SKIPPED_CLASSES)
+        self.stack.append(bool(skipped))
+
+    def handle_endtag(self, tag):
+        if tag not in self.VOID and self.stack:
+            self.stack.pop()
+
+    def handle_data(self, data):
+        if not (self.stack and self.stack[-1]):
+            self.parts.append(data)
+
+
+def reader_text(dom: str) -> str:
+    parser = ReaderText()
+    parser.feed(dom)
+    return " ".join(parser.parts)
+
+
+def figures_and_data_links(dom: str) -> list[str]:
+    """In page order: 'figure' for every generated figure, 'data' for every CSV download link."""
+    tokens = re.finditer(r'<img[^>]+src="[^"]*_images/[^"]+"|<a[^>]+href="[^"]+\.csv"', dom)
+    return ["figure" if token.group(0).startswith("<img") else "data" for token in tokens]
+
+
 def expected_figures(name: str) -> int:
     notebook = json.loads((paths.book_dir() / "_generated" / f"{name}.ipynb").read_text())
     return sum("image/png" in output.get("data", {}) for cell in notebook["cells"] for output in cell.get("outputs", []))
@@ -84,13 +129,42 @@ def test_page_renders_with_its_figures_and_no_errors(served_book, name):
     url = f"{served_book}/book/_generated/{name}.html"
     dom = rendered_dom(url)
     assert "<h1" in dom, f"{url} rendered no title"
-    for marker in ("Traceback (most recent call last)", 'class="output error"', "ansi-red-fg", "Error in cell"):
-        assert marker not in dom, f"{url} shows error output ({marker})"
+    for marker in ("Traceback (most recent call last)", 'class="output error"', "ansi-red-fg", "Error in cell",
+                   'class="output stderr"', "Warning:"):
+        assert marker not in dom, f"{url} shows error, warning or stderr output ({marker})"
+    text = reader_text(dom)
+    shown = sorted(set(re.findall(r"\b(NaN|nan|None|<NA>)\b", text)))
+    assert not shown, f"{url} shows {shown} to readers: " + " | ".join(
+        text[max(m.start() - 60, 0): m.end() + 20] for m in re.finditer(r"\b(NaN|nan|None|<NA>)\b", text)
+    )[:600]
+    formulas = len(re.findall(r'class="math notranslate nohighlight"', dom))
+    if formulas:  # MathJax replaced the TeX source with its own output, from the book's own copy
+        assert "<mjx-container" in dom, f"{url}: {formulas} formulas left as TeX source (MathJax did not run offline)"
+    order = figures_and_data_links(dom)
+    for k, token in enumerate(order):
+        if token == "figure":
+            assert "data" in order[k + 1:k + 2], f"{url}: figure {order[:k + 1].count('figure')} has no CSV data link right below it"
     images = [src for src in re.findall(r'<img[^>]+src="([^"]+)"', dom) if "_images/" in src]
     assert len(images) >= expected_figures(name), f"{url}: {len(images)} figures shown, {expected_figures(name)} drawn"
     for src in images:  # each figure file is actually served
         target = urllib.request.urljoin(url, src)
         assert urllib.request.urlopen(target, timeout=10).status == 200, target
+
+
+def test_mathjax_is_served_by_the_book_itself(served_book):
+    dom = rendered_dom(f"{served_book}/book/_generated/sigma.html")
+    scripts = re.findall(r'<script[^>]+src="([^"]*mathjax[^"]*)"', dom, flags=re.IGNORECASE)
+    assert scripts and all(not src.startswith(("http://", "https://", "//")) for src in scripts), scripts
+    assert urllib.request.urlopen(urllib.request.urljoin(f"{served_book}/book/_generated/sigma.html", scripts[0]), timeout=10).status == 200
+
+
+def test_reader_text_skips_code_but_not_outputs():
+    dom = ('<div class="cell_input"><pre>compounds = None</pre></div><div class="cell_output"><p>σ = NaN</p></div>'
+           '<script>var x = None;</script><p>all <b>fine</b><br>here</p>')
+    text = reader_text(dom)
+    assert "compounds" not in text and "var x" not in text
+    assert "NaN" in text and "fine" in text and "here" in text
+    assert figures_and_data_links('<img src="../_images/a.png"><a href="x/fig.csv">d</a><img src="_images/b.png">') == ["figure", "data", "figure"]
 
 
 def test_landing_page_links_every_section(served_book):

@@ -5,6 +5,7 @@ import os
 import subprocess
 import sys
 
+import numpy as np
 import pytest
 
 from hdpbench import paths
@@ -99,3 +100,74 @@ def test_ionic_radius_estimate_covers_every_demo_compound_and_rejects_unbalanced
         assert 7.0 < ionic_radius_lattice_constant(compound) < 13.5
     with pytest.raises(ValueError, match="do not balance"):
         ionic_radius_lattice_constant(DemoCompound("Cs2NaKF6", "Cs", "Na", "K", "F", 9.0))
+
+
+# ---- Φ_ref: ± displacements, symmetrisation only above the tolerance, refresh of packed archives ----
+
+class NoisyLennardJones:
+    """A Lennard-Jones calculator whose forces carry seeded noise, like a loosely converged SCF:
+    Φ from it breaks translational invariance."""
+
+    def __new__(cls, noise: float, seed: int = 0):
+        from ase.calculators.lj import LennardJones
+
+        class Noisy(LennardJones):
+            def calculate(self, atoms=None, properties=("energy",), system_changes=()):
+                super().calculate(atoms, properties, system_changes)
+                if "forces" in self.results:
+                    self.results["forces"] = self.results["forces"] + rng.normal(0, noise, self.results["forces"].shape)
+
+        rng = np.random.default_rng(seed)
+        return Noisy(sigma=3.0, epsilon=0.05, rc=6.0)
+
+
+def _primitive():
+    from hdpbench.structures import double_perovskite
+
+    return double_perovskite("Cs", "Ag", "Bi", "Br", a=11.0, x=0.25)
+
+
+def test_force_constants_are_symmetrised_only_when_gamma_acoustic_modes_exceed_the_tolerance():
+    from hdpbench.demo.generate import GenerationSettings, finite_displacement_force_constants
+
+    settings = GenerationSettings()
+    clean_phonon, clean = finite_displacement_force_constants(_primitive(), settings, NoisyLennardJones(0.0))
+    steps = [(d["number"], tuple(np.round(d["displacement"], 6))) for d in clean_phonon.dataset["first_atoms"]]
+    assert clean["plusminus"] and clean["displaced_supercells"] == len(steps)
+    assert all((atom, tuple(-np.array(step) + 0.0)) in steps for atom, step in steps)  # every step has its mirror
+    assert not clean["symmetrized"] and clean["gamma_acoustic_max_thz"] < 0.01  # pair forces: invariant already
+    _, noisy = finite_displacement_force_constants(_primitive(), settings, NoisyLennardJones(2e-3))
+    assert noisy["gamma_acoustic_max_thz_raw"] > settings.gamma_acoustic_tolerance_thz
+    assert noisy["symmetrized"] and noisy["gamma_acoustic_max_thz"] < 1e-3
+
+
+def test_refresh_rewrites_force_constants_and_keeps_every_other_member(tmp_path):
+    import io
+    import tarfile
+
+    import ase.io
+    import h5py
+
+    from hdpbench.demo.generate import GenerationSettings, _read_archive, _write_archive, refresh_force_constants
+
+    buffer = io.StringIO()
+    ase.io.write(buffer, _primitive(), format="vasp", direct=True)
+    archive = tmp_path / "dpv_Cs2AgBiBr6.tar.xz"
+    before = {
+        "dpv_Cs2AgBiBr6/CONTCAR": buffer.getvalue().encode(),
+        "dpv_Cs2AgBiBr6/MD/vasprun_prod.xml": b"<modeling>frames</modeling>",
+        "dpv_Cs2AgBiBr6/FORCE_SETS": b"old",
+        "dpv_Cs2AgBiBr6/provenance.json": json.dumps({"compound": "Cs2AgBiBr6", "relaxation": {"a_relaxed": 11.0}}).encode(),
+    }
+    _write_archive(archive, before)
+    record = refresh_force_constants(archive, GenerationSettings(), NoisyLennardJones(0.0))
+    after = _read_archive(archive)
+    assert after["dpv_Cs2AgBiBr6/MD/vasprun_prod.xml"] == before["dpv_Cs2AgBiBr6/MD/vasprun_prod.xml"]
+    assert after["dpv_Cs2AgBiBr6/CONTCAR"] == before["dpv_Cs2AgBiBr6/CONTCAR"]
+    assert after["dpv_Cs2AgBiBr6/FORCE_SETS"] != b"old"
+    provenance = json.loads(after["dpv_Cs2AgBiBr6/provenance.json"])
+    assert provenance["relaxation"] == {"a_relaxed": 11.0}  # kept
+    assert provenance["force_constants"]["displaced_supercells"] == record["displaced_supercells"]
+    assert provenance["settings"]["displacement_plusminus"] is True
+    with tarfile.open(archive) as tar, h5py.File(tar.extractfile("dpv_Cs2AgBiBr6/force_constants.hdf5"), "r") as fc:
+        assert fc["force_constants"].shape == (80, 80, 3, 3)

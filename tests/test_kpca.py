@@ -8,6 +8,7 @@ import pytest
 from hdpbench.kpca import (
     configuration_map,
     overlap_score,
+    reference_split_overlap,
     rematch_kernel,
     rematch_kernel_dscribe,
     soap_descriptors,
@@ -55,6 +56,20 @@ def test_separated_sets_do_not_overlap():
     kernel = np.array([[1.0, 0.99, 0.1, 0.1], [0.99, 1.0, 0.1, 0.1], [0.1, 0.1, 1.0, 0.98], [0.1, 0.1, 0.98, 1.0]])
     assert overlap_score(kernel, np.array([0, 0, 1, 1])) == 0.0
     assert overlap_score(kernel, np.array([0, 1, 0, 1])) == 1.0
+
+
+def test_reference_split_overlap_scores_the_later_half_against_the_earlier():
+    # a 1D "trajectory" of 8 reference frames drifting in time, then 2 model frames; kernel from distance
+    position = np.array([0.0, 0.1, 0.2, 0.3, 1.0, 1.1, 1.2, 1.3, 5.0, 5.1])
+    kernel = 1.0 - 0.5 * (position[:, None] - position[None, :]) ** 2  # so sqrt(2 - 2K) = |Δx|
+    labels = np.array([0] * 8 + [1, 1])
+    # later half (1.0-1.3): the nearest frame of each is in its own half, except 1.0 whose nearest is
+    # 1.1 (own half) -> 0; model frames never enter
+    assert reference_split_overlap(kernel, labels) == 0.0
+    interleaved = np.array([0.0, 1.0, 0.1, 1.1, 0.2, 1.2, 0.3, 1.3])  # halves = [0,1,0.1,1.1] vs [0.2,1.2,0.3,1.3]
+    kernel = 1.0 - 0.5 * (interleaved[:, None] - interleaved[None, :]) ** 2
+    assert reference_split_overlap(kernel, np.zeros(8, int)) == 0.5  # 0.2 -> 0.1 and 1.2 -> 1.1 are earlier
+    assert np.isnan(reference_split_overlap(np.eye(3), np.zeros(3, int)))
 
 
 def test_subsample():

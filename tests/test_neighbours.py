@@ -9,7 +9,7 @@ from hdpbench.benchmarking import hdp_frames
 
 
 def edge_set(sender, receiver, unit_shifts):
-    return sorted(zip(np.asarray(sender).tolist(), np.asarray(receiver).tolist(), map(tuple, np.asarray(unit_shifts).tolist())))
+    return sorted(zip(np.asarray(sender).tolist(), np.asarray(receiver).tolist(), map(tuple, np.asarray(unit_shifts).tolist()), strict=True))
 
 
 def test_tensor_neighbour_list_equals_mace_get_neighborhood():

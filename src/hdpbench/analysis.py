@@ -67,6 +67,23 @@ def phonon_table(dataset: str, models: Sequence[str], **kwargs) -> pd.DataFrame:
     return table.drop(columns=[c for c in ("thermal_reference", "thermal_model") if c in table])
 
 
+def band_table(arrays: dict[str, np.ndarray], compound: str) -> pd.DataFrame:
+    """Long table of two band structures on the same q-points (a band figure's data): compound,
+    q-point index, path distance, band index, reference and model frequency (THz)."""
+    reference, model = arrays["frequencies_reference"], arrays["frequencies_model"]
+    n_q, n_bands = reference.shape
+    return pd.DataFrame(
+        {
+            "compound": compound,
+            "q_index": np.repeat(np.arange(n_q), n_bands),
+            "distance": np.repeat(arrays["distances"], n_bands),
+            "band": np.tile(np.arange(n_bands), n_q),
+            "frequency_reference_thz": reference.ravel(),
+            "frequency_model_thz": model.ravel(),
+        }
+    )
+
+
 def lee_xia_metrics(phonons: pd.DataFrame) -> pd.DataFrame:
     """Per model: MAE of frequencies, of F, C_v, S at 300/1000 K, and the stability-classification accuracy."""
     columns = ["mae_freq_thz"] + [c for c in phonons.columns if c.startswith("abs_error_")]
@@ -152,6 +169,70 @@ def confusion(reference: Sequence[float], model: Sequence[float]) -> dict[str, A
     }
 
 
+def confusion_table(panels: Sequence[dict]) -> pd.DataFrame:
+    """Long table of confusion panels ({counts, title, published (optional)}): the data of Figs. 3/4."""
+    from .published import CLASS_LABELS
+
+    rows = []
+    for panel in panels:
+        published = panel.get("published")
+        for i, reference_class in enumerate(CLASS_LABELS):
+            for j, model_class in enumerate(CLASS_LABELS):
+                rows.append(
+                    {
+                        "panel": panel["title"].replace("\n", " "),
+                        "reference_class": reference_class,
+                        "model_class": model_class,
+                        "count": int(panel["counts"][i, j]),
+                        "published_count": int(published[i, j]) if published is not None else None,
+                    }
+                )
+    return pd.DataFrame(rows)
+
+
+def temperature_table(traces: dict[str, dict[str, np.ndarray]]) -> pd.DataFrame:
+    """Long table of MD temperature traces ({model: {compound: runs x steps}}): model, compound, run,
+    step, T (K); steps after a run stopped are left out."""
+    rows = []
+    for model, per_compound in traces.items():
+        for compound, temperatures in per_compound.items():
+            for run, trace in enumerate(np.atleast_2d(temperatures)):
+                kept = np.flatnonzero(np.isfinite(trace))
+                rows.append(pd.DataFrame({"model": model, "compound": compound, "run": run, "step": kept, "temperature_K": trace[kept]}))
+    return pd.concat(rows, ignore_index=True) if rows else pd.DataFrame(columns=["model", "compound", "run", "step", "temperature_K"])
+
+
+def kpca_table(arrays: dict[str, dict[str, np.ndarray]]) -> pd.DataFrame:
+    """Long table of KPCA maps ({compound: stage arrays}): compound, origin, frame index in its set,
+    both coordinates and σ(t) (the data of Figs. 6, S10, S12)."""
+    parts = []
+    for compound, a in arrays.items():
+        origin = np.where(a["labels"] == 0, "reference", "model")
+        frame = np.empty(len(a["labels"]), dtype=int)
+        frame[a["labels"] == 0] = a["reference_frame_index"]
+        frame[a["labels"] == 1] = a["model_frame_index"]
+        parts.append(
+            pd.DataFrame(
+                {"compound": compound, "origin": origin, "frame_index": frame, "kpca_1": a["coordinates"][:, 0],
+                 "kpca_2": a["coordinates"][:, 1], "sigma_per_frame": a["sigma_per_frame"]}
+            )
+        )
+    return pd.concat(parts, ignore_index=True)
+
+
+def supercell_atoms(dataset: str, compound: str) -> int:
+    """Atoms in a compound's reference supercell (the MD cell)."""
+    from .datasets import get_dataset
+
+    return get_dataset(dataset, download=False).load(compound, trajectories=False).n_atoms
+
+
+def canonical_temperature_spread(target_K: float, n_atoms: int) -> float:
+    """Standard deviation (K) of the instantaneous kinetic temperature of N atoms in the canonical
+    ensemble, T·sqrt(2/(3N)): what a correct thermostat must show, not noise to be removed."""
+    return float(target_K * np.sqrt(2.0 / (3.0 * n_atoms)))
+
+
 def classes(values: Sequence[float]) -> np.ndarray:
     return sigma_class(np.asarray(values, dtype=float))
 
@@ -218,6 +299,8 @@ def demo_validation_table(dataset: str) -> pd.DataFrame | None:
                 "a ionic radii (Å)": ionic,
                 "Δa vs ionic (%)": 100 * (row["a_relaxed"] - ionic) / ionic if ionic else None,
                 "min Γ frequency (THz)": row["G_min_ph_freq"],
+                "largest Γ acoustic |f| (THz)": row.get("gamma_acoustic_max_thz"),
+                "Φ_ref symmetrised": "yes" if row.get("force_constants_symmetrized") else "no",
                 "σ_ref": row["sigma_300K_single"],
                 "class": row["sigma_class"],
             }

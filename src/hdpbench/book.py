@@ -8,6 +8,7 @@ build with its traceback; each notebook has a time budget.
 from __future__ import annotations
 
 import argparse
+import os
 import subprocess
 import sys
 from pathlib import Path
@@ -43,6 +44,10 @@ def execute_notebook(name: str, parameters: dict, *, timeout: int = PAGE_TIMEOUT
     output.parent.mkdir(parents=True, exist_ok=True)
     unexecuted = output.with_suffix(".input.ipynb")
     jupytext.write(jupytext.read(source), unexecuted)
+    from .page import PAGE_DIR_VARIABLE
+
+    previous = os.environ.get(PAGE_DIR_VARIABLE)
+    os.environ[PAGE_DIR_VARIABLE] = str(output.parent)  # the kernel writes each figure's CSV beside the page
     try:
         papermill.execute_notebook(
             str(unexecuted),
@@ -55,6 +60,10 @@ def execute_notebook(name: str, parameters: dict, *, timeout: int = PAGE_TIMEOUT
         )
     finally:
         unexecuted.unlink(missing_ok=True)
+        if previous is None:
+            os.environ.pop(PAGE_DIR_VARIABLE, None)
+        else:
+            os.environ[PAGE_DIR_VARIABLE] = previous
     fold_code_cells(output)
     return output
 
@@ -110,6 +119,11 @@ def build(parameters: dict, *, notebooks: list[str] | None = None) -> Path:
         "parameters": {k: v for k, v in parameters.items() if k != "results"},
         "pages": [],  # in execution order
     }
+    if notebooks and execution_times_path().is_file():  # a partial rebuild keeps the other pages' times
+        import json
+
+        kept = json.loads(execution_times_path().read_text()).get("pages", [])
+        record["pages"] = [entry for entry in kept if entry["page"] not in notebooks]
     for name in notebooks or NOTEBOOKS:
         own = {k: v for k, v in parameters.items() if k in declared_parameters(name)}
         print(f"executing notebooks/{name}.py with {own}", flush=True)
@@ -126,6 +140,24 @@ def build(parameters: dict, *, notebooks: list[str] | None = None) -> Path:
     html = root / "_build" / "html" / "index.html"
     print(f"book built: {html}")
     return html
+
+
+def rerun_instructions(page: str) -> str:
+    """Markdown for the end of a page: how to rebuild it with other parameters and open it as a notebook."""
+    return f"""Rebuild this page with other parameters (the other pages keep their last version; any
+parameter of the page's first code cell can be set, and results already computed are reused):
+
+```bash
+make book PAGES="{page}" BOOK_PARAMS="dtype=float64 n_frames=30"
+```
+
+Open it as a notebook (jupytext and JupyterLab come with `make install`):
+
+```bash
+.venv/bin/jupytext --to ipynb notebooks/{page}.py -o {page}.ipynb
+.venv/bin/jupyter lab {page}.ipynb
+```
+"""
 
 
 def default_models(dataset: str) -> list[str]:
@@ -163,7 +195,15 @@ def main(argv: list[str] | None = None) -> int:
         "--param", action="append", default=[], metavar="NAME=VALUE",
         help="a notebook parameter, e.g. md_steps=2000 (an integer, None, True/False or a string; repeatable; overrides the dataset's book sizes)",
     )
+    parser.add_argument(
+        "--pages", default="", metavar="'phonons sigma'",
+        help=f"execute only these pages (of {', '.join(NOTEBOOKS)}); the others keep their last executed version",
+    )
     args = parser.parse_args(argv)
+    pages = args.pages.split()
+    unknown = sorted(set(pages) - set(NOTEBOOKS))
+    if unknown:
+        parser.error(f"--pages: unknown page(s) {', '.join(unknown)}; the pages are {', '.join(NOTEBOOKS)}")
     models = args.models.split() or default_models(args.dataset)
     parameters = {"dataset": args.dataset, "models": models, "device": args.device, "dtype": args.dtype}
     if args.models.split():  # models named on the command line also take the real-data chapter
@@ -174,7 +214,7 @@ def main(argv: list[str] | None = None) -> int:
         if not name or not value:
             parser.error(f"--param {item!r}: expected NAME=VALUE")
         parameters[name] = _parameter_value(value)
-    build(parameters)
+    build(parameters, notebooks=pages or None)
     return 0
 
 

@@ -87,6 +87,13 @@ def cmd_data_fetch(args) -> int:
     return 0
 
 
+def _gamma_acoustic_max_thz(compound) -> float:
+    from .phonons import acoustic_sum_rule_violation, make_phonopy
+
+    phonon = make_phonopy(compound.unitcell, compound.supercell_matrix, compound.force_constants)
+    return acoustic_sum_rule_violation(phonon)["gamma_acoustic_max_thz"]
+
+
 def cmd_data_show(args) -> int:
     from .datasets import get_dataset
 
@@ -99,6 +106,8 @@ def cmd_data_show(args) -> int:
         "supercell_matrix": compound.supercell_matrix.tolist(),
         "supercell_atoms": compound.n_atoms,
         "force_constants_shape": list(compound.force_constants.shape),
+        # 0 for a translationally invariant Φ: how much noise the reference force constants carry
+        "gamma_acoustic_max_thz": _gamma_acoustic_max_thz(compound),
         "production_files": [t.source_files[0] for t in compound.trajectories],
         "frames_per_file": [len(t) for t in compound.trajectories],
         "summary": {k: v for k, v in compound.summary.items() if k != "raw"},

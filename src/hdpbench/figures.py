@@ -17,10 +17,37 @@ from .models import display_name
 from .published import CLASS_LABELS
 
 HALIDE_ORDER = list(HALIDES)
+# The book's text column is about 7 in wide: a figure at most this wide shows its fonts at their size.
+PAGE_WIDTH_IN = 7.0
+BOOK_STYLE = {
+    "font.size": 10,
+    "axes.titlesize": 10,
+    "axes.labelsize": 10,
+    "xtick.labelsize": 9,
+    "ytick.labelsize": 9,
+    "legend.fontsize": 9,
+    "figure.dpi": 150,  # inline PNGs at 150 dpi: sharp on high-density screens
+    "savefig.dpi": 150,
+}
+# below this many values a box plot hides more than it shows: draw the points
+MIN_VALUES_FOR_BOX = 5
+REFERENCE_STYLE = {"color": "0.25", "marker": "o"}
+MODEL_STYLE = {"color": "C3", "marker": "^"}
+
+
+def use_book_style() -> None:
+    """Fonts of at least 9 pt at page width, 150 dpi inline figures (called by every page)."""
+    plt.rcParams.update(BOOK_STYLE)
+    try:
+        from matplotlib_inline.backend_inline import set_matplotlib_formats
+
+        set_matplotlib_formats("png", dpi=BOOK_STYLE["figure.dpi"])
+    except ImportError:  # outside IPython
+        pass
 
 
 def source_note(fig, dataset_label: str) -> None:
-    fig.text(0.01, 0.002, dataset_label, fontsize=7, color="0.35", ha="left", va="bottom")
+    fig.text(0.01, 0.002, dataset_label, fontsize=9, color="0.35", ha="left", va="bottom")
 
 
 def phonon_error_scatter(phonons: pd.DataFrame, model: str, dataset_label: str, halide: str | None = None):
@@ -53,64 +80,88 @@ def phonon_error_scatter(phonons: pd.DataFrame, model: str, dataset_label: str, 
 
 
 def phonon_error_boxes(phonons: pd.DataFrame, models: Sequence[str], dataset_label: str):
-    """Fig. 1b,c: RMSE(ω²) and RMSE(v_g) per halide and model (log scale)."""
-    fig, axes = plt.subplots(1, 2, figsize=(10, 3.8))
+    """Fig. 1b,c: RMSE(ω²) (top) and RMSE(v_g) (bottom) per halide and model (log scale). Groups of
+    fewer than MIN_VALUES_FOR_BOX compounds are drawn as points with their median as a bar; n per
+    halide is in the tick labels."""
+    fig, axes = plt.subplots(2, 1, figsize=(PAGE_WIDTH_IN, 5.6), sharex=True)
     halides = [h for h in HALIDE_ORDER if h in set(phonons["halide"])]
     width = 0.8 / max(len(models), 1)
-    for ax, column, label in zip(axes, ["rmse_omega2_thz2", "rmse_vg_thz_ang"], ["RMSE(ω²) / THz²", "RMSE(v_g) / THz·Å"], strict=True):
+    for ax, column, label in zip(axes, ["rmse_omega2_thz2", "rmse_vg_thz_ang"], ["RMSE(ω²) (THz²)", "RMSE(v_g) (THz·Å)"], strict=True):
         for k, model in enumerate(models):
-            data = [phonons[(phonons["model"] == model) & (phonons["halide"] == h)][column].to_numpy() for h in halides]
-            positions = np.arange(len(halides)) + (k - (len(models) - 1) / 2) * width
-            boxes = ax.boxplot(data, positions=positions, widths=width * 0.9, patch_artist=True, showfliers=True)
-            for patch in boxes["boxes"]:
-                patch.set_facecolor(f"C{k}")
-            ax.plot([], [], color=f"C{k}", lw=6, label=display_name(model))
-        ax.set(yscale="log", ylabel=label, xticks=range(len(halides)), xticklabels=halides)
-    axes[0].legend(fontsize=8)
+            colour = f"C{k}"
+            for h, halide in enumerate(halides):
+                values = phonons[(phonons["model"] == model) & (phonons["halide"] == halide)][column].dropna().to_numpy()
+                position = h + (k - (len(models) - 1) / 2) * width
+                if len(values) >= MIN_VALUES_FOR_BOX:
+                    ax.boxplot([values], positions=[position], widths=width * 0.85, patch_artist=True,
+                               boxprops={"facecolor": colour, "alpha": 0.45}, medianprops={"color": "k", "lw": 1.5},
+                               flierprops={"markersize": 3})
+                elif len(values):
+                    ax.scatter(np.full(len(values), position), values, color=colour, edgecolor="k", lw=0.4, s=30, zorder=3)
+                    ax.hlines(np.median(values), position - width * 0.4, position + width * 0.4, color="k", lw=1.5, zorder=4)
+            ax.scatter([], [], color=colour, edgecolor="k", lw=0.4, s=30, label=display_name(model))
+        ax.set(yscale="log", ylabel=label)
+    counts = phonons.drop_duplicates("compound").groupby("halide").size()
+    axes[1].set_xticks(range(len(halides)), [f"{h}\nn = {int(counts.get(h, 0))}" for h in halides])
+    axes[0].legend(loc="best", title="black bar: median", title_fontsize=9)
     source_note(fig, dataset_label)
-    fig.tight_layout()
+    fig.tight_layout(rect=(0, 0.03, 1, 1))
     return fig
 
 
-def band_comparison(arrays: dict[str, np.ndarray], compound: str, model: str, dataset_label: str):
-    """Fig. S2: reference and model bands on the same q-points (negative = imaginary)."""
-    fig, ax = plt.subplots(figsize=(6, 3.8))
-    distances = arrays["distances"]
-    ax.plot(distances, arrays["frequencies_reference"], color="k", lw=1.0)
-    ax.plot(distances, arrays["frequencies_model"], color="C3", lw=0.9, ls="--")
-    ax.plot([], [], color="k", label="reference")
-    ax.plot([], [], color="C3", ls="--", label=display_name(model))
-    for end in np.cumsum(arrays["segment_ends"])[:-1]:
-        ax.axvline(distances[min(int(end), len(distances) - 1)], color="0.8", lw=0.6)
-    ax.axhline(0, color="0.5", lw=0.6)
-    ax.set(xlim=(distances[0], distances[-1]), ylabel="frequency / THz", xticks=[], title=compound)
-    ax.legend(fontsize=8, loc="upper right")
+def band_comparison(panels: Sequence[tuple[str, dict[str, np.ndarray]]], model: str, dataset_label: str):
+    """Fig. S2: reference and model bands on the same q-points (negative = imaginary), one panel per
+    (title, stage arrays) entry, side by side with a shared frequency axis."""
+    fig, axes = plt.subplots(1, len(panels), figsize=(PAGE_WIDTH_IN, 3.6), sharey=True, squeeze=False)
+    for ax, (title, arrays) in zip(axes[0], panels, strict=True):
+        distances = arrays["distances"]
+        ax.plot(distances, arrays["frequencies_reference"], color="k", lw=1.0)
+        ax.plot(distances, arrays["frequencies_model"], color="C3", lw=0.9, ls="--")
+        if "band_labels" in arrays:
+            positions, names = band_ticks(distances, arrays["segment_ends"], arrays["band_labels"], arrays["band_connections"])
+        else:  # results written before labels were stored: segment boundaries only
+            positions, names = [float(distances[int(end) - 1]) for end in arrays["segment_ends"]], []
+        for tick in positions[1:-1] if names else positions[:-1]:
+            ax.axvline(tick, color="0.8", lw=0.6)
+        ax.set_xticks(positions if names else [], names)
+        ax.axhline(0, color="0.5", lw=0.6)
+        ax.set(xlim=(distances[0], distances[-1]), title=title)
+    axes[0, 0].set_ylabel("frequency (THz)")
+    axes[0, 0].plot([], [], color="k", label="reference")
+    axes[0, 0].plot([], [], color="C3", ls="--", label=display_name(model))
+    axes[0, 0].legend(loc="lower right", framealpha=0.9)
+    fig.text(0.99, 0.002, "negative: imaginary", fontsize=9, color="0.35", ha="right", va="bottom")
     source_note(fig, dataset_label)
-    fig.tight_layout()
+    fig.tight_layout(rect=(0, 0.04, 1, 1))
     return fig
 
 
-def _confusion_panel(ax, counts: np.ndarray, title: str, published: np.ndarray | None = None) -> None:
+def _confusion_panel(ax, counts: np.ndarray, title: str, published: np.ndarray | None = None):
     totals = counts.sum(axis=1, keepdims=True)
     with np.errstate(invalid="ignore", divide="ignore"):
         fraction = np.nan_to_num(counts / totals)
-    ax.imshow(fraction, cmap="Blues", vmin=0, vmax=1)
+    image = ax.imshow(fraction, cmap="Blues", vmin=0, vmax=1)
     for i in range(3):
         for j in range(3):
             text = f"{counts[i, j]}"
             if published is not None:
                 text += f"\n(paper {published[i, j]})"
-            ax.text(j, i, text, ha="center", va="center", fontsize=7, color="w" if fraction[i, j] > 0.6 else "k")
-    ax.set(xticks=range(3), yticks=range(3), xticklabels=CLASS_LABELS, yticklabels=CLASS_LABELS, title=title)
-    ax.tick_params(labelsize=6)
+            ax.text(j, i, text, ha="center", va="center", fontsize=9, color="w" if fraction[i, j] > 0.6 else "k")
+    ax.set(xticks=range(3), yticks=range(3), title=f"{title} (n = {int(counts.sum())})")
+    ax.set_xticklabels(CLASS_LABELS, fontsize=9)
+    ax.set_yticklabels(CLASS_LABELS, fontsize=9)
+    return image
 
 
-def confusion_grid(panels: list[dict], dataset_label: str, *, columns: int = 4):
-    """Fig. 3 / 4: one 3x3 panel per entry {counts, title, published (optional)}; rows = reference class."""
+def confusion_grid(panels: list[dict], dataset_label: str, *, columns: int = 2):
+    """Fig. 3 / 4: one 3x3 panel per entry {counts, title, published (optional)}; rows = reference
+    class, columns = model class; colour = fraction of the reference class (row), one colourbar."""
+    columns = max(1, min(columns, len(panels), 2))
     rows = int(np.ceil(len(panels) / columns))
-    fig, axes = plt.subplots(rows, columns, figsize=(3.0 * columns, 3.0 * rows), squeeze=False)
+    fig, axes = plt.subplots(rows, columns, figsize=(PAGE_WIDTH_IN, 3.2 * rows + 0.3), squeeze=False)
+    image = None
     for ax, panel in zip(axes.flat, panels, strict=False):
-        _confusion_panel(ax, panel["counts"], panel["title"], panel.get("published"))
+        image = _confusion_panel(ax, panel["counts"], panel["title"], panel.get("published"))
     for ax in axes.flat[len(panels):]:
         ax.set_visible(False)
     for ax in axes[:, 0]:
@@ -118,22 +169,27 @@ def confusion_grid(panels: list[dict], dataset_label: str, *, columns: int = 4):
     for ax in axes[-1, :]:
         ax.set_xlabel("model class")
     source_note(fig, dataset_label)
-    fig.tight_layout()
+    fig.tight_layout(rect=(0, 0.03, 0.9, 1))
+    if image is not None:
+        bar = fig.add_axes((0.91, 0.15, 0.02, 0.7))
+        fig.colorbar(image, cax=bar, label="fraction of the reference class")
     return fig
 
 
 def delta_sigma_distributions(sigma: pd.DataFrame, models: Sequence[str], dataset_label: str):
     """Fig. S9: σ_model − σ_ref for both approaches, per model."""
-    fig, axes = plt.subplots(1, 2, figsize=(10, 3.6), sharey=True)
-    for ax, column, title in zip(axes, ["delta_sigma_reference_fc", "delta_sigma_model_fc"], ["with Φ_ref", "with Φ_model"], strict=True):
-        values = sigma[column].dropna()
-        edges = np.linspace(min(values.min(), -0.05), max(values.max(), 0.05), 25) if len(values) else 10
+    fig, axes = plt.subplots(1, 2, figsize=(PAGE_WIDTH_IN, 3.4), sharex=True, sharey=True)
+    columns = ["delta_sigma_reference_fc", "delta_sigma_model_fc"]
+    values = pd.concat([sigma[column] for column in columns]).dropna()
+    # the same bins in both panels, so the two approaches compare at a glance
+    edges = np.linspace(min(values.min(), -0.05), max(values.max(), 0.05), 25) if len(values) else 10
+    for ax, column, title in zip(axes, columns, ["with Φ_ref", "with Φ_model"], strict=True):
         for k, model in enumerate(models):
             ax.hist(sigma[sigma["model"] == model][column].dropna(), bins=edges, histtype="step", lw=1.4, color=f"C{k}", label=display_name(model))
         ax.axvline(0, color="0.4", lw=0.8)
         ax.set(xlabel="σ_model − σ_ref", title=title)
-    axes[0].set_ylabel("compounds")
-    axes[0].legend(fontsize=8)
+    axes[0].set_ylabel(f"compounds (n = {sigma['compound'].nunique()})")
+    axes[0].legend()
     source_note(fig, dataset_label)
     fig.tight_layout()
     return fig
@@ -141,14 +197,18 @@ def delta_sigma_distributions(sigma: pd.DataFrame, models: Sequence[str], datase
 
 def delta_sigma_vs_phonon_errors(merged: pd.DataFrame, dataset_label: str):
     """Fig. 5: |σ_ref − σ_model-only| against RMSE(ω²) and RMSE(v_g)."""
-    fig, axes = plt.subplots(1, 2, figsize=(10, 3.8), sharey=True)
-    for ax, column, label in zip(axes, ["rmse_omega2_thz2", "rmse_vg_thz_ang"], ["RMSE(ω²) / THz²", "RMSE(v_g) / THz·Å"], strict=True):
+    fig, axes = plt.subplots(1, 2, figsize=(PAGE_WIDTH_IN, 3.6), sharey=True)
+    for ax, column, label in zip(axes, ["rmse_omega2_thz2", "rmse_vg_thz_ang"], ["RMSE(ω²) (THz²)", "RMSE(v_g) (THz·Å)"], strict=True):
         for k, halide in enumerate(h for h in HALIDE_ORDER if h in set(merged["halide"])):
             data = merged[merged["halide"] == halide]
             ax.scatter(data[column], data["abs_delta_sigma"], s=30, color=f"C{k}", label=halide, edgecolor="k", lw=0.4)
+        if len(merged) <= 12:  # a handful of compounds: name each point, as the text discusses them
+            for _, row in merged.iterrows():
+                ax.annotate(row["compound"], (row[column], row["abs_delta_sigma"]), fontsize=9,
+                            xytext=(3, 3), textcoords="offset points")
         ax.set(xscale="log", xlabel=label)
-    axes[0].set_ylabel("|σ_ref − σ_model-only|")
-    axes[0].legend(fontsize=8)
+    axes[0].set_ylabel(f"|σ_ref − σ_model-only| (n = {len(merged)})")
+    axes[0].legend()
     source_note(fig, dataset_label)
     fig.tight_layout()
     return fig
@@ -158,7 +218,7 @@ def temperature_traces(traces: dict[str, dict[str, np.ndarray]], target_K: float
     """Instantaneous temperature of every model-MD run, one panel per model ({model: {compound: runs × steps}});
     NaN after a run was stopped. One colour per compound, the same in every panel."""
     compounds = list(dict.fromkeys(c for per_model in traces.values() for c in per_model))
-    fig, axes = plt.subplots(1, len(traces), figsize=(4.2 * len(traces) + 1.6, 3.2), sharey=True, squeeze=False)
+    fig, axes = plt.subplots(1, len(traces), figsize=(PAGE_WIDTH_IN, 3.2), sharey=True, squeeze=False)
     for ax, (model, per_compound) in zip(axes[0], traces.items(), strict=True):
         for compound, temperatures in per_compound.items():
             colour = f"C{compounds.index(compound) % 10}"
@@ -166,35 +226,56 @@ def temperature_traces(traces: dict[str, dict[str, np.ndarray]], target_K: float
                 ax.plot(run, color=colour, lw=0.6, alpha=0.7)
         ax.axhline(target_K, color="k", lw=0.8, ls="--")
         ax.set(xlabel="MD step", title=display_name(model))
-    axes[0, 0].set_ylabel("T / K")
+    axes[0, 0].set_ylabel("T (K)")
     legend_width = 0.0
     if len(compounds) <= 12:  # beyond that (the full dataset) a legend would hide more than it tells
         handles = [plt.Line2D([], [], color=f"C{k % 10}", lw=1.5) for k in range(len(compounds))]
-        fig.legend(handles, compounds, fontsize=7, loc="center right", frameon=False)
-        legend_width = 1.5 / fig.get_figwidth()
+        fig.legend(handles, compounds, fontsize=9, loc="center right", frameon=False)
+        legend_width = 1.45 / fig.get_figwidth()
     source_note(fig, dataset_label)
     fig.tight_layout(rect=(0, 0, 1 - legend_width, 1))
     return fig
 
 
-def kpca_map(arrays: dict[str, np.ndarray], compound: str, model: str, dataset_label: str, *, colour_by_sigma: bool = False):
-    """Fig. 6 (labels) or Figs. S10/S12 (per-frame σ): reference and model-MD frames in one KPCA map."""
-    fig, ax = plt.subplots(figsize=(4.4, 3.8))
-    coordinates, labels = arrays["coordinates"], arrays["labels"]
-    markers = {0: ("o", "reference MD"), 1: ("^", f"{display_name(model)} MD")}
-    for label, (marker, name) in markers.items():
-        chosen = labels == label
-        if colour_by_sigma:
-            points = ax.scatter(*coordinates[chosen].T, c=arrays["sigma_per_frame"][chosen], cmap="magma", marker=marker, s=18,
-                                vmin=np.nanmin(arrays["sigma_per_frame"]), vmax=np.nanmax(arrays["sigma_per_frame"]), label=name)
-        else:
-            ax.scatter(*coordinates[chosen].T, marker=marker, s=18, alpha=0.7, label=name)
+def kpca_grid(maps: dict[str, dict[str, np.ndarray]], model: str, dataset_label: str, *, colour_by_sigma: bool = False):
+    """Fig. 6 (by origin) or Figs. S10/S12 (by per-frame σ): one KPCA map per compound ({compound:
+    stage arrays}), two per row, one legend; reference frames are circles, model-MD frames triangles."""
+    compounds = list(maps)
+    columns = min(2, len(compounds))
+    rows = -(-len(compounds) // columns)
+    fig, axes = plt.subplots(rows, columns, figsize=(PAGE_WIDTH_IN, 2.9 * rows + 0.5), squeeze=False)
+    names = {0: "reference MD", 1: f"{display_name(model)} MD"}
+    styles = {0: REFERENCE_STYLE, 1: MODEL_STYLE}
     if colour_by_sigma:
-        fig.colorbar(points, ax=ax, label="σ(t)")
-    ax.set(xlabel="KPCA 1", ylabel="KPCA 2", title=compound)
-    ax.legend(fontsize=7)
+        every = np.concatenate([arrays["sigma_per_frame"] for arrays in maps.values()])
+        limits = (np.nanmin(every), np.nanmax(every)) if np.isfinite(every).any() else (0.0, 1.0)
+    points = None
+    for ax, compound in zip(axes.flat, compounds, strict=False):
+        arrays = maps[compound]
+        coordinates, labels = arrays["coordinates"], arrays["labels"]
+        for label in (0, 1):
+            chosen = labels == label
+            if colour_by_sigma:
+                points = ax.scatter(*coordinates[chosen].T, c=arrays["sigma_per_frame"][chosen], cmap="magma",
+                                    marker=styles[label]["marker"], s=16, vmin=limits[0], vmax=limits[1])
+            else:
+                ax.scatter(*coordinates[chosen].T, s=16, alpha=0.6, **styles[label])
+        ax.set_title(compound)
+        ax.set_xticks([])
+        ax.set_yticks([])
+    for ax in axes.flat[len(compounds):]:
+        ax.set_visible(False)
+    for ax in axes[:, 0]:
+        ax.set_ylabel("KPCA 2")
+    for ax in axes[-1, :]:
+        ax.set_xlabel("KPCA 1")
+    handles = [plt.Line2D([], [], ls="", markersize=6, **({"marker": styles[k]["marker"], "color": "0.4"} if colour_by_sigma else styles[k]))
+               for k in (0, 1)]
+    fig.legend(handles, [names[0], names[1]], loc="upper center", ncol=2, frameon=False)
     source_note(fig, dataset_label)
-    fig.tight_layout()
+    fig.tight_layout(rect=(0, 0.03, 0.88 if colour_by_sigma else 1, 1 - 0.35 / fig.get_figheight()))
+    if colour_by_sigma and points is not None:
+        fig.colorbar(points, cax=fig.add_axes((0.9, 0.15, 0.02, 0.7)), label="σ(t)")
     return fig
 
 

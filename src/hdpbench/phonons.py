@@ -153,7 +153,8 @@ def acoustic_sum_rule_violation(phonon) -> dict[str, float]:
     of the three Γ modes of smallest |f| (THz), phonopy's own choice of the acoustic modes."""
     # full (N, N, 3, 3) or compact (N_prim, N, 3, 3): the second index runs over all supercell atoms
     residual = np.abs(phonon.force_constants.sum(axis=1)).max()
-    gamma = np.sort(np.abs(phonon.get_frequencies([0.0, 0.0, 0.0])))[:3]
+    phonon.run_qpoints([[0.0, 0.0, 0.0]])
+    gamma = np.sort(np.abs(phonon.qpoints.frequencies[0]))[:3]
     return {"asr_residual_ev_ang2": float(residual), "gamma_acoustic_max_thz": float(gamma.max())}
 
 
@@ -208,6 +209,8 @@ def band_arrays(reference_bands: Bands, model_bands: Bands) -> dict[str, np.ndar
     return {
         "distances": reference_bands.distances,
         "segment_ends": reference_bands.segment_ends,
+        "band_labels": np.array([str(label) for label in reference_bands.labels]),
+        "band_connections": np.array(reference_bands.connections, dtype=bool),
         "frequencies_reference": reference_bands.frequencies,
         "frequencies_model": model_bands.frequencies,
         "group_velocities_reference": reference_bands.group_velocities,

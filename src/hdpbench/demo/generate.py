@@ -4,7 +4,8 @@ Per compound, mirroring the authors' data (Yang, Fan & Li 2022) at much lower co
 
 1. relax the conventional lattice constant a and the halide coordinate x under Fm-3m symmetry
    (80-atom supercell, Γ-only, ASE FixSymmetry + FrechetCellFilter);
-2. phonopy finite displacements (2x2x2 of the 10-atom primitive cell, 0.01 Å) → Φ_ref;
+2. phonopy finite displacements (2x2x2 of the 10-atom primitive cell, ±0.01 Å, SCF converged 100x
+   tighter than for MD) → Φ_ref; phonopy's symmetrisation only if a Γ acoustic mode stays above 0.1 THz;
 3. a pool of rattled supercells with reference forces, for training the demo models only;
 4. NVT MD at 300 K with ASE's Andersen thermostat (p = 0.5, 1 fs): an equilibration segment, then
    production segments written as ``MD/vasprun_prod*.xml`` like the authors' files;
@@ -16,6 +17,7 @@ run resumes where it stopped and produces the same trajectory. An SCF failure at
 the compound failed (recorded, with the reason) and generation moves on.
 
     python -m hdpbench.demo.generate [--compounds Rb3AlF6 ...] [--dry-run] [--threads N]
+    python -m hdpbench.demo.generate --refresh-force-constants   # recompute Φ_ref of packed archives
 
 Several generators may run at once (e.g. two with ``--threads 1`` on two cores): each claims the next
 compound with a lock file in the work folder, and outcomes are kept one file per compound.
@@ -58,6 +60,12 @@ class GenerationSettings:
     relax_fmax: float = 0.005  # eV/Å, and the same in eV/Å³·volume for the cell
     relax_max_steps: int = 100
     displacement: float = 0.01  # Å, phonopy finite displacements
+    # Φ_ref needs forces far less noisy than MD does: at accuracy 1.0 and + displacements only, xTB's
+    # SCF noise broke translational invariance (Γ acoustic modes down to -3.5 THz). Measured on
+    # Cs2AgBiBr6: accuracy 0.01 with ± displacements gives 0.01 THz (8 supercells, 36 s on 2 cores).
+    phonon_scf_accuracy: float = 0.01  # tblite accuracy for the displaced supercells (lower = tighter)
+    displacement_plusminus: bool = True  # phonopy ± pairs cancel the even-order error of one-sided steps
+    gamma_acoustic_tolerance_thz: float = 0.1  # above this, Φ_ref is symmetrised (and it is recorded)
     rattled_small: int = 16  # every atom displaced by 0.01–0.05 Å in a random direction
     rattled_large: int = 4  # every atom displaced by up to 0.1 Å
     md_temperature_K: float = 300.0
@@ -91,13 +99,13 @@ def compound_seed(settings: GenerationSettings, formula: str) -> int:
     return settings.seed + zlib.crc32(formula.encode()) % 100_000
 
 
-def make_calculator(settings: GenerationSettings):
+def make_calculator(settings: GenerationSettings, accuracy: float | None = None):
     from tblite.ase import TBLite
 
     return TBLite(
         method=settings.method,
         electronic_temperature=settings.electronic_temperature_K,
-        accuracy=settings.scf_accuracy,
+        accuracy=settings.scf_accuracy if accuracy is None else accuracy,
         max_iterations=settings.scf_max_iterations,
         verbosity=0,
     )
@@ -115,6 +123,46 @@ def reference_forces(atoms: Atoms, calc, where: str) -> tuple[float, np.ndarray]
     if not np.all(np.isfinite(forces)) or not np.isfinite(energy):
         raise ReferenceFailure(f"{where}: non-finite energy or forces")
     return float(energy), np.array(forces)
+
+
+def gamma_acoustic_max_thz(phonon) -> float:
+    """The largest |f| of the three Γ modes of smallest |f| (THz): zero for a translationally
+    invariant Φ, so a direct measure of the noise in Φ."""
+    phonon.run_qpoints([[0.0, 0.0, 0.0]])
+    return float(np.sort(np.abs(phonon.qpoints.frequencies[0]))[:3].max())
+
+
+def finite_displacement_force_constants(primitive: Atoms, settings: GenerationSettings, calc=None):
+    """(phonon, record): Φ_ref of ``primitive`` by phonopy finite displacements (2x2x2 supercell,
+    ``settings.displacement`` Å, ± pairs if ``settings.displacement_plusminus``) with reference forces
+    at ``settings.phonon_scf_accuracy``. If a Γ acoustic mode is still above
+    ``settings.gamma_acoustic_tolerance_thz``, Φ is symmetrised with phonopy
+    (``symmetrize_force_constants``: translational and permutation symmetry); ``record`` says so."""
+    import phonopy
+
+    calc = calc or make_calculator(settings, accuracy=settings.phonon_scf_accuracy)
+    phonon = phonopy.Phonopy(to_phonopy_atoms(primitive), supercell_matrix=SUPERCELL, primitive_matrix="P")
+    phonon.generate_displacements(distance=settings.displacement, is_plusminus=settings.displacement_plusminus)
+    forces = []
+    for k, displaced in enumerate(phonon.supercells_with_displacements):
+        _, f = reference_forces(from_phonopy_atoms(displaced), calc, f"displaced supercell {k}")
+        forces.append(f)
+    phonon.forces = np.array(forces)
+    phonon.produce_force_constants()
+    raw = gamma_acoustic_max_thz(phonon)
+    symmetrized = raw > settings.gamma_acoustic_tolerance_thz
+    if symmetrized:
+        phonon.symmetrize_force_constants()
+    record = {
+        "displaced_supercells": len(forces),
+        "displacement_angstrom": settings.displacement,
+        "plusminus": settings.displacement_plusminus,
+        "scf_accuracy": settings.phonon_scf_accuracy,
+        "gamma_acoustic_max_thz_raw": raw,
+        "symmetrized": bool(symmetrized),
+        "gamma_acoustic_max_thz": gamma_acoustic_max_thz(phonon),
+    }
+    return phonon, record
 
 
 class CompoundGenerator:
@@ -199,18 +247,16 @@ class CompoundGenerator:
         out = self.work / "phonopy_params.yaml"
         if not out.is_file():
             start = time.time()
-            phonon = phonopy.Phonopy(to_phonopy_atoms(self.primitive()), supercell_matrix=SUPERCELL, primitive_matrix="P")
-            phonon.generate_displacements(distance=self.settings.displacement)
-            forces = []
-            for k, displaced in enumerate(phonon.supercells_with_displacements):
-                _, f = reference_forces(from_phonopy_atoms(displaced), self.calc, f"displaced supercell {k}")
-                forces.append(f)
-            phonon.forces = np.array(forces)
-            phonon.produce_force_constants()
+            phonon, record = finite_displacement_force_constants(self.primitive(), self.settings)
             with atomic_path(out) as tmp:
                 phonon.save(filename=str(tmp), settings={"force_constants": True})
-            self.log(f"{len(forces)} displaced supercells in {time.time() - start:.0f} s")
+            atomic_write_json(self.work / "force_constants.json", record)
+            self.log(f"{record['displaced_supercells']} displaced supercells in {time.time() - start:.0f} s")
         return phonopy.load(str(out), is_compact_fc=False, log_level=0)
+
+    def force_constants_record(self) -> dict[str, Any]:
+        path = self.work / "force_constants.json"
+        return json.loads(path.read_text()) if path.is_file() else {}
 
     # ---- stage 3: rattled training pool -------------------------------------------------
     def rattled_pool(self) -> Path:
@@ -427,15 +473,9 @@ class CompoundGenerator:
         members.update(pool)
         members["provenance.json"] = json.dumps(self.provenance(relaxed, phonon), indent=2).encode()
         target.parent.mkdir(parents=True, exist_ok=True)
-        with atomic_path(target) as tmp:
-            with tarfile.open(tmp, "w:xz") as tar:
-                for name, data in members.items():
-                    info = tarfile.TarInfo(f"dpv_{c.formula}/{name}")
-                    info.size = len(data)
-                    info.mtime = 0  # reproducible archives
-                    tar.addfile(info, io.BytesIO(data))
+        _write_archive(target, {f"dpv_{c.formula}/{name}": data for name, data in members.items()})
 
-    def provenance(self, relaxed, phonon) -> dict[str, Any]:
+    def provenance(self, relaxed, phonon, force_constants: dict[str, Any] | None = None) -> dict[str, Any]:
         import ase
         import phonopy
 
@@ -456,6 +496,7 @@ class CompoundGenerator:
             "settings": dataclasses.asdict(self.settings),
             "compound_seed": self.seed,
             "relaxation": relaxed,
+            "force_constants": force_constants or self.force_constants_record(),
             "gamma_frequencies_thz": [float(f) for f in frequencies],
             "versions": {
                 "hdpbench": __version__,
@@ -466,6 +507,59 @@ class CompoundGenerator:
                 "python": platform.python_version(),
             },
         }
+
+
+def _read_archive(path: Path) -> dict[str, bytes]:
+    with tarfile.open(path, "r:xz") as tar:
+        return {member.name: tar.extractfile(member).read() for member in tar.getmembers() if member.isfile()}
+
+
+def _write_archive(path: Path, members: dict[str, bytes]) -> None:
+    with atomic_path(path) as tmp:
+        with tarfile.open(tmp, "w:xz") as tar:
+            for name, data in members.items():
+                info = tarfile.TarInfo(name)
+                info.size = len(data)
+                info.mtime = 0  # reproducible archives
+                tar.addfile(info, io.BytesIO(data))
+
+
+def refresh_force_constants(archive: Path, settings: GenerationSettings, calc=None) -> dict[str, Any]:
+    """Recompute Φ_ref of a packed archive from its relaxed CONTCAR with ``settings`` and rewrite
+    FORCE_SETS, phonopy_params.yaml, force_constants.hdf5 and provenance.json in place (atomically);
+    every other member (structures, MD, training pool) keeps its bytes. Returns the Φ record."""
+    import ase.io
+    import phonopy
+    from phonopy.file_IO import get_FORCE_SETS_lines, write_force_constants_to_hdf5
+
+    members = _read_archive(archive)
+    prefix = next(name.split("/")[0] for name in members)
+    primitive = ase.io.read(io.StringIO(members[f"{prefix}/CONTCAR"].decode()), format="vasp")
+    start = time.time()
+    phonon, record = finite_displacement_force_constants(primitive, settings, calc)
+    record["seconds"] = round(time.time() - start, 1)
+    import tempfile
+
+    with tempfile.TemporaryDirectory() as scratch:
+        phonon.save(filename=f"{scratch}/phonopy_params.yaml", settings={"force_constants": True})
+        write_force_constants_to_hdf5(phonon.force_constants, filename=f"{scratch}/fc.hdf5", physical_unit="eV/angstrom^2")
+        members[f"{prefix}/phonopy_params.yaml"] = Path(f"{scratch}/phonopy_params.yaml").read_bytes()
+        members[f"{prefix}/force_constants.hdf5"] = Path(f"{scratch}/fc.hdf5").read_bytes()
+    members[f"{prefix}/FORCE_SETS"] = ("\n".join(get_FORCE_SETS_lines(phonon.dataset)) + "\n").encode()
+    provenance = json.loads(members[f"{prefix}/provenance.json"])
+    phonon.run_qpoints([[0.0, 0.0, 0.0]])
+    provenance["settings"] = dataclasses.asdict(settings)
+    provenance["force_constants"] = {
+        **record,
+        "refreshed_by": f"hdpbench {__version__} (python -m hdpbench.demo.generate --refresh-force-constants), "
+        f"phonopy {phonopy.__version__}",
+        "training_pool_note": "FORCE_SETS now holds the refreshed displaced supercells; the demo models were "
+        "trained on the earlier ones (+ displacements only, SCF accuracy 1.0), see models/demo-*.yaml",
+    }
+    provenance["gamma_frequencies_thz"] = [float(f) for f in phonon.qpoints.frequencies[0]]
+    members[f"{prefix}/provenance.json"] = json.dumps(provenance, indent=2).encode()
+    _write_archive(archive, members)
+    return record
 
 
 def staged_pool_dir(formula: str, work_root: Path | None = None) -> Path:
@@ -582,6 +676,10 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--dry-run", action="store_true", help="tiny settings; writes to --output")
     parser.add_argument("--output", help="dataset folder (default: the demo dataset's folder)")
     parser.add_argument("--threads", type=int, help="OpenMP threads for tblite (default: all cores)")
+    parser.add_argument(
+        "--refresh-force-constants", action="store_true",
+        help="recompute Φ_ref of the packed archives (or --compounds) with the current settings, then the summary",
+    )
     args = parser.parse_args(argv)
     if args.threads:  # must be set before tblite's OpenMP runtime starts
         os.environ["OMP_NUM_THREADS"] = str(args.threads)
@@ -593,6 +691,16 @@ def main(argv: list[str] | None = None) -> int:
 
     settings = GenerationSettings.dry_run() if args.dry_run else GenerationSettings()
     root = Path(args.output) if args.output else registered_datasets()["demo"].local_dir
+    if args.refresh_force_constants:
+        from .summary import build
+
+        for archive in sorted(root.glob("*/dpv_*.tar.xz")):
+            if args.compounds and archive.name[4:-7] not in args.compounds:
+                continue
+            record = refresh_force_constants(archive, settings)
+            print(f"{archive.name}: {json.dumps(record)}", flush=True)
+        build(root)
+        return 0
     generate(args.compounds, settings, root, pools_only=True)  # training pools of every compound first
     status = generate(args.compounds, settings, root)
     print(json.dumps(status, indent=2))

@@ -19,6 +19,7 @@ from typing import Any
 
 from ..anharmonicity import sigma, sigma_class
 from ..io.authors import DEFAULT_DISCARD, SUMMARY_DB
+from ..phonons import acoustic_sum_rule_violation, make_phonopy
 from ..results import atomic_write_json
 
 CLASS_NAMES = ["weakly anharmonic (σ < 0.5)", "strongly anharmonic (0.5 ≤ σ ≤ 1)", "dynamically unstable (σ > 1)"]
@@ -34,6 +35,9 @@ def compound_rows(dataset_root: Path, discard: int = DEFAULT_DISCARD) -> dict[st
         generation = dataset.generation_record(formula)
         relaxation = generation.get("relaxation", {})
         result = sigma(compound.trajectory, compound.reference_supercell, compound.force_constants)
+        # measured on the Φ_ref the archive ships (not copied from the generator's record)
+        phonon = make_phonopy(compound.unitcell, compound.supercell_matrix, compound.force_constants)
+        force_constants = generation.get("force_constants", {})
         rows[formula] = {
             "halide": compound.halide,
             "sigma_300K_single": float(result.sigma_mean_per_frame),
@@ -41,6 +45,9 @@ def compound_rows(dataset_root: Path, discard: int = DEFAULT_DISCARD) -> dict[st
             "sigma_class": CLASS_NAMES[int(sigma_class(result.sigma_mean_per_frame))],
             "frames": len(compound.trajectory),
             "G_min_ph_freq": min(generation.get("gamma_frequencies_thz", [float("nan")])),
+            "gamma_acoustic_max_thz": acoustic_sum_rule_violation(phonon)["gamma_acoustic_max_thz"],
+            "force_constants_symmetrized": bool(force_constants.get("symmetrized", False)),
+            "gamma_acoustic_max_thz_before_symmetrization": force_constants.get("gamma_acoustic_max_thz_raw"),
             "a_relaxed": relaxation.get("a_relaxed"),
             "a_literature": relaxation.get("a_literature"),
             "literature_source": relaxation.get("literature_source"),
