@@ -63,7 +63,14 @@ if data is not None:
 # the method, every setting, the seed rule and the versions of the codes.
 
 # %%
-from hdpbench.analysis import demo_validation_table, generation_record, heldout_force_table, model_registry_table, prose
+from hdpbench.analysis import (
+    demo_validation_table,
+    generation_record,
+    heldout_force_table,
+    model_registry_table,
+    prose,
+    readable_failure,
+)
 
 record = generation_record(dataset) if data is not None else None
 if record is not None:
@@ -111,7 +118,7 @@ if validation is not None:
     rejected = validation.attrs["rejected"]
     glue(
         "rejected",
-        prose("; ".join(f"{k} ({v})" for k, v in rejected.items()) if rejected else "none"),
+        prose("; ".join(f"{k}: {readable_failure(v)}" for k, v in rejected.items()) if rejected else "none"),
         display=False,
     )
     display(page.readable(validation))

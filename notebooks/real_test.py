@@ -15,8 +15,8 @@
 # whose models were trained here. This page runs the paper's method, unchanged, on *real* DFT data
 # with *real* pretrained universal potentials. The authors' DFT data and the MACE foundation weights
 # cannot be downloaded on the machine that builds this book. So the page uses what ships offline:
-# four small DFT references published by FHI-vibes and phonopy, and the three CHGNet models in the
-# `chgnet` wheel. Any registered model can take their place (see *Rerun it* below).
+# four small DFT references published by FHI-vibes {cite:p}`knoop2020vibes` and phonopy
+# {cite:p}`togo2023phonopy`, and the three CHGNet models {cite:p}`deng2023chgnet` in the `chgnet` wheel. Any registered model can take their place (see *Rerun it* below).
 #
 # **What is computed, as in the paper.**
 # - Φ_model from finite displacements of 0.01 Å: the authors' phonon script, no relaxation, the
@@ -128,7 +128,7 @@ show(realdata.per_species_table(stages, "CsPbI3"))
 frames = realdata.frames_table(stages, "CsPbI3")
 dft_frames = frames[frames["model"] == frames["model"].iloc[0]]["sigma_dft"]
 glue("rt_sigma_spread", float(100 * dft_frames.std() / dft_frames.mean()), display=False)
-realdata.write_csv(frames, csv_folder, "cspbi3_sigma_per_frame")
+page.figure_data(frames, "real_test", "cspbi3_sigma_per_frame", folder=csv_folder)
 fig = figures.real_sigma_traces(frames, f"CsPbI3 ({cspbi3.temperature_K:g} K AIMD)")
 plt.show()
 
@@ -145,7 +145,7 @@ for model, by_stage in stages.items():
 parity_table = pd.concat(
     [pd.DataFrame({"model": m, "force_dft_ev_ang": r.ravel(), "force_model_ev_ang": p.ravel()}) for m, (r, p) in parity.items()]
 )
-realdata.write_csv(parity_table, csv_folder, "cspbi3_force_parity")
+page.figure_data(parity_table, "real_test", "cspbi3_force_parity", folder=csv_folder)
 fig = figures.force_parity(parity, "CsPbI3: DFT (PBEsol) vs model forces")
 plt.show()
 
@@ -156,7 +156,7 @@ plt.show()
 
 # %%
 path = next(iter(stages.values()))["phonons"].load_json("CsPbI3")
-realdata.write_csv(realdata.bands_table(stages, "CsPbI3"), csv_folder, "cspbi3_bands")
+page.figure_data(realdata.bands_table(stages, "CsPbI3"), "real_test", "cspbi3_bands", folder=csv_folder)
 fig = figures.real_bands(
     {m: s["phonons"].load_arrays("CsPbI3") for m, s in stages.items()}, "CsPbI3", path["band_labels"], path["band_connections"]
 )
@@ -194,7 +194,7 @@ kpca_table = pd.concat(
     [pd.DataFrame({"model": m, "kpca1": a["kpca_coordinates"][:, 0], "kpca2": a["kpca_coordinates"][:, 1],
                    "set": ["AIMD" if label == 0 else "model MD" for label in a["kpca_labels"]]}) for m, a in kpca_arrays.items()]
 )
-realdata.write_csv(kpca_table, csv_folder, "cspbi3_kpca")
+page.figure_data(kpca_table, "real_test", "cspbi3_kpca", folder=csv_folder)
 fig = figures.real_kpca_maps(kpca_arrays, f"CsPbI3 at {cspbi3.temperature_K:g} K: AIMD vs model MD")
 plt.show()
 
@@ -220,12 +220,12 @@ plt.show()
 # %%
 phonon_metrics = realdata.phonon_metrics_table(stages)
 glue("rt_gamma_max", float(phonon_metrics["Γ acoustic |f| model (THz)"].max()), display=False)
-realdata.write_csv(phonon_metrics, csv_folder, "phonon_metrics")
+page.figure_data(phonon_metrics, "real_test", "phonon_metrics", folder=csv_folder)
 show(phonon_metrics.drop(columns=["MAE(f) (THz)"]))  # the CSV has every column
 
 # %%
 path = next(iter(stages.values()))["phonons"].load_json("CaTiO3")
-realdata.write_csv(realdata.bands_table(stages, "CaTiO3"), csv_folder, "catio3_bands")
+page.figure_data(realdata.bands_table(stages, "CaTiO3"), "real_test", "catio3_bands", folder=csv_folder)
 fig = figures.real_bands(
     {m: s["phonons"].load_arrays("CaTiO3") for m, s in stages.items()}, "CaTiO3", path["band_labels"], path["band_connections"]
 )
@@ -249,7 +249,7 @@ show(realdata.sigma_table(stages, "KCl"))
 kcl_frames = realdata.frames_table(stages, "KCl")
 glue("rt_kcl_u_min", float(kcl_frames["displacement_rms_ang"].min()), display=False)
 glue("rt_kcl_u_max", float(kcl_frames["displacement_rms_ang"].max()), display=False)
-realdata.write_csv(kcl_frames, csv_folder, "kcl_force_error_vs_displacement")
+page.figure_data(kcl_frames, "real_test", "kcl_force_error_vs_displacement", folder=csv_folder)
 fig = figures.error_vs_amplitude(kcl_frames, "KCl")
 plt.show()
 
@@ -262,7 +262,7 @@ plt.show()
 
 # %%
 summary = realdata.summary_table(stages)
-realdata.write_csv(summary, csv_folder, "summary")
+page.figure_data(summary, "real_test", "summary", folder=csv_folder)
 show(summary.set_index("model").T.reset_index(names="quantity"))
 
 # %%

@@ -148,7 +148,12 @@ def test_refresh_rewrites_force_constants_and_keeps_every_other_member(tmp_path)
     import ase.io
     import h5py
 
-    from hdpbench.demo.generate import GenerationSettings, _read_archive, _write_archive, refresh_force_constants
+    from hdpbench.demo.generate import (
+        GenerationSettings,
+        _read_archive,
+        _write_archive,
+        refresh_force_constants,
+    )
 
     buffer = io.StringIO()
     ase.io.write(buffer, _primitive(), format="vasp", direct=True)

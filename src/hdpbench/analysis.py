@@ -269,6 +269,16 @@ def dataset_label(dataset: str) -> str:
     return f"Dataset at {dataset} (user data)"
 
 
+def readable_failure(outcome: str) -> str:
+    """A generator's failure record ("failed: relaxation: CalculationFailed: (sygvd) ... info=378") as a
+    reader's sentence: which stage failed and the library's error class, not its raw message."""
+    parts = [part.strip() for part in outcome.removeprefix("failed:").split(":")]
+    stage = parts[0] if parts and parts[0] else "generation"
+    error = parts[1] if len(parts) > 1 else "an error"
+    detail = " in its LAPACK eigensolver" if "sygvd" in outcome or "syevd" in outcome else ""
+    return f"the reference calculation stopped during {stage} ({error}{detail})"
+
+
 def demo_validation_table(dataset: str) -> pd.DataFrame | None:
     """The demo generator's validation report (``validation.json`` beside the archives) as a table:
     relaxed lattice constant against literature, minimum Γ frequency, σ_ref and its class; None for a

@@ -60,14 +60,14 @@ def page_dir() -> Path:
     return Path(os.environ.get(PAGE_DIR_VARIABLE) or paths.book_dir() / "_generated")
 
 
-def figure_data(frame: pd.DataFrame, page: str, name: str, folder: str | Path | None = None) -> Path:
+def figure_data(frame: pd.DataFrame, page: str, name: str, folder: str | Path | None = None) -> None:
     """Write one figure's data as ``<page>_data/<name>.csv`` beside the page (atomically); the page
-    links it as ``{download}`Data of this figure (CSV) <<page>_data/<name>.csv>```."""
+    links it as ``{download}`Data of this figure (CSV) <<page>_data/<name>.csv>```. Returns nothing,
+    so that a call ending a notebook cell prints no path onto the page."""
     path = Path(folder or page_dir() / f"{page}_data") / f"{name}.csv"
     path.parent.mkdir(parents=True, exist_ok=True)
     with atomic_path(path) as tmp:
         frame.to_csv(tmp, index=False)
-    return path
 
 
 def significant(value, digits: int = 3) -> str:

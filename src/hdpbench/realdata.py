@@ -415,19 +415,6 @@ def bands_table(stages: dict[str, dict[str, StageResults]], system: str):
     return pd.concat(parts, ignore_index=True)
 
 
-def write_csv(frame, folder, name: str):
-    """Write a figure's data as CSV beside the page (atomically) and return the path."""
-    from pathlib import Path
-
-    from .results import atomic_path
-
-    path = Path(folder) / f"{name}.csv"
-    path.parent.mkdir(parents=True, exist_ok=True)
-    with atomic_path(path) as tmp:
-        frame.to_csv(tmp, index=False)
-    return path
-
-
 def _signed(value: float) -> str:
     """Two decimals with a typographic minus, for prose."""
     return f"{value:.2f}".replace("-", "−")

@@ -82,6 +82,12 @@ def build(dataset_root: Path) -> dict[str, Any]:
     rows = compound_rows(dataset_root)
     write_summary_db(dataset_root / SUMMARY_DB, rows)
     rejected = {formula: outcome for formula, outcome in outcomes().items() if outcome.startswith("failed")}
+    previous = dataset_root / "validation.json"
+    if previous.is_file():  # rebuilt without the generator's work folder: keep the rejections it recorded
+        import json
+
+        recorded = json.loads(previous.read_text()).get("rejected", {})
+        rejected = {**{k: v for k, v in recorded.items() if k not in rows}, **rejected}
     classes = sorted({row["sigma_class"] for row in rows.values()})
     report = {
         "compounds": rows,
