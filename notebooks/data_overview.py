@@ -29,9 +29,9 @@ from IPython.display import Markdown, display
 from myst_nb import glue
 
 from hdpbench import book, figures, page
+from hdpbench.datasets import dataset_status, get_dataset, registered_datasets
 
 figures.use_book_style()
-from hdpbench.datasets import dataset_status, get_dataset, registered_datasets
 
 statuses = pd.DataFrame([dataset_status(spec) for spec in registered_datasets().values()])
 glue("n_registered_datasets", len(statuses), display=False)

@@ -56,7 +56,9 @@ from myst_nb import glue
 
 from hdpbench import analysis, book, figures, page
 
-figures.use_book_style()from hdpbench.cost import Workload, estimate, measured_rates
+from hdpbench.cost import Workload, estimate, measured_rates
+
+figures.use_book_style()
 
 rows, notes = [], {}
 for target in ("cpu", "cuda"):

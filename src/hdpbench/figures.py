@@ -55,7 +55,7 @@ def phonon_error_scatter(phonons: pd.DataFrame, model: str, dataset_label: str, 
     data = phonons[phonons["model"] == model]
     if halide:
         data = data[data["halide"] == halide]
-    fig, ax = plt.subplots(figsize=(5.2, 4.2))
+    fig, ax = plt.subplots(figsize=(5.6, 4.8))
     sigma_ref = pd.to_numeric(data["sigma_reference_db"], errors="coerce")
     known = sigma_ref.notna()
     # NaN colours would be drawn transparent: compounds without σ_ref get their own grey marker instead
@@ -66,16 +66,17 @@ def phonon_error_scatter(phonons: pd.DataFrame, model: str, dataset_label: str, 
     if (~known).any():
         ax.scatter(data.loc[~known, "rmse_vg_thz_ang"], data.loc[~known, "rmse_omega2_thz2"], s=36, facecolor="0.8",
                    edgecolor="k", lw=0.4, marker="s", label="σ_ref missing (none, or ≥ 2)")
-        ax.legend(fontsize=8, loc="lower right")
-    ax.set(xscale="log", yscale="log", xlabel="RMSE(v_g) / THz·Å", ylabel="RMSE(ω²) / THz²")
+        # below the axes: inside, it would cover the labelled compounds
+        ax.legend(loc="upper center", bbox_to_anchor=(0.5, -0.2), frameon=False)
+    ax.set(xscale="log", yscale="log", xlabel="RMSE(v_g) (THz·Å)", ylabel="RMSE(ω²) (THz²)")
     if len(data):
         for name, row in (("best", data.loc[data["rmse_omega2_thz2"].idxmin()]), ("worst", data.loc[data["rmse_omega2_thz2"].idxmax()])):
             on_right = row["rmse_vg_thz_ang"] > data["rmse_vg_thz_ang"].median()  # label inwards, not off the axes
-            ax.annotate(f"{row['compound']} ({name})", (row["rmse_vg_thz_ang"], row["rmse_omega2_thz2"]), fontsize=8,
+            ax.annotate(f"{row['compound']} ({name})", (row["rmse_vg_thz_ang"], row["rmse_omega2_thz2"]), fontsize=9,
                         xytext=(-4 if on_right else 4, 4), textcoords="offset points", ha="right" if on_right else "left")
-    ax.set_title(display_name(model) + (f", {halide} compounds" if halide else ""), fontsize=10)
+    ax.set_title(display_name(model) + (f", {halide} compounds" if halide else "") + f" (n = {len(data)})")
     source_note(fig, dataset_label)
-    fig.tight_layout()
+    fig.tight_layout(rect=(0, 0.04, 1, 1))  # room for the source note under the x label
     return fig
 
 
@@ -166,6 +167,8 @@ def confusion_grid(panels: list[dict], dataset_label: str, *, columns: int = 2):
         ax.set_visible(False)
     for ax in axes[:, 0]:
         ax.set_ylabel("reference class")
+    for ax in axes[:, 1:].flat:  # class names once per row: they would run into the panel to the left
+        ax.set_yticklabels([])
     for ax in axes[-1, :]:
         ax.set_xlabel("model class")
     source_note(fig, dataset_label)
@@ -191,7 +194,7 @@ def delta_sigma_distributions(sigma: pd.DataFrame, models: Sequence[str], datase
     axes[0].set_ylabel(f"compounds (n = {sigma['compound'].nunique()})")
     axes[0].legend()
     source_note(fig, dataset_label)
-    fig.tight_layout()
+    fig.tight_layout(rect=(0, 0.04, 1, 1))  # room for the source note under the x label
     return fig
 
 
@@ -210,7 +213,7 @@ def delta_sigma_vs_phonon_errors(merged: pd.DataFrame, dataset_label: str):
     axes[0].set_ylabel(f"|σ_ref − σ_model-only| (n = {len(merged)})")
     axes[0].legend()
     source_note(fig, dataset_label)
-    fig.tight_layout()
+    fig.tight_layout(rect=(0, 0.04, 1, 1))  # room for the source note under the x label
     return fig
 
 
@@ -233,7 +236,7 @@ def temperature_traces(traces: dict[str, dict[str, np.ndarray]], target_K: float
         fig.legend(handles, compounds, fontsize=9, loc="center right", frameon=False)
         legend_width = 1.45 / fig.get_figwidth()
     source_note(fig, dataset_label)
-    fig.tight_layout(rect=(0, 0, 1 - legend_width, 1))
+    fig.tight_layout(rect=(0, 0.04, 1 - legend_width, 1))
     return fig
 
 
