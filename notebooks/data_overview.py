@@ -121,7 +121,11 @@ if validation is not None:
         prose("; ".join(f"{k}: {readable_failure(v)}" for k, v in rejected.items()) if rejected else "none"),
         display=False,
     )
-    display(page.readable(validation))
+    # two tables, so that each fits the page: the cell, then Φ_ref and σ_ref
+    lattice = ["compound", "halide", "a relaxed (Å)", "a literature (Å)", "Δa (%)", "a ionic radii (Å)", "Δa vs ionic (%)"]
+    display(page.readable(validation[lattice], missing="none known"))
+    dynamics = ["compound", "min Γ frequency (THz)", "largest Γ acoustic |f| (THz)", "Φ_ref symmetrised", "σ_ref", "class"]
+    display(page.readable(validation[dynamics]))
     acoustic = validation["largest Γ acoustic |f| (THz)"]
     symmetrised = validation.loc[validation["Φ_ref symmetrised"] == "yes", "compound"].tolist()
     glue("gamma_acoustic_worst", prose(f"{acoustic.max():.2g} THz"), display=False)

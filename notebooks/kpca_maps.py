@@ -111,8 +111,8 @@ display(page.readable(overlaps, labels={"reference_split": "reference split (bas
 # %% [markdown]
 # ## Figs. S10/S12 — the same maps coloured by σ(t)
 #
-# Reference frames (circles) use Φ_ref, model frames (triangles) the model's Φ. One colour scale for
-# all maps.
+# Reference frames (circles) use Φ_ref, model frames (triangles) the model's Φ. Each map has its own
+# colour scale (σ differs by an order of magnitude between compounds): read the colours within a map.
 
 # %%
 fig = figures.kpca_grid(arrays, last, label, colour_by_sigma=True)

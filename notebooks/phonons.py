@@ -22,8 +22,9 @@
 # *signed* square, $\omega^2=\mathrm{sign}(f)\,f^2$. On the seekpath path (50 points per segment),
 # with $n$ the band index,
 #
-# $$\mathrm{RMSE}(\omega^2)=\sqrt{\tfrac{1}{N_qN_b}\sum_{q,n}\big(\omega^2_{\rm model}-\omega^2_{\rm ref}\big)^2},\qquad
-# \mathrm{RMSE}(v_g)=\sqrt{\tfrac{1}{3N_qN_b}\sum_{q,n,\alpha}\big(v_{\rm model}-v_{\rm ref}\big)^2},\quad v_g=\partial\omega/\partial q .$$
+# $$\mathrm{RMSE}(\omega^2)=\sqrt{\tfrac{1}{N_qN_b}\sum_{q,n}\big(\omega^2_{\rm model}-\omega^2_{\rm ref}\big)^2},$$
+#
+# $$\mathrm{RMSE}(v_g)=\sqrt{\tfrac{1}{3N_qN_b}\sum_{q,n,\alpha}\big(v_{\rm model}-v_{\rm ref}\big)^2},\qquad v_g=\partial\omega/\partial q .$$
 #
 # A compound counts as dynamically unstable if any frequency lies below −0.5 THz
 # {cite:p}`lee2024mlip_phonons`.

@@ -242,27 +242,30 @@ def temperature_traces(traces: dict[str, dict[str, np.ndarray]], target_K: float
 
 def kpca_grid(maps: dict[str, dict[str, np.ndarray]], model: str, dataset_label: str, *, colour_by_sigma: bool = False):
     """Fig. 6 (by origin) or Figs. S10/S12 (by per-frame σ): one KPCA map per compound ({compound:
-    stage arrays}), two per row, one legend; reference frames are circles, model-MD frames triangles."""
+    stage arrays}), two per row, one legend; reference frames are circles, model-MD frames triangles.
+    Coloured by σ, each map has its own colour scale and colourbar: σ spans 0.2 in one compound and 3
+    in another, and one scale would leave all but one map in a single colour."""
     compounds = list(maps)
     columns = min(2, len(compounds))
     rows = -(-len(compounds) // columns)
     fig, axes = plt.subplots(rows, columns, figsize=(PAGE_WIDTH_IN, 2.9 * rows + 0.5), squeeze=False)
     names = {0: "reference MD", 1: f"{display_name(model)} MD"}
     styles = {0: REFERENCE_STYLE, 1: MODEL_STYLE}
-    if colour_by_sigma:
-        every = np.concatenate([arrays["sigma_per_frame"] for arrays in maps.values()])
-        limits = (np.nanmin(every), np.nanmax(every)) if np.isfinite(every).any() else (0.0, 1.0)
-    points = None
     for ax, compound in zip(axes.flat, compounds, strict=False):
         arrays = maps[compound]
         coordinates, labels = arrays["coordinates"], arrays["labels"]
+        if colour_by_sigma:
+            values = arrays["sigma_per_frame"]
+            limits = (np.nanmin(values), np.nanmax(values)) if np.isfinite(values).any() else (0.0, 1.0)
         for label in (0, 1):
             chosen = labels == label
             if colour_by_sigma:
-                points = ax.scatter(*coordinates[chosen].T, c=arrays["sigma_per_frame"][chosen], cmap="magma",
+                points = ax.scatter(*coordinates[chosen].T, c=arrays["sigma_per_frame"][chosen], cmap="viridis",
                                     marker=styles[label]["marker"], s=16, vmin=limits[0], vmax=limits[1])
             else:
                 ax.scatter(*coordinates[chosen].T, s=16, alpha=0.6, **styles[label])
+        if colour_by_sigma:
+            fig.colorbar(points, ax=ax, label="σ(t)", fraction=0.06, pad=0.02)
         ax.set_title(compound)
         ax.set_xticks([])
         ax.set_yticks([])
@@ -276,9 +279,7 @@ def kpca_grid(maps: dict[str, dict[str, np.ndarray]], model: str, dataset_label:
                for k in (0, 1)]
     fig.legend(handles, [names[0], names[1]], loc="upper center", ncol=2, frameon=False)
     source_note(fig, dataset_label)
-    fig.tight_layout(rect=(0, 0.03, 0.88 if colour_by_sigma else 1, 1 - 0.35 / fig.get_figheight()))
-    if colour_by_sigma and points is not None:
-        fig.colorbar(points, cax=fig.add_axes((0.9, 0.15, 0.02, 0.7)), label="σ(t)")
+    fig.tight_layout(rect=(0, 0.03, 1, 1 - 0.35 / fig.get_figheight()))
     return fig
 
 

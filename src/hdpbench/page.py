@@ -70,11 +70,11 @@ def figure_data(frame: pd.DataFrame, page: str, name: str, folder: str | Path | 
         frame.to_csv(tmp, index=False)
 
 
-def significant(value, digits: int = 3) -> str:
+def significant(value, digits: int = 3, missing: str = MISSING) -> str:
     """A number as a reader wants it: ``digits`` significant digits, no exponent for ordinary sizes,
     a typographic minus, and ``missing`` for None/NaN."""
     if value is None or (isinstance(value, float) and math.isnan(value)):
-        return MISSING
+        return missing
     if isinstance(value, bool) or not isinstance(value, int | float):
         return str(value)
     if isinstance(value, int):
@@ -90,15 +90,18 @@ def significant(value, digits: int = 3) -> str:
     return text.replace("-", "−")
 
 
-def readable(frame: pd.DataFrame, *, digits: int = 3, index: bool = False, labels: dict[str, str] | None = None):
+def readable(
+    frame: pd.DataFrame, *, digits: int = 3, index: bool = False, labels: dict[str, str] | None = None, missing: str = MISSING
+):
     """A pandas Styler: human column names (``COLUMN_LABELS``, then ``labels``), ``digits``
-    significant digits, ``missing`` for NaN/None, no row numbers unless ``index``."""
+    significant digits, ``missing`` (or what the table means by it) for NaN/None, no row numbers
+    unless ``index``."""
     names = {**COLUMN_LABELS, **(labels or {})}
     shown = frame.rename(columns=lambda c: names.get(c, c))
     if index:  # a transposed table has column ids as its index
         shown = shown.rename(index=lambda i: names.get(i, i) if isinstance(i, str) else i)
         shown = shown.rename_axis(index=names.get(shown.index.name, shown.index.name))
-    styler = shown.style.format(lambda v: significant(v, digits))
+    styler = shown.style.format(lambda v: significant(v, digits, missing))
     if index:
         styler = styler.format_index(lambda v: significant(v, digits) if isinstance(v, float) else str(v))
     else:
