@@ -64,7 +64,7 @@ class GenerationSettings:
     # SCF noise broke translational invariance (Γ acoustic modes down to -3.5 THz). Measured on
     # Cs2AgBiBr6: accuracy 0.01 with ± displacements gives 0.01 THz (8 supercells, 36 s on 2 cores).
     phonon_scf_accuracy: float = 0.01  # tblite accuracy for the displaced supercells (lower = tighter)
-    displacement_plusminus: bool = True  # phonopy ± pairs cancel the even-order error of one-sided steps
+    displacement_plusminus: bool = True  # ± pairs cancel the leading (cubic-anharmonic) error of one-sided steps
     gamma_acoustic_tolerance_thz: float = 0.1  # above this, Φ_ref is symmetrised (and it is recorded)
     rattled_small: int = 16  # every atom displaced by 0.01–0.05 Å in a random direction
     rattled_large: int = 4  # every atom displaced by up to 0.1 Å
@@ -475,7 +475,7 @@ class CompoundGenerator:
         target.parent.mkdir(parents=True, exist_ok=True)
         _write_archive(target, {f"dpv_{c.formula}/{name}": data for name, data in members.items()})
 
-    def provenance(self, relaxed, phonon, force_constants: dict[str, Any] | None = None) -> dict[str, Any]:
+    def provenance(self, relaxed, phonon) -> dict[str, Any]:
         import ase
         import phonopy
 
@@ -496,7 +496,7 @@ class CompoundGenerator:
             "settings": dataclasses.asdict(self.settings),
             "compound_seed": self.seed,
             "relaxation": relaxed,
-            "force_constants": force_constants or self.force_constants_record(),
+            "force_constants": self.force_constants_record(),
             "gamma_frequencies_thz": [float(f) for f in frequencies],
             "versions": {
                 "hdpbench": __version__,
