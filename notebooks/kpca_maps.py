@@ -90,7 +90,7 @@ glue("kp_split_range", analysis.prose(f"{overlaps['reference_split'].min():.2f} 
 # triangles is a region only the model explores, and reference circles with no triangles nearby are
 # configurations the model never reaches.
 #
-# **Why the overlap score is small although the clouds mix.** The score asks whether a model frame's
+# **Why the overlap score can be small where the clouds mix.** The score asks whether a model frame's
 # *single nearest* frame is a reference frame. Frames of one MD run close in time are each other's
 # nearest neighbours, so even two stretches of the same reference trajectory score low: the later
 # half of the reference frames against the earlier half scores {glue:md}`kp_split_range`, while the

@@ -120,7 +120,9 @@ pooled_labels = {
     "sigma_pooled_reference": "σ_ref pooled", "sigma_pooled_model_fc_reference": "σ_model(Φ_ref) pooled",
     "sigma_pooled_model_fc_model": "σ_model(Φ_model) pooled",
 }
-pooled_columns = ["model", "compound", "sigma_reference", *[c for c in pooled_labels if c in sigma], "sigma_model_fc_reference", "sigma_model_fc_model"]
+# each time average beside its pooled value
+pooled_columns = ["model", "compound", "sigma_reference", "sigma_pooled_reference", "sigma_model_fc_reference",
+                  "sigma_pooled_model_fc_reference", "sigma_model_fc_model", "sigma_pooled_model_fc_model"]
 display(page.readable(sigma[pooled_columns], labels=pooled_labels))
 
 # %% [markdown]
