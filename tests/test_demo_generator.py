@@ -60,7 +60,7 @@ def test_staged_training_pool_holds_the_archive_bytes(tmp_path, monkeypatch):
     from hdpbench.io.archive import CompoundFiles
     from hdpbench.io.authors import read_training_structures
 
-    monkeypatch.setattr(generator, "make_calculator", lambda settings: LennardJones(sigma=2.6, epsilon=0.02, rc=6.0, smooth=True))
+    monkeypatch.setattr(generator, "make_calculator", lambda settings, accuracy=None: LennardJones(sigma=2.6, epsilon=0.02, rc=6.0, smooth=True))
     settings = generator.GenerationSettings.dry_run()
     root = tmp_path / "dataset"
     generator.generate(["Rb3AlF6"], settings, root, pools_only=True)
@@ -75,7 +75,8 @@ def test_staged_training_pool_holds_the_archive_bytes(tmp_path, monkeypatch):
     for name in names:
         assert (staged / name).read_bytes() == packed[name], name
     from_staged, from_archive = read_training_structures(staged), read_training_structures(archive)
-    assert len(from_staged) == len(from_archive) == 2 + 5  # rattled (dry run) + displaced supercells
+    # rattled (dry run) + displaced supercells: 4 symmetry-distinct steps, each with its mirror (±)
+    assert len(from_staged) == len(from_archive) == 2 + 8
     for a, b in zip(from_staged, from_archive, strict=True):
         assert a.info["config_type"] == b.info["config_type"]
         assert (a.positions == b.positions).all() and (a.arrays["REF_forces"] == b.arrays["REF_forces"]).all()
