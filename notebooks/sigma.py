@@ -113,7 +113,8 @@ page.figure_data(sigma[shift_columns], "sigma", "figS9")
 # ## Time-averaged and pooled σ
 #
 # The paper's σ is the time average ⟨σ(t)⟩; FHI-vibes reports the pooled ratio (sums over all frames
-# first). Both, for every compound and model:
+# first). Both for σ_ref and σ_model(Φ_model), per compound and model; the table behind it (also
+# σ_model(Φ_ref)) is {download}`this CSV <sigma_data/pooled.csv>`.
 
 # %%
 pooled_labels = {
@@ -123,7 +124,9 @@ pooled_labels = {
 # each time average beside its pooled value
 pooled_columns = ["model", "compound", "sigma_reference", "sigma_pooled_reference", "sigma_model_fc_reference",
                   "sigma_pooled_model_fc_reference", "sigma_model_fc_model", "sigma_pooled_model_fc_model"]
-display(page.readable(sigma[pooled_columns], labels=pooled_labels))
+page.figure_data(sigma[pooled_columns], "sigma", "pooled")
+shown = ["model", "compound", "sigma_reference", "sigma_pooled_reference", "sigma_model_fc_model", "sigma_pooled_model_fc_model"]
+display(page.readable(sigma[shown], labels=pooled_labels))
 
 # %% [markdown]
 # ## Per-species σ and force errors
