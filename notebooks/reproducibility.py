@@ -32,8 +32,10 @@
 # make book DATASET=hdp MODELS="mace-matpes-pbe-0 medium-mpa-0 medium-0b3 medium-omat-0" DEVICE=cuda
 # ```
 #
-# Compounds are split into fixed shards, so serial and distributed runs give byte-identical files,
-# and a run killed at any moment completes only the missing shards when restarted. On a SLURM
+# Compounds are split into fixed shards, so serial and distributed runs give byte-identical files
+# (with the same torch thread count, recorded in each manifest), and a run killed at any moment,
+# MD included, completes only what is missing when restarted. A compound whose input fails is
+# recorded with its error and file, the others still run, and a rerun retries only it. On a SLURM
 # cluster, start workers with dask-jobqueue and pass `--scheduler ADDRESS` (see the README).
 #
 # ## What it costs

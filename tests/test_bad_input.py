@@ -11,6 +11,7 @@ import pytest
 from hdpbench.compound import Compound, Trajectory, check_force_constants
 from hdpbench.errors import (
     ArchiveError,
+    CompoundFailures,
     DataError,
     ForceConstantsShapeError,
     FrameIndexError,
@@ -200,10 +201,13 @@ def test_bad_compound_leaves_the_results_store_untouched(tmp_path, members_of):
 
     stage.run(["Cs2AgBiBr6"], compute, progress=False)
     snapshot = {p: (p.read_bytes(), p.stat().st_mtime_ns) for p in stage.directory.iterdir()}
-    with pytest.raises(MissingMemberError, match="dpv_Broken"):
+    with pytest.raises(CompoundFailures, match="dpv_Broken") as caught:
         stage.run(["Cs2AgBiBr6", "Broken"], compute, progress=False)
-    assert {p: (p.read_bytes(), p.stat().st_mtime_ns) for p in stage.directory.iterdir()} == snapshot
-    assert stage.done() == ["Cs2AgBiBr6"]
+    assert isinstance(caught.value.__cause__, MissingMemberError)
+    after = {p: (p.read_bytes(), p.stat().st_mtime_ns) for p in stage.directory.iterdir()}
+    failure = stage.directory / "Broken.failed.json"
+    assert after.pop(failure) and after == snapshot  # only the failure record was added
+    assert stage.done() == ["Cs2AgBiBr6"] and stage.failures()["Broken"]["error_type"] == "MissingMemberError"
 
 
 def test_compound_rejects_mismatched_trajectory_directly(members_of):

@@ -108,12 +108,14 @@ def test_orphaned_temporaries_of_dead_writers_are_removed(tmp_path):
     from hdpbench.results import remove_orphaned_temporaries
 
     dead = subprocess.run([sys.executable, "-c", "import os; print(os.getpid())"], capture_output=True, text=True).stdout.strip()
-    orphan = tmp_path / f".X.npz.{dead}.abc123.tmp"
-    live = tmp_path / f".Y.npz.{os.getpid()}.def456.tmp"
+    from hdpbench.results import _HOST
+
+    orphan = tmp_path / f".X.npz.{_HOST}.{dead}.abc123.tmp"
+    live = tmp_path / f".Y.npz.{_HOST}.{os.getpid()}.def456.tmp"
     unrelated = tmp_path / ".notes.tmp"
     for path in (orphan, live, unrelated):
         path.write_text("partial")
     assert remove_orphaned_temporaries(tmp_path) == [orphan]
     assert not orphan.exists() and live.exists() and unrelated.exists()
     with atomic_path(tmp_path / "Z.json") as tmp:  # the writer's pid is in the temporary name
-        assert f".{os.getpid()}." in tmp.name
+        assert f".{_HOST}.{os.getpid()}." in tmp.name

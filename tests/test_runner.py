@@ -115,4 +115,4 @@ def test_a_failing_shard_does_not_lose_the_others(three_compounds, tmp_path):
         results_root=tmp_path, progress=False,  # default: a one-worker LocalCluster
     )
     assert report.done == ["Cs2AgBiBr6"] and list(report.failed) == ["NoSuchCompound"]
-    assert "1 shard(s) FAILED" in report.summary_line() and "no compound 'NoSuchCompound'" in report.failed["NoSuchCompound"]
+    assert "1/2 compounds done, 1 FAILED" in report.summary_line() and "no compound 'NoSuchCompound'" in report.failed["NoSuchCompound"]

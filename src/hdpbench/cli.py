@@ -9,7 +9,7 @@ import sys
 from collections.abc import Sequence
 
 from . import __version__
-from .errors import HdpbenchError
+from .errors import HdpbenchError, UsageError
 
 
 def _print_json(obj) -> None:
@@ -17,6 +17,32 @@ def _print_json(obj) -> None:
 
     json.dump(obj, sys.stdout, indent=2, default=_json_default)
     sys.stdout.write("\n")
+
+
+def _count(lowest: int):
+    """argparse type: an integer ≥ ``lowest`` (a bad value exits 2 naming the option)."""
+
+    def parse(text: str) -> int:
+        try:
+            value = int(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"{text!r} is not an integer") from None
+        if value < lowest:
+            raise argparse.ArgumentTypeError(f"{value} is below {lowest}")
+        return value
+
+    parse.__name__ = f"integer ≥ {lowest}"
+    return parse
+
+
+def _positive_float(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a number") from None
+    if not (value > 0 and math.isfinite(value)):
+        raise argparse.ArgumentTypeError(f"{value:g} is not a finite number > 0")
+    return value
 
 
 def _table(rows: list[list[str]], header: list[str]) -> str:
@@ -401,8 +427,8 @@ def cmd_run(args) -> int:
             progress=not args.quiet,
         )
         print(report.summary_line())
-        for first, error in report.failed.items():
-            print(f"  shard starting at {first}: {error}", file=sys.stderr)
+        for compound, error in sorted(report.failed.items()):
+            print(f"  {compound}: {error}", file=sys.stderr)
         failed = failed or bool(report.failed)
     return 1 if failed else 0
 
@@ -474,7 +500,7 @@ def build_parser() -> argparse.ArgumentParser:
     show = data_commands.add_parser("show", help="load one compound and describe its record")
     show.add_argument("compound", help="formula, e.g. Cs2AgBiBr6")
     show.add_argument("--dataset", default="demo")
-    show.add_argument("--discard", type=int, default=100, help="frames dropped from the start of each MD file")
+    show.add_argument("--discard", type=_count(0), default=100, help="frames dropped from the start of each MD file")
     show.add_argument("--no-md", action="store_true", help="skip the MD files (fast)")
     show.add_argument("--json", action="store_true")
     show.set_defaults(func=cmd_data_show)
@@ -489,16 +515,16 @@ def build_parser() -> argparse.ArgumentParser:
     phonon_commands = phonons.add_subparsers(dest="phonons_command", metavar="ACTION", required=True)
     compare = phonon_commands.add_parser("compare", help="RMSE(ω²), RMSE(v_g), MAE(f), stability, thermal errors")
     compare.add_argument("--unitcell", required=True, help="unit cell (POSCAR/CONTCAR or any ASE format)")
-    compare.add_argument("--supercell", type=int, nargs=3, default=[2, 2, 2], metavar=("N1", "N2", "N3"))
+    compare.add_argument("--supercell", type=_count(1), nargs=3, default=[2, 2, 2], metavar=("N1", "N2", "N3"))
     compare.add_argument("--reference", required=True, help="force constants: hdf5, FORCE_CONSTANTS, FORCE_SETS, phonopy yaml")
     compare.add_argument(
         "--model", required=True,
         help="force constants to compare (any supported format), or a model (registry name or checkpoint): then Φ_model comes from its finite displacements",
     )
-    compare.add_argument("--displacement", type=float, default=0.01, help="Å, finite displacement for a model's Φ (the authors' phonon script: 0.01)")
+    compare.add_argument("--displacement", type=_positive_float, default=0.01, help="Å, finite displacement for a model's Φ (the authors' phonon script: 0.01)")
     compare.add_argument("--device", default="cpu")
     compare.add_argument("--dtype", default="float32", choices=["float32", "float64"])
-    compare.add_argument("--npoints", type=int, default=50, help="q-points per path segment")
+    compare.add_argument("--npoints", type=_count(1), default=50, help="q-points per path segment")
     compare.add_argument("--unstable-below", type=float, default=-0.5, help="THz; lower frequencies mean unstable")
     compare.add_argument("--json", action="store_true")
     compare.set_defaults(func=cmd_phonons_compare)
@@ -507,9 +533,9 @@ def build_parser() -> argparse.ArgumentParser:
     sigma.add_argument("trajectory", help="FHI-vibes trajectory.nc, vasprun.xml, extxyz or ASE trajectory with forces")
     sigma.add_argument("--reference", help="undisplaced supercell (e.g. SPOSCAR); read from trajectory.nc if absent")
     sigma.add_argument("--force-constants", help="Φ of that supercell, any supported format")
-    sigma.add_argument("--discard", type=int, default=0, help="frames dropped from the start")
+    sigma.add_argument("--discard", type=_count(0), default=0, help="frames dropped from the start")
     sigma.add_argument("--model", help="also σ with this model's forces (registry name or checkpoint), with the reference Φ and its own Φ")
-    sigma.add_argument("--displacement", type=float, default=0.01, help="Å, finite displacement for the model's Φ")
+    sigma.add_argument("--displacement", type=_positive_float, default=0.01, help="Å, finite displacement for the model's Φ")
     sigma.add_argument("--device", default="cpu")
     sigma.add_argument("--dtype", default="float32", choices=["float32", "float64"])
     sigma.add_argument("--json", action="store_true")
@@ -518,13 +544,13 @@ def build_parser() -> argparse.ArgumentParser:
     md = commands.add_parser("md", help="batched NVT MD with an Andersen thermostat (ASE semantics)")
     md.add_argument("--structure", required=True, help="starting structure (any ASE format)")
     md.add_argument("--model", required=True, help="registry name or checkpoint path")
-    md.add_argument("--temperature", type=float, default=300.0)
-    md.add_argument("--steps", type=int, default=2000)
-    md.add_argument("--replicas", type=int, default=2)
-    md.add_argument("--seed", type=int, default=0)
-    md.add_argument("--timestep", type=float, default=1.0, help="fs")
+    md.add_argument("--temperature", type=_positive_float, default=300.0)
+    md.add_argument("--steps", type=_count(0), default=2000)
+    md.add_argument("--replicas", type=_count(1), default=2)
+    md.add_argument("--seed", type=_count(0), default=0)
+    md.add_argument("--timestep", type=_positive_float, default=1.0, help="fs")
     md.add_argument("--andersen-prob", type=float, default=0.5)
-    md.add_argument("--write-every", type=int, default=1, help="write a frame every k steps (with --output)")
+    md.add_argument("--write-every", type=_count(1), default=1, help="write a frame every k steps (with --output)")
     md.add_argument("--output", help="folder for replica_XXX.extxyz and the checkpoint (resumes if present)")
     md.add_argument("--device", default="cpu")
     md.add_argument("--dtype", default="float32", choices=["float32", "float64"])
@@ -547,17 +573,17 @@ def build_parser() -> argparse.ArgumentParser:
     running.add_argument("--dtype", default="float32", choices=["float32", "float64"])
     cluster = running.add_mutually_exclusive_group()
     cluster.add_argument(
-        "--workers", type=int, help="Dask LocalCluster worker processes; 0 runs in this process (default: one per device, i.e. per GPU with --device cuda)"
+        "--workers", type=_count(0), help="Dask LocalCluster worker processes; 0 runs in this process (default: one per device, i.e. per GPU with --device cuda)"
     )
     cluster.add_argument("--scheduler", help="address of an existing Dask scheduler (e.g. from dask-jobqueue)")
-    running.add_argument("--shard-size", type=int, default=4, help="compounds per shard (fixed, whatever the workers)")
+    running.add_argument("--shard-size", type=_count(1), default=4, help="compounds per shard (fixed, whatever the workers)")
     running.add_argument("--results", help="results folder (default: HDPBENCH_RESULTS or results/)")
     running.add_argument("--set", action="append", metavar="GROUP.FIELD=VALUE", help="e.g. md.steps=500 (repeatable)")
     running.add_argument("--dry-run", action="store_true", help="tiny settings for a smoke test")
     running.add_argument("--estimate", action="store_true", help="print the estimated cost and exit")
     running.add_argument(
         "--frames-per-compound",
-        type=int,
+        type=_count(1),
         help="for --estimate on a local dataset; default: counted in its production files",
     )
     running.add_argument("--quiet", action="store_true", help="no progress bar")
@@ -567,8 +593,8 @@ def build_parser() -> argparse.ArgumentParser:
     bench_commands = bench.add_subparsers(dest="bench_command", metavar="BENCHMARK", required=True)
     bench_evaluate = bench_commands.add_parser("evaluate", help="batched evaluation vs the ASE MACECalculator loop")
     bench_evaluate.add_argument("--quick", action="store_true", help="8 frames, 32-channel model, 1 repeat")
-    bench_evaluate.add_argument("--frames", type=int, default=32)
-    bench_evaluate.add_argument("--repeats", type=int, default=3)
+    bench_evaluate.add_argument("--frames", type=_count(1), default=32)
+    bench_evaluate.add_argument("--repeats", type=_count(1), default=3)
     bench_evaluate.add_argument("--device", default="cpu")
     bench_evaluate.add_argument("--dtype", default="float32", choices=["float32", "float64"])
     bench_evaluate.add_argument("--json", action="store_true", help="print the JSON report")
@@ -579,8 +605,8 @@ def build_parser() -> argparse.ArgumentParser:
     )
     bench_calculator.add_argument("--model", default="chgnet-0.3.0")
     bench_calculator.add_argument("--quick", action="store_true", help="8 frames, 1 repeat")
-    bench_calculator.add_argument("--frames", type=int, default=32)
-    bench_calculator.add_argument("--repeats", type=int, default=3)
+    bench_calculator.add_argument("--frames", type=_count(1), default=32)
+    bench_calculator.add_argument("--repeats", type=_count(1), default=3)
     bench_calculator.add_argument("--device", default="cpu")
     bench_calculator.add_argument("--json", action="store_true", help="print the JSON report")
     bench_calculator.add_argument("--output", help="also write the JSON report to this file")
@@ -588,8 +614,8 @@ def build_parser() -> argparse.ArgumentParser:
     bench_md = bench_commands.add_parser("md", help="batched device-resident Andersen MD vs the ASE Andersen loop (same draws)")
     bench_md.add_argument("--model", default="demo-small-data", help="a registered MACE model")
     bench_md.add_argument("--quick", action="store_true", help="16 replicas, 5 steps")
-    bench_md.add_argument("--replicas", type=int, default=16)
-    bench_md.add_argument("--steps", type=int, default=20)
+    bench_md.add_argument("--replicas", type=_count(1), default=16)
+    bench_md.add_argument("--steps", type=_count(0), default=20)
     bench_md.add_argument("--device", default="cpu")
     bench_md.add_argument("--dtype", default="float32", choices=["float32", "float64"])
     bench_md.add_argument("--replicas-per-call", default="auto", help="replicas per forward pass: an integer or 'auto'")
@@ -598,8 +624,8 @@ def build_parser() -> argparse.ArgumentParser:
     bench_md.set_defaults(func=cmd_bench_md)
     bench_rematch = bench_commands.add_parser("rematch", help="batched REMatch kernel vs dscribe's REMatchKernel on real AIMD frames")
     bench_rematch.add_argument("--quick", action="store_true", help="20 frames, 1 repeat")
-    bench_rematch.add_argument("--frames", type=int, default=60)
-    bench_rematch.add_argument("--repeats", type=int, default=3)
+    bench_rematch.add_argument("--frames", type=_count(1), default=60)
+    bench_rematch.add_argument("--repeats", type=_count(1), default=3)
     bench_rematch.add_argument("--dataset", default="demo")
     bench_rematch.add_argument("--compound", help="default: the dataset's first compound")
     bench_rematch.add_argument("--json", action="store_true", help="print the JSON report")
@@ -616,6 +642,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 0
     try:
         return int(args.func(args) or 0)
+    except UsageError as error:  # a bad option or setting: nothing was computed
+        print(f"hdpbench: error: {error}", file=sys.stderr)
+        return 2
     except HdpbenchError as error:
         print(f"hdpbench: error: {error}", file=sys.stderr)
         return 1

@@ -229,9 +229,9 @@ class _InventoryCache:
 
     def save(self) -> None:
         if self.changed:
-            from .results import atomic_write_json
+            from .results import try_write_cache
 
-            atomic_write_json(self.file, self.data)
+            try_write_cache(self.file, self.data)
 
 
 def _has_compounds(root: Path) -> bool:

@@ -26,6 +26,10 @@ class ArchiveError(DataError):
     """A compound archive is corrupt, unsafe or incomplete."""
 
 
+class ArchiveTooLargeError(ArchiveError):
+    """A member (or all members together) larger than the read limits allow (a decompression bomb)."""
+
+
 class MissingMemberError(ArchiveError):
     """A member the reader needs is absent from an archive or folder."""
 
@@ -63,3 +67,31 @@ class UnknownDatasetError(HdpbenchError, KeyError):
 
     def __str__(self) -> str:  # KeyError would quote the message
         return str(self.args[0]) if self.args else ""
+
+
+class UsageError(HdpbenchError, ValueError):
+    """A bad command-line value or setting (exit status 2)."""
+
+
+class StoreWriteError(HdpbenchError, OSError):
+    """A results or output file cannot be written (read-only folder, full disk); names the file."""
+
+    def __init__(self, path: str | Path, problem: str):
+        self.path = str(path)
+        self.problem = problem
+        super().__init__(f"{self.path}: {problem}")
+
+
+class CompoundFailures(HdpbenchError):
+    """Some compounds of a stage failed; every other compound was computed and saved.
+
+    ``failures`` maps each failed compound to its recorded error (``<compound>.failed.json``).
+    """
+
+    def __init__(self, stage: str, directory: str | Path, failures: dict[str, dict]):
+        self.stage = stage
+        self.directory = str(directory)
+        self.failures = failures
+        lines = [f"{stage}: {len(failures)} compound(s) failed (the others were saved in {directory}):"]
+        lines += [f"  {name}: {record['error']}" for name, record in sorted(failures.items())]
+        super().__init__("\n".join(lines))

@@ -94,7 +94,9 @@ def load_model(model, *, device: str = "cpu", dtype: str = "float32", head: str 
     from ase.calculators.calculator import BaseCalculator
 
     from .calculators import CalculatorModel, load_calculator_model
+    from .torch_setup import pin_threads
 
+    pin_threads()  # every computation loads a model first: fix the thread count here (torch_setup)
     if isinstance(model, (LoadedModel, CalculatorModel)):
         return model
     if isinstance(model, BaseCalculator):
@@ -180,7 +182,9 @@ def _is_out_of_memory(error: BaseException) -> bool:
 class BatchedEvaluator:
     """Evaluate many structures with one model, batch by batch.
 
-    ``batch_size``: an int, or ``"auto"`` to measure throughput on the first structures (cached).
+    ``batch_size``: an int, or ``"auto"`` to measure throughput on the first structures (cached per
+    model, device, dtype and structure size; the probe's outputs are discarded, so a cold and a warm
+    cache give the same bits).
     ``max_batch_atoms`` bounds the atoms in one batch (the memory budget).
     """
 
@@ -272,14 +276,14 @@ class BatchedEvaluator:
             return None
 
     def _store_batch_size(self, n_atoms: int, size: int) -> None:
-        from .results import atomic_write_json
+        from .results import try_write_cache
 
         try:
             table = json.loads(self._cache_file().read_text())
         except (OSError, json.JSONDecodeError):
             table = {}
         table[self._cache_key(n_atoms)] = size
-        atomic_write_json(self._cache_file(), table)
+        try_write_cache(self._cache_file(), table)
 
     def _candidate_sizes(self, n_atoms: int, n_structures: int) -> list[int]:
         limit = max(1, min(n_structures, self.max_batch_atoms // max(n_atoms, 1)))
@@ -288,6 +292,25 @@ class BatchedEvaluator:
             sizes.append(size)
             size *= 2
         return sizes
+
+    def _probe_batch_size(self, structures: list[Atoms], n_atoms: int, stress: bool) -> int:
+        if len(structures) < 2:
+            return 1
+        self._forward_with_oom_retry(self.graphs(structures[:1]), stress, 1)  # warm-up (allocations), untimed
+        best_rate, size = 0.0, 1
+        for candidate in self._candidate_sizes(n_atoms, len(structures)):
+            chunk = structures[:candidate]
+            if len(chunk) < candidate:
+                break
+            start = time.perf_counter()
+            *_, used = self._forward_with_oom_retry(self.graphs(chunk), stress, candidate)
+            rate = len(chunk) / (time.perf_counter() - start)
+            if used < candidate or rate < best_rate * 1.05:  # OOM, or no real gain: stop growing
+                if rate > best_rate:
+                    size = used
+                break
+            best_rate, size = rate, candidate
+        return size
 
     # -- public API -------------------------------------------------------------------------
     def evaluate(self, structures: Sequence[Atoms], *, stress: bool = False) -> Evaluation:
@@ -304,30 +327,13 @@ class BatchedEvaluator:
         position = 0
         bar = tqdm(total=len(structures), desc=f"evaluate [{self.model.name}]", unit="frame", disable=not self.progress)
         timings_before = dict(self.timings)
-        if size is None and len(structures) > 1:
-            # Warm-up (first call allocates and compiles): untimed, its result kept.
-            e, f, s, _ = self._forward_with_oom_retry(self.graphs(structures[:1]), stress, 1)
-            energies.extend(e), forces.extend(f), stresses.extend(s)
-            position = 1
-            bar.update(1)
-        if size is None:  # probe 1, 2, 4, ...: measured frames/s, keeping every result
-            best_rate, size = 0.0, 1
-            for candidate in self._candidate_sizes(n_atoms, len(structures)):
-                chunk = structures[position : position + candidate]
-                if len(chunk) < candidate:
-                    break
-                start = time.perf_counter()
-                e, f, s, used = self._forward_with_oom_retry(self.graphs(chunk), stress, candidate)
-                rate = len(chunk) / (time.perf_counter() - start)
-                energies.extend(e), forces.extend(f), stresses.extend(s)
-                position += len(chunk)
-                bar.update(len(chunk))
-                if used < candidate or rate < best_rate * 1.05:  # OOM, or no real gain: stop growing
-                    if rate > best_rate:
-                        best_rate, size = rate, used
-                    break
-                best_rate, size = rate, candidate
-            self._store_batch_size(n_atoms, size)
+        if size is None:
+            # Probe 1, 2, 4, ... structures per batch by measured frames/s. The probe's outputs are
+            # thrown away: batch composition changes the last bits of the forces, so every result
+            # below comes from batches of the chosen size, whether the size was probed or cached.
+            size = self._probe_batch_size(structures, n_atoms, stress)
+            if len(structures) > 1:  # one structure measures nothing: probe again on a real batch
+                self._store_batch_size(n_atoms, size)
         while position < len(structures):
             chunk = structures[position : position + size]
             e, f, s, size = self._forward_with_oom_retry(self.graphs(chunk), stress, size)

@@ -14,13 +14,23 @@ forces come from position tensors directly (graphs and neighbour lists built on 
 
 A replica whose temperature exceeds ``max_temperature_factor`` x T, or whose largest force exceeds
 ``max_force``, or that produces non-finite numbers, is stopped and the reason recorded; the others
-continue. Frames are written every ``write_every`` steps to one extxyz file per replica (with forces),
-and a checkpoint after each write makes an interrupted run resume where it stopped.
+continue. Frames are written every ``write_every`` steps to one extxyz file per replica (with forces).
+
+Crash safety: every ``checkpoint_every`` steps (and at the end) the trajectory files are fsynced and
+then a checkpoint is written atomically holding the state (positions, velocities, forces, random
+generator states, per-step temperatures) *and the byte length of every trajectory file*. A resumed
+run truncates each file to that length (frames written after the last checkpoint, or half-written
+when the run was killed, go) and continues from the saved state; a run killed before its first
+checkpoint starts afresh. Because the state and the random draws are restored exactly and the force
+call gives the same bits in every process (:mod:`hdpbench.torch_setup`), the resumed run writes the
+same bytes an uninterrupted one does (tested by killing real runs, ``tests/test_faults.py``).
 """
 
 from __future__ import annotations
 
+import io
 import json
+import os
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -79,6 +89,18 @@ class MDSettings:
     max_temperature_factor: float = 5.0
     max_force: float = 50.0  # eV/Å
     seed: int = 0
+    checkpoint_every: int = 20  # steps; frames after the last checkpoint are recomputed on resume
+
+    def __post_init__(self):
+        from .errors import UsageError
+        from .validation import require_positive, require_positive_int
+
+        for name in ("steps", "write_every", "checkpoint_every"):
+            require_positive_int(f"MD setting {name}", getattr(self, name), allow_zero=name == "steps")
+        for name in ("temperature_K", "timestep_fs", "max_temperature_factor", "max_force"):
+            require_positive(f"MD setting {name}", getattr(self, name))
+        if not 0.0 <= self.andersen_prob <= 1.0:
+            raise UsageError(f"MD setting andersen_prob={self.andersen_prob!r}: expected a probability between 0 and 1")
 
 
 @dataclass
@@ -272,56 +294,124 @@ class BatchedAndersen:
             self._resume()
         # Active replicas step together; stopped ones keep the step count at which they stopped.
         start = max(s.steps_done for s in self.status)
+        committed = start
         for _ in tqdm(range(start, total), desc=f"MD x{self.n_replicas}", unit="step", disable=not progress):
             if not self.active:
                 break
             self.step()
             step = max(s.steps_done for s in self.status)
-            if self.output_dir is not None and step % self.settings.write_every == 0:
-                self._write(step)
+            if self.output_dir is None:
+                continue
+            if step % self.settings.write_every == 0:
+                self._append_frames(step)
+            if step % self.settings.checkpoint_every == 0:
+                self._checkpoint()
+                committed = step
+        if self.output_dir is not None and max(s.steps_done for s in self.status) != committed:
+            self._checkpoint()
         return self.status
 
     def trajectory_file(self, r: int) -> Path:
         return self.output_dir / f"replica_{r:03d}.extxyz"
 
-    def _write(self, step: int) -> None:
+    @property
+    def checkpoint_file(self) -> Path:
+        return self.output_dir / "checkpoint.npz"
+
+    def _append_frames(self, step: int) -> None:
+        """Append the frame of every replica that made ``step`` (stopped replicas write nothing more)."""
         import ase.io
 
-        from .results import atomic_path
+        from .errors import StoreWriteError
 
         self.output_dir.mkdir(parents=True, exist_ok=True)
         for r in range(self.n_replicas):
-            if self.status[r].steps_done == step:  # stopped replicas write nothing more
-                ase.io.write(self.trajectory_file(r), self.atoms(r), format="extxyz", append=True)
-        with atomic_path(self.output_dir / "checkpoint.npz") as tmp, open(tmp, "wb") as handle:
+            if self.status[r].steps_done == step:
+                text = io.StringIO()
+                ase.io.write(text, self.atoms(r), format="extxyz")
+                path = self.trajectory_file(r)
+                try:
+                    self._append(path, text.getvalue().encode())
+                except OSError as error:  # e.g. a full disk: the next resume cuts the file back
+                    raise StoreWriteError(path, f"cannot append MD frame of step {step} ({error.strerror or error}); "
+                                          "rerun to resume from the last checkpoint") from error
+
+    @staticmethod
+    def _append(path: Path, data: bytes) -> None:
+        with open(path, "ab") as handle:
+            handle.write(data)
+
+    def _checkpoint(self) -> None:
+        """Make the frames written so far durable, then record the state and the files' lengths."""
+        from .results import atomic_path
+
+        self.output_dir.mkdir(parents=True, exist_ok=True)
+        lengths = []
+        for r in range(self.n_replicas):
+            path = self.trajectory_file(r)
+            if path.is_file():
+                with open(path, "rb") as handle:
+                    os.fsync(handle.fileno())
+                lengths.append(path.stat().st_size)
+            else:
+                lengths.append(0)
+        longest = max((len(s.temperatures) for s in self.status), default=0)
+        temperatures = np.full((self.n_replicas, longest), np.nan)
+        for r, status in enumerate(self.status):
+            temperatures[r, : len(status.temperatures)] = status.temperatures
+        with atomic_path(self.checkpoint_file) as tmp, open(tmp, "wb") as handle:
             np.savez(
                 handle,
                 positions=self.positions.cpu().numpy(),
                 velocities=self.velocities.cpu().numpy(),
                 forces=self.forces.cpu().numpy(),
-                status=json.dumps([s.__dict__ for s in self.status]),
+                temperatures=temperatures,
+                status=json.dumps([{"steps_done": s.steps_done, "stopped": s.stopped} for s in self.status]),
                 rng_states=json.dumps([rng.bit_generator.state for rng in self.rngs]),
+                trajectory_bytes=np.asarray(lengths, dtype=np.int64),
             )
 
     def _resume(self) -> None:
-        import ase.io
+        from .errors import DataError
+        from .results import remove_orphaned_temporaries
 
-        checkpoint = self.output_dir / "checkpoint.npz"
-        if not checkpoint.is_file():
+        if self.output_dir.is_dir():  # a checkpoint temporary of a killed run
+            remove_orphaned_temporaries(self.output_dir)
+        checkpoint = self.checkpoint_file
+        if not checkpoint.is_file():  # killed before the first checkpoint: nothing was committed
+            for r in range(self.n_replicas):
+                self.trajectory_file(r).unlink(missing_ok=True)
             return
         torch = self.torch
-        with np.load(checkpoint) as state:
-            self.positions = torch.as_tensor(state["positions"], device=self.device)
-            self.velocities = torch.as_tensor(state["velocities"], device=self.device)
-            self.forces = torch.as_tensor(state["forces"], device=self.device)
-            self.status = [ReplicaStatus(**s) for s in json.loads(str(state["status"]))]
-            for rng, saved in zip(self.rngs, json.loads(str(state["rng_states"])), strict=True):
-                rng.bit_generator.state = saved
-        for r, status in enumerate(self.status):  # drop frames written after the checkpoint
+        try:
+            with np.load(checkpoint) as state:
+                saved = {key: state[key] for key in state.files}
+        except (OSError, ValueError, EOFError) as error:
+            raise DataError(checkpoint, f"unreadable MD checkpoint ({error}); delete {self.output_dir} to start the run again") from error
+        missing = {"positions", "velocities", "forces", "temperatures", "status", "rng_states", "trajectory_bytes"} - set(saved)
+        if missing:
+            raise DataError(checkpoint, f"MD checkpoint without {sorted(missing)} (an older format); delete {self.output_dir} to start again")
+        if saved["positions"].shape != tuple(self.positions.shape) or len(saved["trajectory_bytes"]) != self.n_replicas:
+            raise DataError(checkpoint, f"MD checkpoint of another system (positions {saved['positions'].shape}, expected {tuple(self.positions.shape)})")
+        self.positions = torch.as_tensor(saved["positions"], device=self.device)
+        self.velocities = torch.as_tensor(saved["velocities"], device=self.device)
+        self.forces = torch.as_tensor(saved["forces"], device=self.device)
+        self.status = []
+        for record, temperatures in zip(json.loads(str(saved["status"])), saved["temperatures"], strict=True):
+            kept = temperatures[: record["steps_done"]]
+            self.status.append(ReplicaStatus(steps_done=record["steps_done"], stopped=record["stopped"], temperatures=[float(t) for t in kept]))
+        for rng, state in zip(self.rngs, json.loads(str(saved["rng_states"])), strict=True):
+            rng.bit_generator.state = state
+        for r, committed in enumerate(saved["trajectory_bytes"].tolist()):
             path = self.trajectory_file(r)
-            if path.is_file():
-                frames = [a for a in ase.io.read(path, index=":") if a.info.get("step", 0) <= status.steps_done]
-                ase.io.write(path, frames, format="extxyz")
+            length = path.stat().st_size if path.is_file() else 0
+            if length < committed:
+                raise DataError(
+                    path, f"holds {length} bytes but {checkpoint.name} committed {committed}: it was changed after the run "
+                    f"wrote it; delete {self.output_dir} to start the run again"
+                )
+            if length > committed:  # frames after the checkpoint (maybe half-written): recomputed
+                os.truncate(path, committed)
 
     def summary(self) -> dict[str, Any]:
         return {

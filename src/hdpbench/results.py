@@ -18,7 +18,11 @@ import datetime as _dt
 import hashlib
 import json
 import os
+import re
+import socket
 import tempfile
+import traceback
+import warnings
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -27,43 +31,100 @@ from typing import Any
 import numpy as np
 
 from . import __version__, paths
+from .errors import CompoundFailures, StoreWriteError
+
+_HOST = re.sub(r"[^A-Za-z0-9-]", "-", socket.gethostname()) or "host"  # no dots: it is a field of temporary names
+
+
+def _current_umask() -> int:
+    mask = os.umask(0)
+    os.umask(mask)
+    return mask
+
+
+_UMASK = _current_umask()
 
 
 @contextlib.contextmanager
 def atomic_path(path: str | Path) -> Iterator[Path]:
-    """Yield a temporary path beside ``path``; on success it is fsynced and renamed onto ``path``."""
+    """Yield a temporary path beside ``path``; on success it is fsynced and renamed onto ``path``.
+
+    The file gets the permissions of any file the user creates (``0666 & ~umask``, not mkstemp's 0600,
+    so a group-shared store stays readable). A failed write (full disk, read-only folder) raises
+    :class:`~hdpbench.errors.StoreWriteError` naming ``path``, and leaves neither the temporary
+    nor a changed ``path``.
+    """
     path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    # The writer's pid in the name lets a later run remove what a killed writer left (see below).
-    fd, tmp_name = tempfile.mkstemp(prefix=f".{path.name}.{os.getpid()}.", suffix=".tmp", dir=path.parent)
-    os.close(fd)
-    tmp = Path(tmp_name)
+    tmp = None
     try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        # Host and pid in the name let a later run remove what a killed writer on this host left.
+        fd, tmp_name = tempfile.mkstemp(prefix=f".{path.name}.{_HOST}.{os.getpid()}.", suffix=".tmp", dir=path.parent)
+        os.fchmod(fd, 0o666 & ~_UMASK)
+        os.close(fd)
+        tmp = Path(tmp_name)
         yield tmp
         with open(tmp, "rb") as handle:
             os.fsync(handle.fileno())
         os.replace(tmp, path)
+    except OSError as error:
+        if isinstance(error, StoreWriteError):
+            raise
+        raise StoreWriteError(path, f"cannot write ({error.strerror or error}); nothing of it was kept") from error
     finally:
-        if tmp.exists():
+        if tmp is not None and tmp.exists():
             tmp.unlink()
 
 
 def remove_orphaned_temporaries(directory: str | Path) -> list[Path]:
-    """Delete temporary files of :func:`atomic_path` whose writing process no longer exists (a run
-    killed mid-write); files of live writers, e.g. other workers of the same run, are left alone."""
+    """Delete temporary files of :func:`atomic_path` that a killed writer on this host left; files of
+    live writers (other workers of the same run) and of other hosts (a shared filesystem) stay."""
     removed = []
     for candidate in Path(directory).glob(".*.tmp"):
-        parts = candidate.name[: -len(".tmp")].rsplit(".", 2)
-        if len(parts) != 3 or not parts[1].isdigit():
+        fields = candidate.name[: -len(".tmp")].rsplit(".", 3)  # [.name, host, pid, random]
+        if len(fields) != 4 or fields[1] != _HOST or not fields[2].isdigit():
             continue
+        pid = fields[2]
         try:
-            os.kill(int(parts[1]), 0)
+            os.kill(int(pid), 0)
         except ProcessLookupError:
             candidate.unlink(missing_ok=True)
             removed.append(candidate)
         except PermissionError:
             pass  # alive, owned by someone else
     return removed
+
+
+def try_write_cache(path: str | Path, obj: Any) -> bool:
+    """Write a JSON cache file; on failure (read-only or full cache) warn once and go on without it.
+
+    The cache only saves time, so losing it must never stop a command.
+    """
+    try:
+        atomic_write_json(path, obj)
+        return True
+    except StoreWriteError as error:
+        if str(Path(path).parent) not in _CACHE_WARNINGS:
+            _CACHE_WARNINGS.add(str(Path(path).parent))
+            warnings.warn(f"cache not written, continuing without it: {error}", RuntimeWarning, stacklevel=2)
+        return False
+
+
+_CACHE_WARNINGS: set[str] = set()
+
+
+def require_writable(directory: str | Path) -> Path:
+    """Create ``directory`` if needed and check a file can be written there, before any work."""
+    directory = Path(directory)
+    try:
+        directory.mkdir(parents=True, exist_ok=True)
+        fd, probe = tempfile.mkstemp(prefix=".write-check.", dir=directory)
+        os.close(fd)
+        os.unlink(probe)
+    except OSError as error:
+        raise StoreWriteError(directory, f"results cannot be written here ({error.strerror or error}); "
+                              "choose another folder with --results or HDPBENCH_RESULTS") from error
+    return directory
 
 
 def atomic_write_bytes(path: str | Path, data: bytes) -> None:
@@ -132,10 +193,15 @@ class StageManifest:
         return hashlib.sha256(_canonical(self._identity()).encode()).hexdigest()[:16]
 
     def to_dict(self) -> dict[str, Any]:
+        from .torch_setup import pinned_threads
+
         return {
             **self._identity(),
             "key": self.key,
             "hdpbench_version": __version__,
+            # Not in the key: results are bit-identical for the same count, equal within float
+            # tolerance for another (README, "Reproducibility").
+            "torch_threads": pinned_threads(),
             "written_at": _dt.datetime.now(_dt.UTC).isoformat(timespec="seconds"),
         }
 
@@ -239,31 +305,88 @@ class StageResults:
                 "(not computed yet, computed with other settings, or interrupted)"
             )
 
+    # -- failures ----------------------------------------------------------------------------
+    def _failure_marker(self, compound: str) -> Path:
+        return self.directory / f"{_safe_component(compound, 'compound')}.failed.json"
+
+    def record_failure(self, compound: str, error: BaseException) -> dict[str, Any]:
+        """Write ``<compound>.failed.json`` (stage key, error type and message, the file at fault)."""
+        record = {
+            "key": self.key,
+            "compound": compound,
+            "error_type": type(error).__name__,
+            "error": str(error).splitlines()[0] if str(error) else type(error).__name__,
+            "file": getattr(error, "path", None),
+            "traceback": "".join(traceback.format_exception(error, limit=-8)),
+            "written_at": _dt.datetime.now(_dt.UTC).isoformat(timespec="seconds"),
+        }
+        atomic_write_json(self._failure_marker(compound), record)
+        return record
+
+    def failures(self, compounds: Iterable[str] | None = None) -> dict[str, dict[str, Any]]:
+        """{compound: failure record} of compounds that failed with the current key and are not done."""
+        if compounds is None:
+            if not self.directory.is_dir():
+                return {}
+            compounds = sorted(p.name[: -len(".failed.json")] for p in self.directory.glob("*.failed.json"))
+        found = {}
+        for compound in compounds:
+            marker = self._failure_marker(compound)
+            if not marker.is_file() or self.is_done(compound):
+                continue
+            try:
+                record = json.loads(marker.read_text())
+            except (OSError, json.JSONDecodeError):
+                continue
+            if record.get("key") == self.key:
+                found[compound] = record
+        return found
+
     def run(
         self,
         compounds: Iterable[str],
         compute: Callable[[str], dict[str, Any]],
         *,
         progress: bool = True,
+        errors: str = "raise",
     ) -> dict[str, str]:
         """Compute and save every pending compound; ``compute(name)`` returns ``save``'s keyword arguments.
 
-        Returns {compound: 'done' | 'skipped'}. An exception from one compound propagates after
-        nothing of it was committed; results of other compounds stay as they are.
+        Returns {compound: 'done' | 'skipped' | 'failed'}. A compound whose computation raises is
+        recorded (``<compound>.failed.json``: error and file) and the others still run; a rerun retries
+        only what is not done. Then, with ``errors="raise"``, :class:`~hdpbench.errors.CompoundFailures`
+        lists the failures; with ``errors="record"`` they are only recorded (the runner reports them).
+        A results file that cannot be written (full disk) stops the run: every other compound would
+        fail the same way.
         """
         from tqdm.auto import tqdm
 
+        if errors not in ("raise", "record"):
+            raise ValueError(f"errors={errors!r}: expected 'raise' or 'record'")
         compounds = list(compounds)
         if self.directory.is_dir():
             remove_orphaned_temporaries(self.directory)
         todo = set(self.pending(compounds))
         status = {c: "skipped" for c in compounds if c not in todo}
+        failed: dict[str, dict[str, Any]] = {}
+        first_error: Exception | None = None
         for compound in tqdm(
             [c for c in compounds if c in todo],
             desc=f"{self.manifest.stage} [{self.manifest.model}]",
             unit="compound",
             disable=not progress,
         ):
-            self.save(compound, **compute(compound))
+            try:
+                self.save(compound, **compute(compound))
+            except StoreWriteError:
+                raise
+            except Exception as error:  # one bad compound must not stop the others
+                failed[compound] = self.record_failure(compound, error)
+                first_error = first_error or error
+                status[compound] = "failed"
+                continue
+            self._failure_marker(compound).unlink(missing_ok=True)
             status[compound] = "done"
+        if failed and errors == "raise":
+            raise CompoundFailures(self.manifest.stage, self.directory, failed) from first_error
         return status

@@ -65,7 +65,7 @@ class RunSettings:
                 raise ValueError(f"bad setting {text!r}: expected GROUP.FIELD=VALUE with one of {known}")
             groups[group][name] = _parse_value(raw, groups[group][name], text)
         return RunSettings(
-            phonons=PhononSettings(**{**groups["phonons"], "supercell": tuple(groups["phonons"]["supercell"])}),
+            phonons=PhononSettings(**groups["phonons"]),
             sigma=SigmaSettings(**groups["sigma"]),
             md=ModelMDSettings(**groups["md"]),
             kpca=KPCASettings(**groups["kpca"]),
@@ -140,7 +140,8 @@ def _dispatch(stage: str, dataset: str, model: str, shard: list[str], settings: 
 
     data = _cached_dataset(dataset)
     loaded = _cached_model(model, device, getattr(settings, STAGE_SETTINGS[stage]).dtype)
-    common = {"compounds": shard, "device": device, "results_root": results_root, "progress": False}
+    # errors="record": a failing compound is written down and the rest of the shard still runs.
+    common = {"compounds": shard, "device": device, "results_root": results_root, "progress": False, "errors": "record"}
     if stage == "phonons":
         result = stages.run_phonons(data, loaded, settings=settings.phonons, **common)
     elif stage == "sigma-reference-frames":
@@ -168,13 +169,30 @@ def run_shard(
 ) -> dict[str, Any]:
     """Run one stage on one shard (in whatever process calls it); returns what was done and how long it took."""
     start = time.perf_counter()
-    if torch_threads:  # CPU workers share the cores instead of each taking all of them
-        import torch
+    from .torch_setup import pin_threads
 
-        torch.set_num_threads(torch_threads)
+    pin_threads(torch_threads)  # CPU workers share the cores instead of each taking all of them
     result = run_stage_in_process(stage, dataset, model, shard, settings, _worker_device(device), results_root)
     done = [name for name in shard if result.is_done(name)]
-    return {"shard": shard, "done": done, "seconds": time.perf_counter() - start, "directory": str(result.directory)}
+    failed = {name: record["error"] for name, record in result.failures([n for n in shard if n not in done]).items()}
+    failed.update({name: "no result and no recorded failure" for name in shard if name not in done and name not in failed})
+    return {"shard": shard, "done": done, "failed": failed, "seconds": time.perf_counter() - start, "directory": str(result.directory)}
+
+
+def _dask_scratch() -> str | None:
+    """Dask's spill and scratch space under the project cache (not ``/tmp/dask-scratch-space``);
+    Dask's default where the cache cannot be written."""
+    import warnings
+
+    from .errors import StoreWriteError
+    from .paths import cache_dir
+    from .results import require_writable
+
+    try:
+        return str(require_writable(cache_dir() / "dask-scratch"))
+    except StoreWriteError as error:
+        warnings.warn(f"Dask scratch goes to its default folder: {error}", RuntimeWarning, stacklevel=2)
+        return None
 
 
 def default_workers(device: str) -> int:
@@ -193,15 +211,15 @@ class RunReport:
     compounds: int
     shards: int
     done: list[str] = field(default_factory=list)
-    failed: dict[str, str] = field(default_factory=dict)  # first compound of the shard → error
+    failed: dict[str, str] = field(default_factory=dict)  # compound → error (every compound of a shard that died)
     seconds: float = 0.0
     directory: str | None = None
 
     def summary_line(self) -> str:
-        state = "ok" if not self.failed else f"{len(self.failed)} shard(s) FAILED"
+        state = "ok" if not self.failed else f"{len(self.failed)} FAILED (a rerun retries only these)"
         return (
-            f"{self.stage} [{self.model}]: {len(self.done)}/{self.compounds} compounds done in {self.shards} shard(s), "
-            f"{self.seconds:.1f} s, {state}" + (f" → {self.directory}" if self.directory else "")
+            f"{self.stage} [{self.model}]: {len(self.done)}/{self.compounds} compounds done, {state}, "
+            f"{self.shards} shard(s), {self.seconds:.1f} s" + (f" → {self.directory}" if self.directory else "")
         )
 
 
@@ -223,20 +241,26 @@ def run(
     from tqdm.auto import tqdm
 
     from .paths import results_dir
+    from .results import require_writable
 
     if stage not in STAGES:
         raise ValueError(f"unknown stage {stage!r}: choose from {', '.join(STAGES)}")
     names = list(compounds) if compounds is not None else _cached_dataset(str(dataset)).compounds()
     work = shards(names, shard_size)
-    root = str(Path(results_root) if results_root is not None else results_dir())
+    root = str(require_writable(Path(results_root) if results_root is not None else results_dir()))
     report = RunReport(stage=stage, model=str(model), compounds=len({*names}), shards=len(work))
     start = time.perf_counter()
     bar = tqdm(total=report.compounds, desc=f"{stage} [{model}]", unit="compound", disable=not progress)
 
     def record(outcome: dict[str, Any]) -> None:
         report.done.extend(outcome["done"])
+        report.failed.update(outcome["failed"])
         report.directory = outcome["directory"]
         bar.update(len(outcome["shard"]))
+
+    def shard_died(shard: list[str], error: BaseException) -> None:  # e.g. the model could not be loaded
+        report.failed.update({name: f"{type(error).__name__}: {error}" for name in shard})
+        bar.update(len(shard))
 
     if workers is None:
         workers = default_workers(device)
@@ -246,8 +270,7 @@ def run(
             try:
                 record(run_shard(*arguments, shard, settings, device, root))
             except Exception as error:  # one bad shard must not lose the others' results
-                report.failed[shard[0]] = f"{type(error).__name__}: {error}"
-                bar.update(len(shard))
+                shard_died(shard, error)
     else:
         import os
 
@@ -256,7 +279,8 @@ def run(
         threads = max(1, (os.cpu_count() or 1) // workers) if workers and device == "cpu" else None
 
         cluster = None if scheduler else LocalCluster(
-            n_workers=workers, threads_per_worker=1, processes=True, dashboard_address=None, silence_logs=logging.WARNING
+            n_workers=workers, threads_per_worker=1, processes=True, dashboard_address=None, silence_logs=logging.WARNING,
+            local_directory=_dask_scratch(),
         )
         try:
             with Client(scheduler or cluster) as client:
@@ -268,8 +292,7 @@ def run(
                     try:
                         record(future.result())
                     except Exception as error:
-                        report.failed[futures[future][0]] = f"{type(error).__name__}: {error}"
-                        bar.update(len(futures[future]))
+                        shard_died(futures[future], error)
         finally:
             if cluster is not None:
                 cluster.close()

@@ -17,7 +17,9 @@ from typing import Any
 
 import numpy as np
 
-from .results import StageManifest, StageResults
+from .errors import UsageError
+from .results import StageManifest, StageResults, require_writable
+from .validation import require_choice, require_positive, require_positive_int
 
 
 @dataclass(frozen=True)
@@ -29,12 +31,35 @@ class PhononSettings:
     unstable_below_thz: float = -0.5
     dtype: str = "float32"
 
+    def __post_init__(self):
+        supercell = self.supercell
+        if (
+            not isinstance(supercell, (tuple, list))
+            or len(supercell) != 3
+            or any(isinstance(n, bool) or not isinstance(n, int) or n < 1 for n in supercell)
+        ):
+            raise UsageError(f"phonons setting supercell={supercell!r}: expected three positive integers, e.g. [2, 2, 2]")
+        object.__setattr__(self, "supercell", tuple(supercell))
+        require_positive("phonons setting displacement", self.displacement)
+        require_positive_int("phonons setting points_per_segment", self.points_per_segment)
+        _check_dtype("phonons", self.dtype)
+
 
 @dataclass(frozen=True)
 class SigmaSettings:
     discard: int = 100  # frames dropped from the start of each production file
     max_frames: int | None = None  # evenly subsample the kept frames to at most this many
     dtype: str = "float32"
+
+    def __post_init__(self):
+        require_positive_int("sigma setting discard", self.discard, allow_zero=True)
+        if self.max_frames is not None:
+            require_positive_int("sigma setting max_frames", self.max_frames)
+        _check_dtype("sigma", self.dtype)
+
+
+def _check_dtype(group: str, dtype) -> None:
+    require_choice(f"{group} setting dtype", dtype, ("float32", "float64"))
 
 
 def _dataset_and_model(dataset, model, device: str, dtype: str, compounds: Sequence[str] | None = None):
@@ -84,7 +109,45 @@ def stage_store(data, loaded, stage: str, settings, results_root, **upstream) ->
         dataset_version=data.spec.version,
         stage_version=STAGE_VERSIONS.get(stage, 1),
     )
-    return StageResults(manifest, root=results_root)
+    store = StageResults(manifest, root=results_root)
+    require_writable(store.directory)  # before any work, not after the computation
+    return store
+
+
+def with_production_md(data, names: Sequence[str]) -> list[str]:
+    """The compounds that have production MD, plus those whose archive could not even be listed (their
+    stage run records the archive's error instead of silently leaving them out)."""
+    entries = data.entries()
+    return [n for n in names if n not in entries or entries[n].problem or entries[n].inventory.production_files]
+
+
+def input_notes(compound) -> dict[str, Any]:
+    """What was wrong with the input files but still usable, kept in each result's JSON (provenance):
+    production files cut off mid-step (their complete steps were used) and files with no frames left."""
+    provenance = compound.provenance or {}
+    return {
+        "truncated_production_files": dict(provenance.get("truncated_production_files", {})),
+        "skipped_production_files": dict(provenance.get("skipped_production_files", {})),
+    }
+
+
+class UpstreamFailedError(RuntimeError):
+    """A stage this one reads has no result for the compound (it failed there; its error and file are quoted)."""
+
+    def __init__(self, message: str, path: str | None = None):
+        super().__init__(message)
+        self.path = path
+
+
+def require_upstream(upstream: StageResults, name: str) -> None:
+    if upstream.is_done(name):
+        return
+    failure = upstream.failures([name]).get(name)
+    if failure is None:
+        raise UpstreamFailedError(f"the {upstream.manifest.stage} stage has no result for {name}")
+    raise UpstreamFailedError(
+        f"the {upstream.manifest.stage} stage failed for {name}: {failure['error_type']}: {failure['error']}", failure.get("file")
+    )
 
 
 def run_phonons(
@@ -96,6 +159,7 @@ def run_phonons(
     device: str = "cpu",
     results_root=None,
     progress: bool = True,
+    errors: str = "raise",
 ) -> StageResults:
     from .phonons import band_arrays, compare, model_force_constants, save_phonopy_yaml
 
@@ -128,7 +192,7 @@ def run_phonons(
             "files": {".phonopy.yaml": lambda path: save_phonopy_yaml(phonon, path)},
         }
 
-    stage.run(list(compounds) if compounds is not None else data.compounds(), compute, progress=progress)
+    stage.run(list(compounds) if compounds is not None else data.compounds(), compute, progress=progress, errors=errors)
     return stage
 
 
@@ -142,6 +206,7 @@ def run_sigma_reference_frames(
     device: str = "cpu",
     results_root=None,
     progress: bool = True,
+    errors: str = "raise",
 ) -> StageResults:
     """σ on the reference trajectories with model forces (needs the phonons stage for Φ_model; runs it if missing)."""
     from .anharmonicity import sigma
@@ -150,12 +215,15 @@ def run_sigma_reference_frames(
     data, loaded = _dataset_and_model(dataset, model, device, settings.dtype, compounds)
     phonon_settings = phonon_settings or PhononSettings(dtype=settings.dtype)
     names = list(compounds) if compounds is not None else data.compounds()
-    with_md = [n for n in names if data.entries()[n].inventory.production_files]
-    phonon_stage = run_phonons(data, loaded, compounds=with_md, settings=phonon_settings, results_root=results_root, progress=progress)
+    with_md = with_production_md(data, names)
+    phonon_stage = run_phonons(
+        data, loaded, compounds=with_md, settings=phonon_settings, results_root=results_root, progress=progress, errors="record"
+    )
     stage = stage_store(data, loaded, "sigma-reference-frames", settings, results_root, phonons=phonon_settings)
     evaluator = loaded.evaluator(progress=progress)
 
     def compute(name: str) -> dict[str, Any]:
+        require_upstream(phonon_stage, name)
         compound = data.load(name, discard=settings.discard)
         trajectory = compound.trajectory
         if trajectory is None:
@@ -178,6 +246,7 @@ def run_sigma_reference_frames(
             "sigma_reference_db": compound.summary.get("sigma_reference"),
             "force_mae_ev_ang": float(np.abs(force_error).mean()),
             "force_rmse_ev_ang": float(np.sqrt((force_error**2).mean())),
+            **input_notes(compound),
         }
         for key, result in results.items():
             summary[f"sigma_{key}"] = result.sigma_mean_per_frame
@@ -187,7 +256,7 @@ def run_sigma_reference_frames(
         arrays.update({"frame_source": trajectory.frame_source, "frame_index": trajectory.frame_index})
         return {"json_data": summary, "arrays": arrays}
 
-    stage.run(with_md, compute, progress=progress)
+    stage.run(with_md, compute, progress=progress, errors=errors)
     return stage
 
 
@@ -210,6 +279,17 @@ class ModelMDSettings:
     seed: int = 0
     dtype: str = "float32"
 
+    def __post_init__(self):
+        for name in ("runs_per_compound", "steps", "write_every"):
+            require_positive_int(f"md setting {name}", getattr(self, name))
+        for name in ("start_frame_max", "discard", "seed"):
+            require_positive_int(f"md setting {name}", getattr(self, name), allow_zero=True)
+        for name in ("temperature_K", "timestep_fs"):
+            require_positive(f"md setting {name}", getattr(self, name))
+        if isinstance(self.andersen_prob, bool) or not isinstance(self.andersen_prob, (int, float)) or not 0 <= self.andersen_prob <= 1:
+            raise UsageError(f"md setting andersen_prob={self.andersen_prob!r}: expected a probability between 0 and 1")
+        _check_dtype("md", self.dtype)
+
 
 @dataclass(frozen=True)
 class SigmaMDSettings:
@@ -227,6 +307,7 @@ def run_model_md(
     device: str = "cpu",
     results_root=None,
     progress: bool = True,
+    errors: str = "raise",
 ) -> StageResults:
     """Model-only MD (paper §3.3): the replicas of all ``compounds`` advance together in one batch.
 
@@ -242,15 +323,23 @@ def run_model_md(
 
     data, loaded = _dataset_and_model(dataset, model, device, settings.dtype, compounds)
     names = list(compounds) if compounds is not None else data.compounds()
-    with_md = [n for n in names if data.entries()[n].inventory.production_files]
+    with_md = with_production_md(data, names)
     stage = stage_store(data, loaded, "md", settings, results_root)
     pending = stage.pending(with_md)
     if not pending:
         return stage
-    replicas, owners, starts, halides = [], [], {}, {}
+    replicas, owners, starts, halides, notes = [], [], {}, {}, {}
+    unloadable: dict[str, BaseException] = {}
     for name in with_md:
-        compound = data.load(name, discard=settings.discard)
+        try:
+            compound = data.load(name, discard=settings.discard)
+            if compound.trajectory is None:
+                raise ValueError(f"{name}: no production frames left after discarding {settings.discard} per file")
+        except Exception as error:  # one bad archive must not stop the batch: recorded below
+            unloadable[name] = error
+            continue
         halides[name] = compound.halide
+        notes[name] = input_notes(compound)
         trajectory = compound.trajectory
         rng = np.random.default_rng([settings.seed, zlib_crc(name)])
         last = min(settings.start_frame_max, len(trajectory) - 1)
@@ -262,6 +351,10 @@ def run_model_md(
             Stationary(atoms)
             replicas.append(atoms)
             owners.append(name)
+    with_md = [n for n in with_md if n not in unloadable]
+    if not replicas:
+        stage.run(pending, lambda name: _raise(unloadable[name]), progress=False, errors=errors)
+        return stage
     # The same list → the same folder, so a killed run resumes from its checkpoint.
     work = stage.directory / "_md_work" / f"{stage.key}-{zlib_crc(','.join(with_md)):08x}"
     md = BatchedAndersen(
@@ -281,6 +374,8 @@ def run_model_md(
     md.run(progress=progress)
 
     def compute(name: str) -> dict[str, Any]:
+        if name in unloadable:
+            raise unloadable[name]
         runs = [r for r, owner in enumerate(owners) if owner == name]
         per_run = [ase.io.read(md.trajectory_file(r), index=":") for r in runs]
         frames = [atoms for run_frames in per_run for atoms in run_frames]
@@ -293,6 +388,7 @@ def run_model_md(
             "steps_per_run": [md.status[r].steps_done for r in runs],
             "stopped_runs": {str(k): md.status[r].stopped for k, r in enumerate(runs) if md.status[r].stopped},
             "n_frames": len(frames),
+            **notes[name],
         }
         longest = max(len(md.status[r].temperatures) for r in runs)
         temperatures = np.full((len(runs), longest), np.nan)  # NaN after a run was stopped
@@ -308,8 +404,12 @@ def run_model_md(
             "files": {".md.extxyz": write_frames},
         }
 
-    stage.run(pending, compute, progress=progress)
+    stage.run(pending, compute, progress=progress, errors=errors)
     return stage
+
+
+def _raise(error: BaseException):
+    raise error
 
 
 def run_sigma_model_md(
@@ -322,6 +422,7 @@ def run_sigma_model_md(
     device: str = "cpu",
     results_root=None,
     progress: bool = True,
+    errors: str = "raise",
 ) -> StageResults:
     """σ of the model-only MD frames: with the model's own Φ (the paper's σ_MACE-only) and, as a
     cross-check the paper does not show, with Φ_ref. Runs the phonons and md stages where missing."""
@@ -334,12 +435,18 @@ def run_sigma_model_md(
     data, loaded = _dataset_and_model(dataset, model, device, md_settings.dtype, compounds)
     phonon_settings = phonon_settings or PhononSettings(dtype=md_settings.dtype)
     names = list(compounds) if compounds is not None else data.compounds()
-    with_md = [n for n in names if data.entries()[n].inventory.production_files]
-    phonon_stage = run_phonons(data, loaded, compounds=with_md, settings=phonon_settings, results_root=results_root, progress=progress)
-    md_stage = run_model_md(data, loaded, compounds=with_md, settings=md_settings, device=device, results_root=results_root, progress=progress)
+    with_md = with_production_md(data, names)
+    phonon_stage = run_phonons(
+        data, loaded, compounds=with_md, settings=phonon_settings, results_root=results_root, progress=progress, errors="record"
+    )
+    md_stage = run_model_md(
+        data, loaded, compounds=with_md, settings=md_settings, device=device, results_root=results_root, progress=progress, errors="record"
+    )
     stage = stage_store(data, loaded, "sigma-md", SigmaMDSettings(), results_root, md=md_settings, phonons=phonon_settings)
 
     def compute(name: str) -> dict[str, Any]:
+        require_upstream(phonon_stage, name)
+        require_upstream(md_stage, name)
         compound = data.load(name, trajectories=False)
         md_row = md_stage.load_json(name)
         trajectory = Trajectory.from_atoms_list(ase.io.read(md_stage.path(name, ".md.extxyz"), index=":"), source=f"model MD of {name}")
@@ -364,7 +471,7 @@ def run_sigma_model_md(
         }
         return {"json_data": summary, "arrays": arrays}
 
-    stage.run([n for n in with_md if md_stage.is_done(n)], compute, progress=progress)
+    stage.run(with_md, compute, progress=progress, errors=errors)
     return stage
 
 
@@ -380,6 +487,11 @@ class KPCASettings:
     discard: int = 100
     dtype: str = "float32"
 
+    def __post_init__(self):
+        require_positive_int("kpca setting max_frames_per_set", self.max_frames_per_set)
+        require_positive_int("kpca setting discard", self.discard, allow_zero=True)
+        _check_dtype("kpca", self.dtype)
+
 
 def run_kpca(
     dataset,
@@ -392,6 +504,7 @@ def run_kpca(
     device: str = "cpu",
     results_root=None,
     progress: bool = True,
+    errors: str = "raise",
 ) -> StageResults:
     """KPCA maps of reference (AIMD) and model-MD frames per compound; kernel, coordinates, labels and
     per-frame σ (Φ_ref for reference frames, Φ_model for model frames) stored for the figures."""
@@ -405,13 +518,14 @@ def run_kpca(
     phonon_settings = phonon_settings or PhononSettings(dtype=settings.dtype)
     sigma_md_stage = run_sigma_model_md(
         data, loaded, compounds=compounds, md_settings=md_settings, phonon_settings=phonon_settings,
-        device=device, results_root=results_root, progress=progress,
+        device=device, results_root=results_root, progress=progress, errors="record",
     )
-    md_stage = run_model_md(data, loaded, compounds=compounds, settings=md_settings, device=device, results_root=results_root, progress=False)
+    md_stage = stage_store(data, loaded, "md", md_settings, results_root)  # run by the sigma-md stage above
     stage = stage_store(data, loaded, "kpca", settings, results_root, md=md_settings, phonons=phonon_settings)
-    names = [n for n in (compounds if compounds is not None else data.compounds()) if sigma_md_stage.is_done(n)]
+    names = with_production_md(data, list(compounds) if compounds is not None else data.compounds())
 
     def compute(name: str) -> dict[str, Any]:
+        require_upstream(sigma_md_stage, name)
         compound = data.load(name, discard=settings.discard)
         reference = compound.trajectory
         if reference is None:
@@ -433,6 +547,7 @@ def run_kpca(
                 "n_reference_frames": int((result.labels == 0).sum()),
                 "n_model_frames": int((result.labels == 1).sum()),
                 "subsampled_from": {"reference": len(reference), "model": len(model_frames)},
+                **input_notes(compound),
             },
             "arrays": {
                 "coordinates": result.coordinates,
@@ -444,5 +559,5 @@ def run_kpca(
             },
         }
 
-    stage.run(names, compute, progress=progress)
+    stage.run(names, compute, progress=progress, errors=errors)
     return stage

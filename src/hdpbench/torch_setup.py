@@ -1,9 +1,21 @@
-"""Make torch, e3nn and mace-torch importable together, once, before any of them is used.
+"""Make torch, e3nn and mace-torch importable together, once, before any of them is used, and make
+their results independent of what the process computed before.
 
 e3nn 0.4.4 (pinned by mace-torch) loads its constants with ``torch.load``; torch ≥ 2.6 loads with
 ``weights_only=True`` and refuses the pickled ``slice`` objects in that file. Registering ``slice``
 as a safe global before e3nn is imported fixes it without weakening checkpoint loading in general.
 Every hdpbench module that touches e3nn or mace imports it through :func:`import_mace`.
+
+Two process-wide settings make results depend only on the inputs (tested in ``tests/test_faults.py``):
+
+* TorchScript's *profiling* executor (e3nn scripts its tensor products) runs the first call of a
+  module unoptimised and later calls optimised, with other rounding: the forces of the first call
+  differ from the second in the last bits (measured: 1 ulp-level differences, up to 5e-7 eV/Å in
+  float32), so a resumed MD run, or a stage run after another stage in the same process, diverged
+  from a fresh one. The legacy executor optimises at the first call: every call gives the same bits.
+* The torch thread count changes the order of floating-point sums (measured: 1 vs 2 threads differ
+  in the last bits). :func:`pin_threads` fixes it once per process (``HDPBENCH_THREADS``, default the
+  cores this process may use) and every entry point (CLI, stages, runner workers) calls it.
 """
 
 from __future__ import annotations
@@ -23,7 +35,52 @@ def prepare_torch():
     warnings.filterwarnings("ignore", message="Environment variable TORCH_FORCE_NO_WEIGHTS_ONLY_LOAD", category=UserWarning)
     if hasattr(torch.serialization, "add_safe_globals"):
         torch.serialization.add_safe_globals([slice])
+    if hasattr(torch._C, "_jit_set_profiling_executor"):  # same bits at every call (module docstring)
+        torch._C._jit_set_profiling_executor(False)
     return torch
+
+
+_pinned_threads: int | None = None
+
+
+def default_threads() -> int:
+    """``HDPBENCH_THREADS`` if set, else the CPU cores this process may run on."""
+    import os
+
+    value = os.environ.get("HDPBENCH_THREADS")
+    if value:
+        if not value.isdigit() or int(value) < 1:
+            raise ValueError(f"HDPBENCH_THREADS={value!r}: expected a positive integer")
+        return int(value)
+    try:
+        return len(os.sched_getaffinity(0))
+    except AttributeError:  # not on Linux
+        return os.cpu_count() or 1
+
+
+def pinned_threads() -> int | None:
+    """The thread count :func:`pin_threads` fixed in this process, None before any computation."""
+    return _pinned_threads
+
+
+def pin_threads(threads: int | None = None) -> int:
+    """Fix torch's intra-op thread count for this process and return it.
+
+    ``threads`` given: set it (a runner worker taking its share of the cores). Not given: keep the
+    count an earlier call fixed, else use :func:`default_threads`. Results are bit-identical between
+    runs with the same count; the count used is recorded in every stage manifest.
+    """
+    global _pinned_threads
+    torch = prepare_torch()
+    if threads is not None:
+        if not isinstance(threads, int) or threads < 1:
+            raise ValueError(f"threads must be a positive integer, not {threads!r}")
+        _pinned_threads = threads
+    elif _pinned_threads is None:
+        _pinned_threads = default_threads()
+    if torch.get_num_threads() != _pinned_threads:
+        torch.set_num_threads(_pinned_threads)
+    return _pinned_threads
 
 
 def import_e3nn():

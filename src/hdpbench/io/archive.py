@@ -4,7 +4,11 @@ Members are read straight from the compressed tarball in a single streaming pass
 extracted to disk. Every member name is checked first; a member that would escape its folder
 (absolute path, ``..``) or is a link or device is refused and the archive rejected, so a tampered
 archive can never write outside its folder even where files must be extracted
-(:meth:`CompoundFiles.extract` also uses tarfile's ``data`` filter).
+(:meth:`CompoundFiles.extract` also uses tarfile's ``data`` filter). The same holds for extracted
+folders: a symbolic link inside a compound folder is refused, not followed.
+
+Sizes are checked from the tar headers (or ``stat``) *before* anything is read, so a decompression
+bomb is refused in milliseconds and without memory: see :class:`ReadLimits`.
 """
 
 from __future__ import annotations
@@ -16,12 +20,57 @@ import re
 import tarfile
 import zlib
 from collections.abc import Callable, Iterator
+from dataclasses import dataclass
 from pathlib import Path, PurePosixPath
 from typing import IO
 
-from ..errors import ArchiveError, UnsafeArchiveMemberError
+from ..errors import ArchiveError, ArchiveTooLargeError, UnsafeArchiveMemberError
 
 ARCHIVE_SUFFIXES = (".tar.gz", ".tgz", ".tar.xz", ".tar")
+_MIB = 1 << 20
+
+
+@dataclass(frozen=True)
+class ReadLimits:
+    """Largest sizes a compound's files may have, in MiB (uncompressed).
+
+    What the layout needs, with a wide margin: a production ``vasprun.xml`` of an 80-atom supercell
+    is ~25 kB per MD step, so 1024 MiB holds ~40 000 steps (the authors' files hold a few thousand);
+    every other member (force constants, structures, phonopy yaml) of an 80-atom cell is a few MiB.
+    Raise them with ``HDPBENCH_MAX_XML_MB``, ``HDPBENCH_MAX_MEMBER_MB``, ``HDPBENCH_MAX_ARCHIVE_MB``.
+    """
+
+    xml_mb: int = 1024
+    member_mb: int = 128
+    archive_mb: int = 8192
+
+    @classmethod
+    def from_environment(cls) -> ReadLimits:
+        values = {}
+        for field_name, variable in (("xml_mb", "HDPBENCH_MAX_XML_MB"), ("member_mb", "HDPBENCH_MAX_MEMBER_MB"), ("archive_mb", "HDPBENCH_MAX_ARCHIVE_MB")):
+            raw = os.environ.get(variable)
+            if raw is None:
+                continue
+            if not raw.isdigit() or int(raw) < 1:
+                raise ValueError(f"{variable}={raw!r}: expected a positive whole number of MiB")
+            values[field_name] = int(raw)
+        return cls(**values)
+
+    def check_member(self, location: str, name: str, size: int) -> None:
+        is_xml = name.lower().endswith(".xml")
+        limit, variable = (self.xml_mb, "HDPBENCH_MAX_XML_MB") if is_xml else (self.member_mb, "HDPBENCH_MAX_MEMBER_MB")
+        if size > limit * _MIB:
+            raise ArchiveTooLargeError(
+                location, f"{size / _MIB:.0f} MiB uncompressed, above the {limit} MiB limit for "
+                f"{'an XML file' if is_xml else 'this kind of file'}; refused before reading (raise {variable} if it is genuine)"
+            )
+
+    def check_total(self, location: str, total: int) -> None:
+        if total > self.archive_mb * _MIB:
+            raise ArchiveTooLargeError(
+                location, f"members add up to more than the {self.archive_mb} MiB limit per compound; refused "
+                "(raise HDPBENCH_MAX_ARCHIVE_MB if it is genuine)"
+            )
 _ARCHIVE_READ_ERRORS = (tarfile.TarError, EOFError, zlib.error, gzip.BadGzipFile, OSError)
 
 
@@ -112,9 +161,21 @@ class CompoundFiles:
 
         A stream is only valid until the next item is requested (tar streaming).
         """
+        limits = ReadLimits.from_environment()
+        total = 0
         if not self.is_archive:
-            for file in sorted(p for p in self.path.rglob("*") if p.is_file() and not p.is_symlink()):
+            for file in sorted(self.path.rglob("*")):
+                if file.is_symlink():
+                    raise UnsafeArchiveMemberError(
+                        file, f"is a symbolic link (to {os.readlink(file)!r}); links are refused in compound folders, copy the file instead"
+                    )
+                if not file.is_file():
+                    continue
                 name = file.relative_to(self.path).as_posix()
+                size = file.stat().st_size
+                limits.check_member(str(file), name, size)
+                total += size
+                limits.check_total(str(self.path), total)
                 if wanted(name):
                     with open(file, "rb") as stream:
                         yield name, stream
@@ -126,9 +187,12 @@ class CompoundFiles:
                     if not member.isfile():
                         continue
                     name = _normalise(member.name, self.name)
+                    limits.check_member(self.location(name), name, member.size)
+                    total += member.size
+                    limits.check_total(str(self.path), total)
                     if wanted(name):
                         yield name, _GuardedStream(tar.extractfile(member), self.path, name)
-            except UnsafeArchiveMemberError:
+            except (UnsafeArchiveMemberError, ArchiveTooLargeError):
                 raise
             except _ARCHIVE_READ_ERRORS as error:
                 raise ArchiveError(
@@ -160,13 +224,17 @@ class CompoundFiles:
 
 
 def extract_archive(path: str | Path, destination: str | Path) -> None:
-    """Unpack a whole downloaded archive with tarfile's ``data`` filter (refuses unsafe members)."""
+    """Unpack a whole downloaded archive with tarfile's ``data`` filter (refuses unsafe members and
+    members above the per-file :class:`ReadLimits`; the dataset as a whole may be large)."""
+    limits = ReadLimits.from_environment()
     try:
         with tarfile.open(path) as tar:
             for member in tar.getmembers():
                 check_member_safe(member, path)
+                if member.isfile():
+                    limits.check_member(f"{path}:{member.name}", member.name, member.size)
             tar.extractall(destination, filter="data")
-    except UnsafeArchiveMemberError:
+    except (UnsafeArchiveMemberError, ArchiveTooLargeError):
         raise
     except (tarfile.FilterError, *_ARCHIVE_READ_ERRORS) as error:
         raise ArchiveError(path, f"cannot unpack ({type(error).__name__}: {error})") from error

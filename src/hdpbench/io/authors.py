@@ -94,12 +94,16 @@ def load_compound(
     ``discard`` frames are dropped from the start of each production file. With
     ``trajectories=False`` the MD files are skipped (fast: phonon stages need only cells and Φ).
     """
+    from ..validation import require_positive_int
+
+    require_positive_int("discard", discard, allow_zero=True)
     files = CompoundFiles(path)
     formula = formula_of(path)
     wanted_static = {UNITCELL_MEMBER, SUPERCELL_MEMBER, FC_MEMBER, FORCE_SETS_MEMBER}
     static: dict[str, bytes] = {}
     parsed: dict[int, Trajectory] = {}
     skipped: dict[str, str] = {}
+    truncated: dict[str, str] = {}
 
     def wanted(name: str) -> bool:
         return name in wanted_static or (trajectories and production_file_number(name) is not None)
@@ -109,10 +113,13 @@ def load_compound(
         if number is None:
             static[name] = stream.read()
         else:
+            report: dict[str, str] = {}
             try:
-                parsed[number] = read_vasprun(stream, discard=discard, name=files.location(name))
+                parsed[number] = read_vasprun(stream, discard=discard, name=files.location(name), report=report)
             except EmptyTrajectoryError as error:  # a run shorter than its equilibration: no frames to use
                 skipped[files.location(name)] = error.problem
+            if "truncated" in report:
+                truncated[files.location(name)] = report["truncated"]
 
     for required in (UNITCELL_MEMBER, SUPERCELL_MEMBER):
         if required not in static:
@@ -154,6 +161,7 @@ def load_compound(
             "production_files": [t.source_files[0] for t in trajectory_list],
             "discarded_frames_per_file": discard,
             "skipped_production_files": skipped,
+            "truncated_production_files": truncated,
         },
     )
 

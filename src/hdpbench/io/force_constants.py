@@ -16,7 +16,7 @@ import numpy as np
 from ase import Atoms
 
 from ..compound import check_force_constants
-from ..errors import DataError
+from ..errors import DataError, ForceConstantsShapeError
 from ..structures import from_phonopy_atoms, to_phonopy_atoms
 
 _YAML_SUFFIXES = (".yaml", ".yaml.xz", ".yaml.gz", ".yaml.bz2", ".yaml.lzma", ".yml")
@@ -145,6 +145,15 @@ def read_force_constants(
     else:
         raise DataError(label, f"unknown force-constant format {kind!r}")
     if fc.ndim == 4 and fc.shape[0] != fc.shape[1]:
+        # Compact Φ has one row per primitive atom (primitive = unit cell here); any other
+        # non-square shape is a damaged file, not a question of which cell to use.
+        n_primitive = len(unitcell) if unitcell is not None else None
+        n_supercell = n_atoms if n_atoms is not None else fc.shape[1]
+        if n_primitive is not None and (fc.shape[0] != n_primitive or fc.shape[1] != n_supercell or fc.shape[2:] != (3, 3)):
+            expected = f"full ({n_supercell}, {n_supercell}, 3, 3)"
+            if n_primitive is not None:
+                expected += f" or compact ({n_primitive}, {n_supercell}, 3, 3)"
+            raise ForceConstantsShapeError(label, f"force constants of shape {fc.shape}: expected {expected} for the {n_supercell}-atom supercell")
         fc = _expand_compact(fc, unitcell, supercell_matrix, label)
     if n_atoms is None:
         n_atoms = fc.shape[1] if fc.ndim == 4 else fc.shape[0] // 3

@@ -92,6 +92,9 @@ def _numbers_from_vibes(f, path) -> np.ndarray:
 
 def read_trajectory(path: str | Path, *, discard: int = 0, file_format: str | None = None) -> Trajectory:
     """Frames with forces from a vasprun.xml, an FHI-vibes trajectory.nc or an ASE-readable file."""
+    from ..validation import require_positive_int
+
+    require_positive_int("discard", discard, allow_zero=True)
     path = Path(path)
     if not path.is_file():
         raise DataError(path, "no such trajectory file")

@@ -104,11 +104,15 @@ def _read_step(elem: ET.Element, index: int, ctx: _Context) -> VasprunStep:
     )
 
 
-def iter_vasprun(source: str | os.PathLike | IO[bytes], *, name: str | None = None) -> Iterator[VasprunStep]:
+def iter_vasprun(
+    source: str | os.PathLike | IO[bytes], *, name: str | None = None, report: dict | None = None
+) -> Iterator[VasprunStep]:
     """Yield the ionic steps of a vasprun.xml one at a time.
 
     ``source`` is a path or a binary file object (e.g. a tar member). A file cut off in the middle
-    of a step (an interrupted run) yields the complete steps before the cut, as ASE does.
+    of a step (an interrupted run) yields the complete steps before the cut, as ASE does, warns,
+    and, when a ``report`` dict is given, sets ``report["truncated"]`` to what happened (results
+    record it in their provenance).
     """
     ctx = _Context(name or _source_name(source))
     root: ET.Element | None = None
@@ -141,7 +145,10 @@ def iter_vasprun(source: str | os.PathLike | IO[bytes], *, name: str | None = No
         if ctx.symbols is None:
             raise DataError(ctx.name, f"not a readable vasprun.xml ({error})") from error
         # Truncated after some complete steps (an interrupted run): keep those, but say so.
-        warnings.warn(f"{ctx.name}: truncated XML, using its {index} complete ionic steps ({error})", stacklevel=2)
+        message = f"truncated XML, using its {index} complete ionic steps ({error})"
+        if report is not None:
+            report["truncated"] = message
+        warnings.warn(f"{ctx.name}: {message}", stacklevel=2)
     if ctx.symbols is None:
         raise DataError(ctx.name, "no <atominfo> block: not a vasprun.xml")
 
@@ -152,19 +159,24 @@ def read_vasprun(
     discard: int = 0,
     name: str | None = None,
     require_forces: bool = True,
+    report: dict | None = None,
 ) -> Trajectory:
     """Read all ionic steps into a :class:`~hdpbench.compound.Trajectory`.
 
     ``discard`` drops that many leading steps (equilibration); they are parsed but not stored.
-    ``frame_index`` of the result counts steps from the start of the file.
+    ``frame_index`` of the result counts steps from the start of the file. ``report``: see
+    :func:`iter_vasprun`.
     """
+    from ..validation import require_positive_int
+
+    require_positive_int("discard", discard, allow_zero=True)
     if isinstance(source, (bytes, bytearray)):
         source = io.BytesIO(source)
     label = name or _source_name(source)
     symbols: list[str] = []
     cells, positions, forces, energies, kept = [], [], [], [], []
     n_steps = 0
-    for step in iter_vasprun(source, name=label):
+    for step in iter_vasprun(source, name=label, report=report):
         n_steps += 1
         symbols = step.symbols
         if step.index < discard:

@@ -1,0 +1,35 @@
+"""Checks of user-given values, each naming the setting, the value and what was expected.
+
+Settings dataclasses call these in ``__post_init__``, so a bad value is refused where it is made
+(command line, notebook parameter, config), before any work.
+"""
+
+from __future__ import annotations
+
+import numbers
+
+from .errors import UsageError
+
+
+def require_positive_int(name: str, value, *, allow_zero: bool = False) -> int:
+    """``value`` as an int ≥ 1 (≥ 0 with ``allow_zero``); a ValueError naming ``name`` otherwise."""
+    if isinstance(value, bool) or not isinstance(value, numbers.Integral):
+        raise UsageError(f"{name}={value!r}: expected an integer")
+    lowest = 0 if allow_zero else 1
+    if value < lowest:
+        raise UsageError(f"{name}={value!r}: expected an integer ≥ {lowest}")
+    return int(value)
+
+
+def require_positive(name: str, value) -> float:
+    """``value`` as a finite float > 0."""
+    if isinstance(value, bool) or not isinstance(value, numbers.Real):
+        raise UsageError(f"{name}={value!r}: expected a number")
+    if not (value > 0 and value != float("inf")):
+        raise UsageError(f"{name}={value!r}: expected a finite number > 0")
+    return float(value)
+
+
+def require_choice(name: str, value, choices) -> None:
+    if value not in choices:
+        raise UsageError(f"{name}={value!r}: expected one of {', '.join(map(repr, choices))}")

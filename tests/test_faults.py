@@ -1,0 +1,502 @@
+"""Fault injection: kills during MD writes, hostile archives, read-only and full disks, bad values,
+concurrent runs, and the determinism that makes a resumed or repeated run give the same bytes.
+
+Each test here failed on the code before issue 21 and passes now. The module runs in about two minutes on
+two cores (the MD kills start ~20 short subprocesses).
+"""
+
+from __future__ import annotations
+
+import errno
+import gzip
+import json
+import os
+import random
+import signal
+import stat
+import subprocess
+import sys
+import tarfile
+import time
+import tracemalloc
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from hdpbench.errors import (
+    ArchiveTooLargeError,
+    CompoundFailures,
+    ForceConstantsShapeError,
+    StoreWriteError,
+    UnsafeArchiveMemberError,
+)
+from hdpbench.io.archive import CompoundFiles
+from hdpbench.mace_models import build_mace, save_model
+from hdpbench.results import StageManifest, StageResults
+from hdpbench.runner import RunSettings, run
+
+from .builders import compound_members, write_folder, write_tarball
+
+CHILD = Path(__file__).with_name("fault_md_child.py")
+ELEMENTS = [55, 47, 83, 35, 11, 49, 17, 37, 28, 9]
+
+
+# ---- crash-safe MD output -------------------------------------------------------------------------
+def run_child(output: Path, fault: str = "", *, extra=(), env=None, timeout=120) -> subprocess.CompletedProcess:
+    environment = {**os.environ, "HDPBENCH_TEST_FAULT": fault, **(env or {})}
+    return subprocess.run(
+        [sys.executable, str(CHILD), str(output), *extra], env=environment, capture_output=True, text=True, timeout=timeout
+    )
+
+
+def trajectory_bytes(output: Path) -> dict[str, bytes]:
+    return {p.name: p.read_bytes() for p in sorted(output.glob("replica_*.extxyz"))}
+
+
+@pytest.fixture(scope="module")
+def uninterrupted_md(tmp_path_factory) -> dict[str, bytes]:
+    output = tmp_path_factory.mktemp("md-reference")
+    finished = run_child(output)
+    assert finished.returncode == 0, finished.stderr[-2000:]
+    files = trajectory_bytes(output)
+    assert len(files) == 2 and all(data.count(b"Lattice=") == 40 for data in files.values())
+    return files
+
+
+@pytest.mark.parametrize(
+    "fault",
+    [
+        "step:3",  # after the first frames, before the first checkpoint (resumed into duplicated steps before)
+        "append:9",  # half a frame written (resume failed with "Frame has 5 atoms, expected 10" before)
+        "append:30",  # half a frame after a checkpoint
+        "fsync:3",  # frames written, checkpoint not yet
+        "replace:2",  # checkpoint temporary written, not yet renamed
+        "step:40",  # in the last step
+    ],
+)
+def test_md_killed_at_any_instruction_resumes_to_the_same_bytes(fault, uninterrupted_md, tmp_path):
+    killed = run_child(tmp_path, fault)
+    assert killed.returncode == -signal.SIGKILL, killed.stderr[-2000:]
+    resumed = run_child(tmp_path)
+    assert resumed.returncode == 0, resumed.stderr[-2000:]
+    assert trajectory_bytes(tmp_path) == uninterrupted_md
+    assert not list(tmp_path.glob(".*.tmp"))  # the killed writer's checkpoint temporary is gone
+
+
+def test_md_killed_at_random_moments_resumes_to_the_same_bytes(uninterrupted_md, tmp_path):
+    """Kill a real run (SIGKILL) at random moments until it finishes; every frame equals the uninterrupted run's."""
+    rng = random.Random(21)
+    environment = {**os.environ, "HDPBENCH_TEST_FAULT": "", "HDPBENCH_TEST_STEP_DELAY": "0.01"}
+    kills = 0
+    for _attempt in range(12):
+        process = subprocess.Popen([sys.executable, str(CHILD), str(tmp_path)], env=environment, stderr=subprocess.PIPE)
+        # imports take ~1-2 s; the 40 steps another ~0.6 s: most kills land inside the run
+        time.sleep(rng.uniform(1.0, 2.5))
+        if process.poll() is None:
+            process.send_signal(signal.SIGKILL)
+            kills += 1
+        process.wait()
+        if process.returncode == 0:
+            break
+    else:
+        finished = run_child(tmp_path)
+        assert finished.returncode == 0, finished.stderr[-2000:]
+    assert kills >= 1
+    assert trajectory_bytes(tmp_path) == uninterrupted_md
+
+
+def demo_supercell(path: Path) -> Path:
+    """An 80-atom rattled Cs2NaInCl6 supercell: with a trained model (``demo-small-data``) this size shows
+    the first-call difference; an 8-channel untrained model or a 10-atom cell does not."""
+    from ase.io import write
+
+    from hdpbench.structures import double_perovskite
+
+    cell = double_perovskite("Cs", "Na", "In", "Cl", a=10.5, x=0.245).repeat(2)
+    cell.rattle(0.05, seed=1)
+    write(path, cell)
+    return path
+
+
+def test_mace_md_resumed_in_a_new_process_equals_an_uninterrupted_run(tmp_path):
+    """A resumed MACE run diverged after the resume step (6e-8 eV/Å): the first force call of a process
+    gave other bits than later calls (TorchScript's profiling executor)."""
+    env = {"HDPBENCH_TEST_STRUCTURE": str(demo_supercell(tmp_path / "cell.extxyz")), "HDPBENCH_THREADS": "1"}
+    extra = ("--model", "demo-small-data", "--steps", "12")
+    straight, resumed = tmp_path / "straight", tmp_path / "resumed"
+    assert run_child(straight, extra=extra, env=env).returncode == 0
+    assert run_child(resumed, "step:10", extra=extra, env=env).returncode == -signal.SIGKILL
+    finished = run_child(resumed, extra=extra, env=env)
+    assert finished.returncode == 0, finished.stderr[-2000:]
+    assert trajectory_bytes(resumed) == trajectory_bytes(straight)
+
+
+FIRST_CALLS = """
+import sys, numpy as np, torch
+from ase.io import read
+from hdpbench.evaluate import ReplicaForces, load_model
+atoms = read(sys.argv[1])
+forces = ReplicaForces(load_model("demo-small-data"), [atoms])
+positions = torch.as_tensor(atoms.positions, dtype=torch.float64)
+calls = [forces(positions).numpy() for _ in range(3)]
+print(max(float(np.abs(later - calls[0]).max()) for later in calls[1:]))
+"""
+
+
+def test_the_first_force_call_of_a_process_gives_the_same_bits_as_later_calls(tmp_path):
+    structure = demo_supercell(tmp_path / "cell.extxyz")
+    for threads in ("1", "2"):
+        done = subprocess.run(
+            [sys.executable, "-c", FIRST_CALLS, str(structure)], env={**os.environ, "HDPBENCH_THREADS": threads},
+            capture_output=True, text=True, timeout=120,
+        )
+        assert done.returncode == 0, done.stderr[-2000:]
+        assert float(done.stdout.split()[-1]) == 0.0, f"{threads} thread(s): first call differs by {done.stdout.split()[-1]} eV/Å"
+
+
+def test_md_checkpoint_of_another_system_or_a_shortened_file_is_refused(uninterrupted_md, tmp_path):
+    from ase.build import bulk
+
+    from hdpbench.errors import DataError
+    from hdpbench.md import BatchedAndersen, MDSettings
+
+    assert run_child(tmp_path, "step:20").returncode == -signal.SIGKILL
+    first = tmp_path / "replica_000.extxyz"
+    first.write_bytes(first.read_bytes()[:100])  # someone cut the committed frames
+    with pytest.raises(DataError, match="committed"):
+        BatchedAndersen([bulk("Cu", cubic=True), bulk("Cu", cubic=True).repeat((2, 1, 1))], lambda s: [], MDSettings(steps=40), output_dir=tmp_path).run(progress=False)
+    with pytest.raises(DataError, match="another system"):
+        BatchedAndersen([bulk("Cu", cubic=True)], lambda s: [], MDSettings(steps=40), output_dir=tmp_path).run(progress=False)
+
+
+# ---- determinism ------------------------------------------------------------------------------------
+def test_cold_and_warm_batch_size_cache_give_the_same_bits(tmp_path, monkeypatch):
+    from hdpbench.evaluate import load_model
+    from hdpbench.structures import double_perovskite
+
+    monkeypatch.setenv("HDPBENCH_CACHE", str(tmp_path / "cache"))
+    model = load_model(save_model(build_mace(ELEMENTS, channels=8, r_max=5.0, seed=1), tmp_path / "tiny.model"))
+    cell = double_perovskite("Cs", "Ag", "Bi", "Br", a=11.25, x=0.245)
+    rng = np.random.default_rng(0)
+    structures = []
+    for _ in range(7):
+        atoms = cell.copy()
+        atoms.rattle(0.05, rng=rng)
+        structures.append(atoms)
+    cold = model.evaluator(batch_size="auto").evaluate(structures)
+    assert (tmp_path / "cache" / "batch_sizes.json").is_file()
+    warm = model.evaluator(batch_size="auto").evaluate(structures)
+    assert cold.batch_size == warm.batch_size
+    assert np.array_equal(cold.forces_array(), warm.forces_array())  # the probe's own outputs are discarded
+    size_one = model.evaluator(batch_size=1).evaluate(structures)
+    np.testing.assert_allclose(size_one.forces_array(), cold.forces_array(), atol=1e-5)  # other batches: float32 tolerance
+
+
+def test_threads_are_pinned_and_recorded(tmp_path):
+    import torch
+
+    from hdpbench.torch_setup import pin_threads, pinned_threads
+
+    before = torch.get_num_threads()
+    try:
+        assert pin_threads(1) == 1 and torch.get_num_threads() == 1
+        assert pin_threads() == 1  # later calls keep what a worker fixed
+        manifest = StageManifest(dataset="d", model="m", stage="phonons").to_dict()
+        assert manifest["torch_threads"] == pinned_threads() == 1
+    finally:
+        pin_threads(before)
+
+
+# ---- one bad compound never stops the others ----------------------------------------------------------
+@pytest.fixture(scope="module")
+def good_and_corrupt(tmp_path_factory):
+    root = tmp_path_factory.mktemp("isolation") / "hdp"
+    members, _ = compound_members("Cs2AgBiBr6", n_files=1, frames_per_file=5)
+    write_tarball(root / "bromides" / "dpv_Cs2AgBiBr6.tar.gz", members, "dpv_Cs2AgBiBr6")
+    members, _ = compound_members("Cs2NaInCl6", n_files=1, frames_per_file=5)
+    corrupt = write_tarball(root / "chlorides" / "dpv_Cs2NaInCl6.tar.gz", members, "dpv_Cs2NaInCl6")
+    corrupt.write_bytes(corrupt.read_bytes()[: corrupt.stat().st_size // 2])  # truncated download
+    model = save_model(build_mace(ELEMENTS, channels=8, r_max=5.0, seed=1), root.parent / "tiny.model")
+    return str(root), str(model)
+
+
+SMALL = RunSettings.dry_run().with_dtype("float64").with_overrides(["md.discard=0", "md.start_frame_max=4", "md.steps=4", "sigma.discard=0"])
+
+
+@pytest.mark.parametrize("stage", ["phonons", "sigma-reference-frames", "md"])
+def test_a_corrupt_archive_fails_alone_and_reruns_retry_only_it(stage, good_and_corrupt, tmp_path):
+    dataset, model = good_and_corrupt
+    report = run(stage, dataset, model, settings=SMALL, shard_size=2, workers=0, results_root=tmp_path, progress=False)
+    assert report.done == ["Cs2AgBiBr6"]
+    assert list(report.failed) == ["Cs2NaInCl6"] and "dpv_Cs2NaInCl6.tar.gz" in report.failed["Cs2NaInCl6"]
+    assert "1/2 compounds done, 1 FAILED" in report.summary_line()
+    store = Path(report.directory)
+    record = json.loads((store / "Cs2NaInCl6.failed.json").read_text())
+    assert record["file"].endswith("dpv_Cs2NaInCl6.tar.gz")
+    assert record["error_type"] == "ArchiveError" or "ArchiveError" in record["error"]  # its own or the phonons stage's
+    done_at = (store / "Cs2AgBiBr6.done.json").stat().st_mtime_ns
+    again = run(stage, dataset, model, settings=SMALL, shard_size=2, workers=0, results_root=tmp_path, progress=False)
+    assert again.done == ["Cs2AgBiBr6"] and list(again.failed) == ["Cs2NaInCl6"]
+    assert (store / "Cs2AgBiBr6.done.json").stat().st_mtime_ns == done_at  # not recomputed
+
+
+def test_a_stage_called_from_python_saves_the_others_then_raises(good_and_corrupt, tmp_path):
+    from hdpbench.stages import run_phonons
+
+    dataset, model = good_and_corrupt
+    with pytest.raises(CompoundFailures, match="Cs2NaInCl6") as caught:
+        run_phonons(dataset, model, settings=SMALL.phonons, results_root=tmp_path, progress=False)
+    assert list(caught.value.failures) == ["Cs2NaInCl6"]
+    assert (Path(caught.value.directory) / "Cs2AgBiBr6.done.json").is_file()
+
+
+def test_a_compound_that_succeeds_on_retry_loses_its_failure_record(tmp_path):
+    store = StageResults(StageManifest(dataset="d", model="m", stage="s"), root=tmp_path)
+    attempts = []
+
+    def compute(name):
+        attempts.append(name)
+        if len(attempts) == 1:
+            raise ValueError("transient")
+        return {"json_data": {"ok": 1}}
+
+    assert store.run(["A"], compute, progress=False, errors="record") == {"A": "failed"}
+    assert list(store.failures()) == ["A"] and store.failures()["A"]["error"] == "transient"
+    assert store.run(["A"], compute, progress=False, errors="record") == {"A": "done"}
+    assert store.failures() == {} and not (store.directory / "A.failed.json").exists()
+
+
+# ---- hostile archives ---------------------------------------------------------------------------------
+def gzip_bomb(path: Path, member: str, size: int) -> Path:
+    """A .tar.gz holding one ``size``-byte member of zeros, as concatenated gzip streams (a few MB)."""
+    header = tarfile.TarInfo(member)
+    header.size = size
+    block = gzip.compress(b"\0" * (1 << 20), compresslevel=9)
+    with open(path, "wb") as out:
+        out.write(gzip.compress(header.tobuf(format=tarfile.GNU_FORMAT)))
+        for _ in range(size >> 20):
+            out.write(block)
+        out.write(gzip.compress(b"\0" * 1024))  # end-of-archive blocks
+    return path
+
+
+@pytest.mark.parametrize("member", ["dpv_Cs2AgBiBr6/CONTCAR", "dpv_Cs2AgBiBr6/MD/vasprun_prod.xml"])
+def test_a_decompression_bomb_is_refused_quickly_and_without_memory(member, tmp_path):
+    bomb = gzip_bomb(tmp_path / "dpv_Cs2AgBiBr6.tar.gz", member, 2 << 30)  # 2 GiB inside ~2 MB
+    assert bomb.stat().st_size < 10 << 20
+    tracemalloc.start()
+    start = time.perf_counter()
+    with pytest.raises(ArchiveTooLargeError, match="2048 MiB uncompressed"):
+        CompoundFiles(bomb).member_names()
+    seconds = time.perf_counter() - start
+    _, peak = tracemalloc.get_traced_memory()
+    tracemalloc.stop()
+    assert seconds < 2.0 and peak < 20 << 20  # refused from the tar header, before any member is read
+
+
+def test_read_limits_are_configurable(tmp_path, monkeypatch, members_of):
+    members, _ = members_of("Cs2AgBiBr6")
+    archive = write_tarball(tmp_path / "dpv_Cs2AgBiBr6.tar.gz", members, "dpv_Cs2AgBiBr6")
+    assert "CONTCAR" in CompoundFiles(archive).member_names()
+    monkeypatch.setenv("HDPBENCH_MAX_XML_MB", "0")
+    with pytest.raises(ValueError, match="HDPBENCH_MAX_XML_MB"):
+        CompoundFiles(archive).member_names()
+    monkeypatch.setenv("HDPBENCH_MAX_XML_MB", "1")
+    members["MD/vasprun_prod.xml"] = b" " * (2 << 20)
+    big = write_tarball(tmp_path / "big" / "dpv_Cs2AgBiBr6.tar.gz", members, "dpv_Cs2AgBiBr6")
+    with pytest.raises(ArchiveTooLargeError, match="HDPBENCH_MAX_XML_MB"):
+        CompoundFiles(big).member_names()
+
+
+def test_a_symlink_in_an_extracted_folder_is_named_as_a_link(tmp_path, members_of):
+    from hdpbench.io.authors import load_compound
+
+    members, _ = members_of("Cs2AgBiBr6")
+    folder = write_folder(tmp_path / "dpv_Cs2AgBiBr6", members)
+    (tmp_path / "elsewhere").write_bytes((folder / "CONTCAR").read_bytes())
+    (folder / "CONTCAR").unlink()
+    (folder / "CONTCAR").symlink_to(tmp_path / "elsewhere")
+    with pytest.raises(UnsafeArchiveMemberError, match="symbolic link"):
+        load_compound(folder)
+
+
+def test_a_truncated_vasprun_is_recorded_in_the_result_provenance(tmp_path, members_of):
+    from hdpbench.io.authors import load_compound
+
+    members, _ = members_of("Cs2AgBiBr6")
+    text = members["MD/vasprun_prod.xml"]
+    members["MD/vasprun_prod.xml"] = text[: text.rindex(b"<calculation>") + 40]  # cut inside the last step
+    archive = write_tarball(tmp_path / "dpv_Cs2AgBiBr6.tar.gz", members, "dpv_Cs2AgBiBr6")
+    with pytest.warns(UserWarning, match="truncated"):
+        compound = load_compound(archive, discard=0)
+    (location, message), = compound.provenance["truncated_production_files"].items()
+    assert location.endswith("vasprun_prod.xml") and "5 complete ionic steps" in message
+
+
+def test_force_constants_of_a_wrong_shape_name_the_shape(tmp_path, members_of):
+    from hdpbench.io.force_constants import read_force_constants
+    from hdpbench.structures import double_perovskite
+
+    unitcell = double_perovskite("Cs", "Ag", "Bi", "Br", a=11.25, x=0.245)
+    path = tmp_path / "force_constants.hdf5"
+    import h5py
+
+    with h5py.File(path, "w") as handle:
+        handle["force_constants"] = np.zeros((79, 80, 3, 3))
+    with pytest.raises(ForceConstantsShapeError, match=r"shape \(79, 80, 3, 3\): expected full \(80, 80, 3, 3\) or compact \(10, 80, 3, 3\)"):
+        read_force_constants(path, unitcell=unitcell, supercell_matrix=np.diag([2, 2, 2]), n_atoms=80)
+
+
+# ---- read-only caches, unwritable results, full disks --------------------------------------------------
+def unwritable(tmp_path: Path) -> Path:
+    """A folder nothing can be written into, even as root (it lies below a regular file)."""
+    blocker = tmp_path / "a-file"
+    blocker.write_text("")
+    return blocker / "folder"
+
+
+def test_an_unwritable_cache_is_skipped_with_one_warning(tmp_path, monkeypatch, capsys):
+    from hdpbench.cli import main
+
+    monkeypatch.setenv("HDPBENCH_CACHE", str(unwritable(tmp_path)))
+    with pytest.warns(RuntimeWarning, match="cache not written") as warned:
+        assert main(["data", "list", "--dataset", "demo"]) == 0
+    assert len([w for w in warned if "cache not written" in str(w.message)]) == 1
+    assert "Cs2AgBiBr6" in capsys.readouterr().out
+
+
+@pytest.mark.skipif(os.geteuid() == 0, reason="root ignores permission bits (the blocked-path case above covers root)")
+def test_a_read_only_cache_folder_is_skipped(tmp_path, monkeypatch):
+    from hdpbench.cli import main
+
+    cache = tmp_path / "cache"
+    cache.mkdir()
+    cache.chmod(stat.S_IRUSR | stat.S_IXUSR)
+    monkeypatch.setenv("HDPBENCH_CACHE", str(cache))
+    with pytest.warns(RuntimeWarning, match="cache not written"):
+        assert main(["data", "list", "--dataset", "demo"]) == 0
+
+
+def test_an_unwritable_results_folder_is_refused_before_any_work(good_and_corrupt, tmp_path, monkeypatch):
+    import hdpbench.runner as runner
+
+    dataset, model = good_and_corrupt
+    monkeypatch.setattr(runner, "run_shard", lambda *a, **k: pytest.fail("computed before checking the results folder"))
+    with pytest.raises(StoreWriteError, match="results cannot be written here"):
+        run("phonons", dataset, model, settings=SMALL, workers=0, results_root=unwritable(tmp_path), progress=False)
+
+
+def test_a_full_disk_names_the_file_and_leaves_no_half_result(tmp_path, monkeypatch):
+    store = StageResults(StageManifest(dataset="d", model="m", stage="s"), root=tmp_path)
+    store.run(["A"], lambda name: {"json_data": {"ok": 1}, "arrays": {"x": np.zeros(3)}}, progress=False)
+
+    def disk_full(*args, **kwargs):
+        raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
+
+    monkeypatch.setattr(np, "savez_compressed", disk_full)
+    with pytest.raises(StoreWriteError, match=r"B\.npz: cannot write \(No space left on device\)"):
+        store.run(["A", "B"], lambda name: {"json_data": {"ok": 1}, "arrays": {"x": np.zeros(3)}}, progress=False)
+    names = sorted(p.name for p in store.directory.iterdir())
+    assert not any(n.endswith(".tmp") for n in names)  # temporaries removed
+    assert "B.done.json" not in names and store.is_done("A")  # no done marker for B; A untouched
+
+
+def test_results_files_get_the_users_umask(tmp_path):
+    previous = os.umask(0o022)
+    try:
+        import importlib
+
+        import hdpbench.results as results
+
+        importlib.reload(results)
+        results.atomic_write_json(tmp_path / "x.json", {"a": 1})
+        assert stat.S_IMODE((tmp_path / "x.json").stat().st_mode) == 0o644  # was 0600 (mkstemp)
+    finally:
+        os.umask(previous)
+        importlib.reload(results)
+
+
+def test_dask_scratch_lives_under_the_cache(tmp_path, monkeypatch):
+    from hdpbench.runner import _dask_scratch
+
+    monkeypatch.setenv("HDPBENCH_CACHE", str(tmp_path / "cache"))
+    assert _dask_scratch() == str(tmp_path / "cache" / "dask-scratch")
+
+
+def test_temporaries_of_other_hosts_are_never_swept(tmp_path):
+    from hdpbench.results import remove_orphaned_temporaries
+
+    other_host = tmp_path / ".x.json.node42.999999.abc.tmp"  # pid 999999 is dead here, but on node42?
+    other_host.write_text("")
+    assert remove_orphaned_temporaries(tmp_path) == [] and other_host.exists()
+
+
+# ---- bad values ---------------------------------------------------------------------------------------
+@pytest.mark.parametrize(
+    "argv",
+    [
+        ["sigma", "trajectory.xml", "--discard", "-5"],
+        ["data", "show", "Cs2AgBiBr6", "--discard", "-1"],
+        ["md", "--structure", "x", "--model", "m", "--steps", "-5"],
+        ["md", "--structure", "x", "--model", "m", "--replicas", "0"],
+        ["run", "md", "--model", "m", "--shard-size", "0"],
+    ],
+)
+def test_negative_or_zero_counts_exit_2_naming_the_option(argv, capsys):
+    from hdpbench.cli import main
+
+    with pytest.raises(SystemExit) as caught:
+        main(argv)
+    assert caught.value.code == 2
+    option = next(a for a in argv if a.startswith("--") and a != "--model" and a != "--structure")
+    assert option in capsys.readouterr().err
+
+
+@pytest.mark.parametrize(
+    ("setting", "message"),
+    [
+        ("md.steps=-5", "md setting steps=-5: expected an integer ≥ 1"),
+        ("md.steps=abc", "md setting steps='abc': expected an integer"),
+        ("phonons.supercell=3", "phonons setting supercell=3: expected three positive integers"),
+        ("sigma.discard=-5", "sigma setting discard=-5: expected an integer ≥ 0"),
+        ("md.andersen_prob=2", "expected a probability between 0 and 1"),
+    ],
+)
+def test_bad_settings_exit_2_before_any_work(setting, message, capsys):
+    from hdpbench.cli import main
+
+    assert main(["run", "md", "--model", "no-such-model", "--set", setting]) == 2
+    assert message in capsys.readouterr().err
+
+
+def test_library_calls_refuse_negative_discards(tmp_path, members_of):
+    from hdpbench.errors import UsageError
+    from hdpbench.io.authors import load_compound
+    from hdpbench.md import MDSettings
+
+    members, _ = members_of("Cs2AgBiBr6")
+    archive = write_tarball(tmp_path / "dpv_Cs2AgBiBr6.tar.gz", members, "dpv_Cs2AgBiBr6")
+    with pytest.raises(UsageError, match="discard=-5"):
+        load_compound(archive, discard=-5)
+    with pytest.raises(UsageError, match="MD setting steps=-5"):
+        MDSettings(steps=-5)
+
+
+# ---- concurrent runs ----------------------------------------------------------------------------------
+def test_two_identical_concurrent_runs_give_valid_identical_results(good_and_corrupt, tmp_path):
+    dataset, model = good_and_corrupt
+    command = [
+        sys.executable, "-m", "hdpbench", "run", "phonons", "--dataset", dataset, "--model", model, "--workers", "0",
+        "--results", str(tmp_path), "--quiet", "--dry-run", "--dtype", "float64",
+    ]
+    first = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    second = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    outputs = [p.communicate(timeout=300) for p in (first, second)]
+    assert first.returncode == second.returncode == 1  # the corrupt compound fails in both, loudly
+    for out, err in outputs:
+        assert "1/2 compounds done, 1 FAILED" in out and "Cs2NaInCl6" in err
+    store = next(tmp_path.rglob("phonons"))
+    assert (store / "Cs2AgBiBr6.done.json").is_file()
+    assert not list(store.glob(".*.tmp"))
+    json.loads((store / "Cs2AgBiBr6.json").read_text())
