@@ -21,7 +21,7 @@ BOOK_PARAMS ?=
 PAGES ?=
 PYTEST_ARGS ?=
 
-.PHONY: help install test lint book data demo-data demo-model clean distclean
+.PHONY: help install test test-faults lint book data demo-data demo-model clean distclean
 
 help: ## show this help
 	@grep -hE '^[a-zA-Z_-]+:.*?## ' $(MAKEFILE_LIST) | awk 'BEGIN {FS = ":.*?## "}; {printf "  \033[36m%-12s\033[0m %s\n", $$1, $$2}'
@@ -39,6 +39,9 @@ install: $(STAMP) ## create .venv and install the package with its test tools (t
 
 test: $(STAMP) ## run the test suite (set HDPBENCH_FIXTURES to run the real-data tests)
 	$(BIN)/python -m pytest $(PYTEST_ARGS)
+
+test-faults: $(STAMP) ## the fault-injection tests alone: kills during MD writes, hostile archives, full disks, bad values
+	$(BIN)/python -m pytest tests/test_faults.py tests/test_bad_input.py --durations=5 $(PYTEST_ARGS)
 
 lint: $(STAMP) ## ruff over the package, tests and benchmarks
 	$(BIN)/ruff check src tests benchmarks

@@ -113,7 +113,9 @@ def try_write_cache(path: str | Path, obj: Any) -> bool:
 _CACHE_WARNINGS: set[str] = set()
 
 
-def require_writable(directory: str | Path) -> Path:
+def require_writable(
+    directory: str | Path, hint: str = "choose another folder with --results or HDPBENCH_RESULTS"
+) -> Path:
     """Create ``directory`` if needed and check a file can be written there, before any work."""
     directory = Path(directory)
     try:
@@ -122,8 +124,7 @@ def require_writable(directory: str | Path) -> Path:
         os.close(fd)
         os.unlink(probe)
     except OSError as error:
-        raise StoreWriteError(directory, f"results cannot be written here ({error.strerror or error}); "
-                              "choose another folder with --results or HDPBENCH_RESULTS") from error
+        raise StoreWriteError(directory, f"results cannot be written here ({error.strerror or error}); {hint}") from error
     return directory
 
 
@@ -200,7 +201,7 @@ class StageManifest:
             "key": self.key,
             "hdpbench_version": __version__,
             # Not in the key: results are bit-identical for the same count, equal within float
-            # tolerance for another (README, "Reproducibility").
+            # tolerance for another (README, "Same bytes, failures, limits").
             "torch_threads": pinned_threads(),
             "written_at": _dt.datetime.now(_dt.UTC).isoformat(timespec="seconds"),
         }

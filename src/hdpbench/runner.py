@@ -189,7 +189,7 @@ def _dask_scratch() -> str | None:
     from .results import require_writable
 
     try:
-        return str(require_writable(cache_dir() / "dask-scratch"))
+        return str(require_writable(cache_dir() / "dask-scratch", hint="set HDPBENCH_CACHE to a writable folder"))
     except StoreWriteError as error:
         warnings.warn(f"Dask scratch goes to its default folder: {error}", RuntimeWarning, stacklevel=2)
         return None

@@ -10,11 +10,13 @@ Two process-wide settings make results depend only on the inputs (tested in ``te
 
 * TorchScript's *profiling* executor (e3nn scripts its tensor products) runs the first call of a
   module unoptimised and later calls optimised, with other rounding: the forces of the first call
-  differ from the second in the last bits (measured: 1 ulp-level differences, up to 5e-7 eV/Å in
-  float32), so a resumed MD run, or a stage run after another stage in the same process, diverged
-  from a fresh one. The legacy executor optimises at the first call: every call gives the same bits.
+  differ from later calls in the last bits (measured with ``demo-small-data``, float32, 80-atom
+  cells: up to 1.2e-7 eV/Å), so a resumed MD run, whose first force call in the new process is a
+  later step, diverged from an uninterrupted one. The legacy executor optimises at the first call, so
+  every call gives the same bits (those of the profiling executor's later calls), at ~10 % more time
+  per force call on a CPU (README, "Same bytes").
 * The torch thread count changes the order of floating-point sums (measured: 1 vs 2 threads differ
-  in the last bits). :func:`pin_threads` fixes it once per process (``HDPBENCH_THREADS``, default the
+  by up to 6e-8 eV/Å on 8 x 80 atoms). :func:`pin_threads` fixes it once per process (``HDPBENCH_THREADS``, default the
   cores this process may use) and every entry point (CLI, stages, runner workers) calls it.
 """
 
