@@ -102,7 +102,7 @@ else:
     table, record = timings
     glue("build_seconds", analysis.prose(f"{table['seconds'].sum():.0f} s"), display=False)
     glue("build_started", analysis.prose(record["started_at"]), display=False)
-    display(page.readable(table, labels={"seconds": "seconds (s)"}))
+    display(page.readable(table.reset_index(), labels={"seconds": "seconds (s)"}))
 
 # %% [markdown]
 # The pages before this one took {glue:md}`build_seconds` in total (build started

@@ -340,6 +340,15 @@ def test_a_truncated_vasprun_is_recorded_in_the_result_provenance(tmp_path, memb
     (location, message), = compound.provenance["truncated_production_files"].items()
     assert location.endswith("vasprun_prod.xml") and "5 complete ionic steps" in message
 
+    from hdpbench.stages import run_sigma_reference_frames
+
+    model = save_model(build_mace(ELEMENTS, channels=8, r_max=5.0, seed=1), tmp_path / "tiny.model")
+    with pytest.warns(UserWarning, match="truncated"):
+        stage = run_sigma_reference_frames(
+            tmp_path, model, settings=SMALL.sigma, phonon_settings=SMALL.phonons, results_root=tmp_path / "results", progress=False
+        )
+    assert stage.load_json("Cs2AgBiBr6")["truncated_production_files"] == {location: message}
+
 
 def test_force_constants_of_a_wrong_shape_name_the_shape(tmp_path, members_of):
     from hdpbench.io.force_constants import read_force_constants
