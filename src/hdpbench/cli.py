@@ -20,29 +20,26 @@ def _print_json(obj) -> None:
 
 
 def _count(lowest: int):
-    """argparse type: an integer ≥ ``lowest`` (a bad value exits 2 naming the option)."""
+    """argparse type: an integer ≥ ``lowest`` (0 or 1); a bad value exits 2 naming the option."""
+    from .validation import require_positive_int
 
     def parse(text: str) -> int:
         try:
-            value = int(text)
-        except ValueError:
-            raise argparse.ArgumentTypeError(f"{text!r} is not an integer") from None
-        if value < lowest:
-            raise argparse.ArgumentTypeError(f"{value} is below {lowest}")
-        return value
+            return require_positive_int("value", int(text), allow_zero=lowest == 0)
+        except ValueError:  # int() or the check (UsageError is a ValueError)
+            raise argparse.ArgumentTypeError(f"{text!r} is not an integer ≥ {lowest}") from None
 
     parse.__name__ = f"integer ≥ {lowest}"
     return parse
 
 
 def _positive_float(text: str) -> float:
+    from .validation import require_positive
+
     try:
-        value = float(text)
+        return require_positive("value", float(text))
     except ValueError:
-        raise argparse.ArgumentTypeError(f"{text!r} is not a number") from None
-    if not (value > 0 and math.isfinite(value)):
-        raise argparse.ArgumentTypeError(f"{value:g} is not a finite number > 0")
-    return value
+        raise argparse.ArgumentTypeError(f"{text!r} is not a finite number > 0") from None
 
 
 def _table(rows: list[list[str]], header: list[str]) -> str:

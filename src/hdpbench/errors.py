@@ -13,13 +13,17 @@ class HdpbenchError(Exception):
     """Base class of all errors raised by hdpbench on purpose."""
 
 
-class DataError(HdpbenchError, ValueError):
-    """A file exists but its content cannot be used."""
+class _AtPath:
+    """An error about one file: ``path`` and ``problem``, shown as ``PATH: PROBLEM``."""
 
     def __init__(self, path: str | Path, problem: str):
         self.path = str(path)
         self.problem = problem
         super().__init__(f"{self.path}: {problem}")
+
+
+class DataError(_AtPath, HdpbenchError, ValueError):
+    """A file exists but its content cannot be used."""
 
 
 class ArchiveError(DataError):
@@ -73,13 +77,8 @@ class UsageError(HdpbenchError, ValueError):
     """A bad command-line value or setting (exit status 2)."""
 
 
-class StoreWriteError(HdpbenchError, OSError):
+class StoreWriteError(_AtPath, HdpbenchError, OSError):
     """A results or output file cannot be written (read-only folder, full disk); names the file."""
-
-    def __init__(self, path: str | Path, problem: str):
-        self.path = str(path)
-        self.problem = problem
-        super().__init__(f"{self.path}: {problem}")
 
 
 class CompoundFailures(HdpbenchError):

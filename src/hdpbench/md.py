@@ -92,15 +92,13 @@ class MDSettings:
     checkpoint_every: int = 20  # steps; frames after the last checkpoint are recomputed on resume
 
     def __post_init__(self):
-        from .errors import UsageError
-        from .validation import require_positive, require_positive_int
+        from .validation import require_positive, require_positive_int, require_probability
 
         for name in ("steps", "write_every", "checkpoint_every"):
             require_positive_int(f"MD setting {name}", getattr(self, name), allow_zero=name == "steps")
         for name in ("temperature_K", "timestep_fs", "max_temperature_factor", "max_force"):
             require_positive(f"MD setting {name}", getattr(self, name))
-        if not 0.0 <= self.andersen_prob <= 1.0:
-            raise UsageError(f"MD setting andersen_prob={self.andersen_prob!r}: expected a probability between 0 and 1")
+        require_probability("MD setting andersen_prob", self.andersen_prob)
 
 
 @dataclass

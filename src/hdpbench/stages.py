@@ -19,7 +19,7 @@ import numpy as np
 
 from .errors import UsageError
 from .results import StageManifest, StageResults, require_writable
-from .validation import require_choice, require_positive, require_positive_int
+from .validation import require_choice, require_positive, require_positive_int, require_probability
 
 
 @dataclass(frozen=True)
@@ -286,8 +286,7 @@ class ModelMDSettings:
             require_positive_int(f"md setting {name}", getattr(self, name), allow_zero=True)
         for name in ("temperature_K", "timestep_fs"):
             require_positive(f"md setting {name}", getattr(self, name))
-        if isinstance(self.andersen_prob, bool) or not isinstance(self.andersen_prob, (int, float)) or not 0 <= self.andersen_prob <= 1:
-            raise UsageError(f"md setting andersen_prob={self.andersen_prob!r}: expected a probability between 0 and 1")
+        require_probability("md setting andersen_prob", self.andersen_prob)
         _check_dtype("md", self.dtype)
 
 

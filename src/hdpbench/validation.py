@@ -33,3 +33,10 @@ def require_positive(name: str, value) -> float:
 def require_choice(name: str, value, choices) -> None:
     if value not in choices:
         raise UsageError(f"{name}={value!r}: expected one of {', '.join(map(repr, choices))}")
+
+
+def require_probability(name: str, value) -> float:
+    """``value`` as a float in [0, 1]."""
+    if isinstance(value, bool) or not isinstance(value, numbers.Real) or not 0 <= value <= 1:
+        raise UsageError(f"{name}={value!r}: expected a probability between 0 and 1")
+    return float(value)
