@@ -57,8 +57,9 @@ demo-data: $(STAMP) ## regenerate the GFN1-xTB demo dataset in data/demo (hours 
 	$(BIN)/python -m hdpbench.demo.generate
 	$(BIN)/python -m hdpbench.demo.summary
 
-demo-model: $(STAMP) ## retrain the two demo MACE models on the demo dataset (mace_run_train; ≤ 1 h each on 2 cores)
-	$(BIN)/python -m hdpbench.demo.train
+demo-model: $(STAMP) ## retrain the demo MACE models and kcl-small (mace_run_train), then their phonon fine-tuned versions (≤ 1 h each on 2 cores)
+	$(BIN)/python -m hdpbench.demo.train --models demo-small-data demo-more-data kcl-small
+	$(BIN)/python -m hdpbench.demo.pft
 
 clean: ## remove the built book, caches and generated notebooks (keeps results/ and .venv)
 	rm -rf _build book/_generated .cache .pytest_cache

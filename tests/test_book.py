@@ -8,10 +8,16 @@ import re
 import pytest
 
 from hdpbench import paths
-from hdpbench.book import NOTEBOOKS, REAL_DATA_NOTEBOOK, SECTION_NOTEBOOKS, execute_notebook
+from hdpbench.book import (
+    FINETUNE_NOTEBOOK,
+    NOTEBOOKS,
+    REAL_DATA_NOTEBOOK,
+    SECTION_NOTEBOOKS,
+    execute_notebook,
+)
 
 
-@pytest.mark.parametrize("name", [n for n in NOTEBOOKS if n not in SECTION_NOTEBOOKS and n != REAL_DATA_NOTEBOOK])
+@pytest.mark.parametrize("name", [n for n in NOTEBOOKS if n not in SECTION_NOTEBOOKS and n not in (REAL_DATA_NOTEBOOK, FINETUNE_NOTEBOOK)])
 def test_notebook_executes_with_parameters(tmp_path, name, authors_dataset):
     root, _ = authors_dataset
     output = execute_notebook(name, {"dataset": str(root), "models": []}, output_dir=tmp_path, timeout=300)
@@ -95,6 +101,22 @@ def test_real_data_chapter_runs_with_tiny_sizes_and_writes_the_data_behind_its_f
     source = (paths.notebooks_dir() / f"{REAL_DATA_NOTEBOOK}.py").read_text()
     linked = set(re.findall(r"<real_test_data/([\w.]+\.csv)>", source))
     assert linked and linked <= {p.name for p in csv_dir.glob("*.csv")}
+
+
+def test_finetuning_page_runs_with_tiny_sizes_from_the_committed_checkpoints(tmp_path):
+    """The page reads the committed fine-tuned models (never trains) and writes every CSV it links."""
+    parameters = {"results": str(tmp_path / "results"), "dry_run": True, "discard": 0}
+    output = execute_notebook(FINETUNE_NOTEBOOK, parameters, output_dir=tmp_path, timeout=900)
+    notebook = json.loads(output.read_text())
+    outputs = [o for c in notebook["cells"] for o in c.get("outputs", [])]
+    assert not [o for o in outputs if o.get("output_type") == "error"]
+    assert not [o for o in outputs if o.get("name") == "stderr"], "the page writes to stderr"
+    assert sum("image/png" in o.get("data", {}) for o in outputs) == 6
+    text = output.read_text()
+    assert "on the 3 held-out compounds fine-tuning" in text  # the verdict, built from the numbers
+    source = (paths.notebooks_dir() / f"{FINETUNE_NOTEBOOK}.py").read_text()
+    linked = set(re.findall(r"<finetuning_data/([\w.]+\.csv)>", source))
+    assert linked and linked <= {p.name for p in (tmp_path / "finetuning_data").glob("*.csv")}
 
 
 def test_book_parameters_flow_to_each_notebook(monkeypatch, tmp_path):

@@ -405,6 +405,27 @@ def cmd_md(args) -> int:
     return 0
 
 
+def cmd_finetune(args) -> int:
+    from .finetune import FinetuneSettings, finetune_registered
+
+    settings = FinetuneSettings(
+        phi_weight=args.phi_weight, energy_weight=args.energy_weight, force_weight=args.force_weight,
+        epochs=args.epochs, cotrain_steps=args.cotrain_steps, learning_rate=args.lr, seed=args.seed,
+        phonon_batch=args.phonon_batch,
+    )  # fmt: skip
+    run, registry = finetune_registered(
+        args.model, dataset=args.dataset, train_compounds=args.train_compounds, output=args.output,
+        validation_compounds=args.validation_compounds or [], settings=settings, cotrain_file=args.cotrain,
+        device=args.device, progress=not args.quiet,
+    )  # fmt: skip
+    summary = {"name": args.output, "checkpoint": str(run.checkpoint), "registry": str(registry), "seconds": run.seconds, "epochs": len(run.log) - 1}
+    if args.json:
+        _print_json(summary | {"log": run.log})
+    else:
+        print(f"{args.output}: {summary['epochs']} epochs in {run.seconds / 60:.1f} min → {run.checkpoint}; registered in {registry}")
+    return 0
+
+
 def cmd_run(args) -> int:
     from .runner import RunSettings, run
 
@@ -585,6 +606,36 @@ def build_parser() -> argparse.ArgumentParser:
     )
     running.add_argument("--quiet", action="store_true", help="no progress bar")
     running.set_defaults(func=cmd_run)
+
+    tuning = commands.add_parser(
+        "finetune",
+        help="phonon fine-tuning (PFT) of a MACE model on reference force constants",
+        description=(
+            "Phonon fine-tuning (PFT): supervise the model's energy Hessian with the reference force constants "
+            "of --train-compounds (one random Φ column per structure and step, by a Hessian-vector product), "
+            "co-trained on the base model's own training data against forgetting. Writes "
+            "models/finetuned/NAME.model, its log NAME.log.json and the registry entry models/NAME.yaml "
+            "(with a 'finetune' section). An interrupted run resumes where it stopped (same inputs)."
+        ),
+    )
+    tuning.add_argument("--model", required=True, help="the base: a registered MACE model")
+    tuning.add_argument("--dataset", required=True, help="where the force constants come from (e.g. demo, external)")
+    tuning.add_argument("--train-compounds", nargs="+", required=True, metavar="NAME", help="compounds (or systems) whose Φ enters the loss")
+    tuning.add_argument("--validation-compounds", nargs="*", metavar="NAME", help="compounds whose Φ error is only logged, never trained on")
+    tuning.add_argument("--output", required=True, metavar="NAME", help="the new model's registry name")
+    tuning.add_argument("--phi-weight", type=_positive_float, default=100.0, help="weight of the Φ-column MAE (PFT: 100)")
+    tuning.add_argument("--energy-weight", type=float, default=20.0, help="co-training energy MAE per atom weight (PFT: 20)")
+    tuning.add_argument("--force-weight", type=float, default=20.0, help="co-training force-error weight (PFT: 20)")
+    tuning.add_argument("--epochs", type=_count(1), default=40)
+    tuning.add_argument("--phonon-batch", type=_count(1), default=5, help="structures per Φ step")
+    tuning.add_argument("--cotrain-steps", type=_count(0), default=1, help="co-training steps after each Φ step (0: none)")
+    tuning.add_argument("--cotrain", metavar="FILE.extxyz", help="co-training data (default: the base's training set from its registry entry)")
+    tuning.add_argument("--lr", type=_positive_float, default=1e-3, help="Adam learning rate")
+    tuning.add_argument("--seed", type=_count(0), default=0)
+    tuning.add_argument("--device", default="cpu")
+    tuning.add_argument("--json", action="store_true", help="print the summary and the training log as JSON")
+    tuning.add_argument("--quiet", action="store_true")
+    tuning.set_defaults(func=cmd_finetune)
 
     bench = commands.add_parser("bench", help="throughput benchmarks (printed ratios, optional JSON)")
     bench_commands = bench.add_subparsers(dest="bench_command", metavar="BENCHMARK", required=True)

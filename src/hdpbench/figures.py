@@ -407,3 +407,77 @@ def real_kpca_maps(arrays_by_model: dict[str, dict[str, np.ndarray]], system: st
     fig.suptitle(system, fontsize=11)
     fig.tight_layout()
     return fig
+
+
+# -- phonon fine-tuning page -----------------------------------------------------------------------
+SPLIT_STYLE = {"in-sample": {"marker": "o", "color": "0.45", "ls": "-"}, "held-out": {"marker": "^", "color": "C3", "ls": "--"}}
+
+
+def finetune_training_curves(log: pd.DataFrame, dataset_label: str):
+    """Φ error over fixed columns against epoch, one panel per fine-tuned model: in-sample compounds
+    (their Φ is in the loss) solid grey, held-out compounds dashed red; epoch 0 is the base model."""
+    models = list(dict.fromkeys(log["model"]))
+    fig, axes = _panels(len(models), height=3.2, sharey=True)
+    for ax, model in zip(axes, models, strict=True):
+        rows = log[log["model"] == model]
+        for (_, split), group in rows.groupby(["compound", "split"], sort=False):
+            style = SPLIT_STYLE[split]
+            ax.plot(group["epoch"], group["phi_mae_ev_ang2"], color=style["color"], ls=style["ls"], marker=style["marker"], ms=3, lw=1)
+        for split, style in SPLIT_STYLE.items():
+            if (rows["split"] == split).any():
+                n = rows[rows["split"] == split]["compound"].nunique()
+                ax.plot([], [], color=style["color"], ls=style["ls"], marker=style["marker"], ms=3, label=f"{split} (n = {n})")
+        ax.set(xlabel="epoch", ylabel="mean |ΔΦ| (eV/Å²)", title=display_name(model))
+        ax.legend(loc="upper right", framealpha=0.9)
+    source_note(fig, dataset_label)
+    fig.tight_layout(rect=(0, 0.05, 1, 1))
+    return fig
+
+
+def before_after(table: pd.DataFrame, column: str, quantity: str, dataset_label: str):
+    """Each compound's ``column`` with the base model (x) and after fine-tuning (y), one panel per
+    fine-tuned model; below the diagonal = improved. Held-out compounds red triangles, labelled."""
+    models = list(dict.fromkeys(table["model"]))
+    fig, axes = _panels(len(models), height=3.4)
+    for ax, model in zip(axes, models, strict=True):
+        rows = table[table["model"] == model]
+        values = np.concatenate([rows[f"{column}_before"].to_numpy(float), rows[f"{column}_after"].to_numpy(float)])
+        low, high = 0.0, float(np.nanmax(values)) * 1.1 if np.isfinite(values).any() else 1.0
+        ax.plot([low, high], [low, high], color="0.6", lw=0.8)
+        for split, style in SPLIT_STYLE.items():
+            part = rows[rows["split"] == split]
+            ax.scatter(part[f"{column}_before"], part[f"{column}_after"], marker=style["marker"], color=style["color"], s=30, label=f"{split} (n = {len(part)})", zorder=3)
+            if split == "held-out":
+                for _, row in part.iterrows():
+                    ax.annotate(row["compound"], (row[f"{column}_before"], row[f"{column}_after"]), fontsize=9, xytext=(3, 3), textcoords="offset points")
+        ax.set(xlim=(low, high), ylim=(low, high), xlabel=f"{quantity}, base", ylabel=f"{quantity}, fine-tuned", title=display_name(model))
+        ax.legend(loc="upper left", framealpha=0.9)
+    source_note(fig, dataset_label)
+    fig.tight_layout(rect=(0, 0.05, 1, 1))
+    return fig
+
+
+def bands_before_after(panels: Sequence[tuple[str, dict[str, np.ndarray], dict[str, np.ndarray]]], base: str, tuned: str, dataset_label: str):
+    """Reference bands (black), the base model's (blue, dotted) and the fine-tuned model's (red,
+    dashed) on the same q-points; one panel per (title, base arrays, fine-tuned arrays)."""
+    fig, axes = _panels(len(panels), height=3.4, sharey=False)
+    for ax, (title, before, after) in zip(axes, panels, strict=True):
+        distances = before["distances"]
+        ax.plot(distances, before["frequencies_reference"], color="k", lw=1.0)
+        ax.plot(distances, before["frequencies_model"], color="C0", lw=0.9, ls=":")
+        ax.plot(distances, after["frequencies_model"], color="C3", lw=0.9, ls="--")
+        if "band_labels" in before:
+            positions, names = band_ticks(distances, before["segment_ends"], before["band_labels"], before["band_connections"])
+            for tick in positions[1:-1]:
+                ax.axvline(tick, color="0.8", lw=0.6)
+            ax.set_xticks(positions, names)
+        ax.axhline(0, color="0.5", lw=0.6)
+        ax.set(xlim=(distances[0], distances[-1]), title=title, ylabel="frequency (THz)")
+    axes[0].plot([], [], color="k", label="reference")
+    axes[0].plot([], [], color="C0", ls=":", label=display_name(base))
+    axes[0].plot([], [], color="C3", ls="--", label=display_name(tuned))
+    axes[0].legend(loc="lower right", framealpha=0.9)
+    fig.text(0.99, 0.002, "negative: imaginary", fontsize=9, color="0.35", ha="right", va="bottom")
+    source_note(fig, dataset_label)
+    fig.tight_layout(rect=(0, 0.05, 1, 1))
+    return fig

@@ -132,23 +132,76 @@ def fitted_e0s(structures) -> dict[int, float]:
     return {z: float(e) for z, e in zip(elements, solution, strict=True)}
 
 
-def heldout_force_mae(dataset, checkpoint: Path, *, max_frames: int = 100) -> dict[str, dict[str, float]]:
-    """Force MAE/RMSE (eV/Å) of the model on each compound's production frames (never trained on)."""
+def training_structures(name: str, dataset_name: str = "demo") -> tuple[Any, list, list[dict], Any]:
+    """(dataset, structures, record, test frames or None) a model's ``training`` block names.
+
+    Two kinds of block: the demo's (rattled pools and displaced supercells of every demo compound;
+    tested on the production MD, so no test frames here) and a reference system's displaced
+    supercells (``system: KCl``): a seeded ``test_fraction`` of them is held out as the test set
+    (returned as a :class:`~hdpbench.compound.Trajectory`), the rest is the training pool.
+    """
+    from ..datasets import get_dataset
+
+    training = training_spec(name)
+    if "system" in training:
+        dataset = get_dataset(training.get("dataset", "external"), download=False)
+        trajectory = dataset.load(training["system"]).trajectory
+        train_idx, test_idx = system_split(len(trajectory), training.get("test_fraction", 0.2), int(training.get("split_seed", 0)))
+        structures, record = [], []
+        for index in train_idx:
+            atoms = trajectory.atoms(int(index))
+            forces, energy = atoms.get_forces(), (atoms.get_potential_energy() if trajectory.energies is not None else None)
+            atoms.calc = None
+            atoms.arrays["REF_forces"] = forces
+            if energy is not None:
+                atoms.info["REF_energy"] = energy
+            atoms.info.update({"config_type": "displaced", "compound": training["system"]})
+            structures.append(atoms)
+            record.append({"compound": training["system"], "config_type": "displaced", "index_in_pool": int(index)})
+        return dataset, structures, record, trajectory.select(test_idx)
+    dataset = get_dataset(dataset_name, download=False)
+    sources = training_pool_sources(dataset, planned_demo_compounds() if dataset_name == "demo" else None)
+    structures, record = select_training_structures(sources, training.get("rattled_per_compound"), training.get("include_displaced", True))
+    return dataset, structures, record, None
+
+
+def system_split(count: int, test_fraction: float, seed: int) -> tuple[np.ndarray, np.ndarray]:
+    """(train, test) indices of ``count`` structures: a seeded ``test_fraction`` held out, both sorted."""
+    rng = np.random.default_rng(seed)
+    test = np.sort(rng.choice(count, size=max(1, round(test_fraction * count)), replace=False))
+    return np.setdiff1d(np.arange(count), test), test
+
+
+def cotrain_structures(name: str) -> list:
+    """The structures a registered model was trained on (its ``training`` block, validation split
+    removed): what phonon fine-tuning co-trains on against forgetting."""
+    _, structures, _, _ = training_structures(name, training_spec(name).get("dataset", "demo"))
+    mace_args = training_spec(name)["mace_args"]
+    train_indices, _ = split_validation(structures, mace_args.get("valid_fraction", 0.1), int(mace_args.get("seed", 0)))
+    return [structures[i] for i in train_indices]
+
+
+def frames_force_error(checkpoint, frames) -> dict[str, float]:
+    """Force MAE/RMSE (eV/Å) of a model on frames with reference forces."""
     from ..evaluate import evaluate
 
+    predicted = evaluate(str(checkpoint), frames.to_atoms_list(), dtype="float64", progress=False).forces_array()
+    error = predicted - frames.forces
+    return {
+        "force_mae_ev_ang": float(np.abs(error).mean()),
+        "force_rmse_ev_ang": float(np.sqrt((error**2).mean())),
+        "reference_force_rms_ev_ang": float(np.sqrt((frames.forces**2).mean())),
+        "frames": len(frames),
+    }
+
+
+def heldout_force_mae(dataset, checkpoint: Path, *, max_frames: int = 100) -> dict[str, dict[str, float]]:
+    """Force MAE/RMSE (eV/Å) of the model on each compound's production frames (never trained on)."""
     report = {}
     for formula in dataset.compounds():
         trajectory = dataset.load(formula).trajectory
         picks = np.linspace(0, len(trajectory) - 1, min(max_frames, len(trajectory))).round().astype(int)
-        frames = trajectory.select(picks)
-        predicted = evaluate(str(checkpoint), frames.to_atoms_list(), dtype="float64", progress=False).forces_array()
-        error = predicted - frames.forces
-        report[formula] = {
-            "force_mae_ev_ang": float(np.abs(error).mean()),
-            "force_rmse_ev_ang": float(np.sqrt((error**2).mean())),
-            "reference_force_rms_ev_ang": float(np.sqrt((frames.forces**2).mean())),
-            "frames": len(frames),
-        }
+        report[formula] = frames_force_error(checkpoint, trajectory.select(picks))
     return report
 
 
@@ -156,7 +209,6 @@ def train(name: str, *, dry_run: bool = False, dataset_name: str = "demo") -> di
     """Train one demo model; skip if its checkpoint exists and matches the registered sha256."""
     import ase.io
 
-    from ..datasets import get_dataset
     from ..models import expected_checkpoint_path, get_model_spec
 
     spec = get_model_spec(name)
@@ -165,11 +217,7 @@ def train(name: str, *, dry_run: bool = False, dataset_name: str = "demo") -> di
     if target.is_file() and spec.sha256 and sha256_file(target) == spec.sha256 and not dry_run:
         print(f"{name}: checkpoint present and registered ({target})")
         return {"name": name, "skipped": True}
-    dataset = get_dataset(dataset_name, download=False)
-    sources = training_pool_sources(dataset, planned_demo_compounds() if dataset_name == "demo" else None)
-    structures, record = select_training_structures(
-        sources, training.get("rattled_per_compound"), training.get("include_displaced", True)
-    )
+    dataset, structures, record, test_frames = training_structures(name, dataset_name)
     out = output_dir(name) if not dry_run else paths.cache_dir() / "demo-train-dry-run" / name
     # mace's checkpoints and logs; an interrupted training resumes from them (restart_latest)
     work = paths.cache_dir() / ("demo-train-dry-run" if dry_run else "demo-train") / name / "work"
@@ -206,9 +254,9 @@ def train(name: str, *, dry_run: bool = False, dataset_name: str = "demo") -> di
     atomic_write_json(
         out / "training_set.json",
         {
-            "dataset": dataset_name,
+            "dataset": training.get("dataset", dataset_name),
             "count": len(structures),
-            "compounds": sorted(sources),
+            "compounds": sorted({r["compound"] for r in record}),
             "train_extxyz_sha256": sha256_file(work / "train.extxyz"),
             "valid_extxyz_sha256": sha256_file(work / "valid.extxyz"),
             "structures": record,
@@ -231,7 +279,10 @@ def train(name: str, *, dry_run: bool = False, dataset_name: str = "demo") -> di
     with atomic_path(destination) as tmp:
         shutil.copyfile(trained, tmp)
     checksum = sha256_file(destination)
-    heldout = heldout_force_mae(dataset, destination, max_frames=5 if dry_run else 100)
+    if test_frames is not None:  # a fifth of a reference system's supercells, never trained on
+        heldout = {training["system"]: frames_force_error(destination, test_frames)}
+    else:
+        heldout = heldout_force_mae(dataset, destination, max_frames=5 if dry_run else 100)
     atomic_write_json(out / "heldout_force_mae.json", {"per_compound": heldout, "training_seconds": seconds})
     if not dry_run:
         _register_sha256(name, checksum)

@@ -1,0 +1,188 @@
+"""Phonon fine-tuning: the Hessian-vector product against finite differences of forces and against
+mace-torch's own Hessian, the Φ column convention, that training lowers the Φ error, that a resumed
+run gives the same weights as an uninterrupted one, and the registry entry it writes."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+
+from hdpbench import finetune
+from hdpbench.errors import UsageError
+
+
+@pytest.fixture(scope="module")
+def small_cell():
+    """A rattled 10-atom unit cell of a demo fluoride (periodic images inside the 5 Å cutoff)."""
+    from hdpbench.datasets import get_dataset
+
+    atoms = get_dataset("demo").load("K2NaAlF6", trajectories=False).unitcell.copy()
+    atoms.positions += np.random.default_rng(3).normal(0, 0.03, atoms.positions.shape)
+    return atoms
+
+
+@pytest.fixture(scope="module")
+def model():
+    from hdpbench.evaluate import load_model
+
+    return load_model("demo-small-data", dtype="float64")
+
+
+def test_hessian_vector_product_equals_finite_differences_of_forces(small_cell, model):
+    from hdpbench.evaluate import evaluate
+
+    rng = np.random.default_rng(0)
+    vector = rng.normal(size=(len(small_cell), 3))
+    product = finetune.hessian_vector_product(model, small_cell, vector)
+    step = 1e-4  # Å along the vector: central difference, error O(step²)
+
+    def forces(sign):
+        atoms = small_cell.copy()
+        atoms.positions += sign * step * vector
+        return evaluate(model, [atoms], progress=False).forces_array()[0]
+
+    finite = -(forces(+1) - forces(-1)) / (2 * step)  # H·v = −dF/dε along v
+    assert np.abs(product).max() > 1.0  # a real signal, eV/Å²
+    np.testing.assert_allclose(product, finite, atol=1e-6 * np.abs(finite).max())
+
+
+def test_hessian_columns_equal_mace_hessian(small_cell, model):
+    from hdpbench.phonons import analytic_force_constants
+
+    hessian = analytic_force_constants(small_cell, model)  # mace-torch's compute_hessian, (N, N, 3, 3)
+    target = finetune.PhononTarget("cell", small_cell, hessian)
+    n = len(small_cell)
+    for j in (0, 7, 3 * n - 1):
+        unit = np.zeros((n, 3))
+        unit[j // 3, j % 3] = 1.0
+        np.testing.assert_allclose(finetune.hessian_vector_product(model, small_cell, unit), target.column(j), atol=1e-10)
+
+
+def test_phonon_target_rejects_a_wrong_shape(small_cell):
+    from hdpbench.errors import DataError
+
+    with pytest.raises(DataError, match=r"expected \(10, 10, 3, 3\)"):
+        finetune.PhononTarget("cell", small_cell, np.zeros((10, 9, 3, 3)))
+
+
+@pytest.mark.parametrize("field, value", [("phi_weight", 0), ("epochs", 0), ("cotrain_steps", -1), ("dtype", "float16"), ("energy_weight", -1.0)])
+def test_settings_refuse_bad_values(field, value):
+    with pytest.raises(UsageError, match=f"finetune.{field}"):
+        finetune.FinetuneSettings(**{field: value})
+
+
+@pytest.fixture(scope="module")
+def training_inputs(small_cell):
+    """Φ of the same cell by the other demo model: a target the base does not already match."""
+    from hdpbench.evaluate import load_model
+    from hdpbench.phonons import analytic_force_constants
+
+    other = load_model("demo-more-data", dtype="float64")
+    targets = [finetune.PhononTarget("cell", small_cell, analytic_force_constants(small_cell, other))]
+    cotrain = []
+    for seed in range(3):
+        atoms = small_cell.copy()
+        atoms.positions += np.random.default_rng(seed + 10).normal(0, 0.05, atoms.positions.shape)
+        from hdpbench.evaluate import evaluate
+
+        result = evaluate(other, [atoms], progress=False)
+        atoms.info["REF_energy"] = float(result.energies[0])
+        atoms.arrays["REF_forces"] = result.forces_array()[0]
+        cotrain.append(atoms)
+    return targets, cotrain
+
+
+TINY = finetune.FinetuneSettings(epochs=4, phonon_batch=1, columns_per_structure=4, cotrain_batch=2, eval_columns=30, eval_every=1, learning_rate=2e-3)
+
+
+def test_finetuning_lowers_the_phi_error(tmp_path, training_inputs):
+    targets, cotrain = training_inputs
+    run = finetune.finetune("demo-small-data", targets, cotrain, settings=TINY, checkpoint=tmp_path / "m.model", progress=False)
+    before = run.log[0]["phi_mae_fixed_columns"]["cell"]
+    after = run.log[-1]["phi_mae_fixed_columns"]["cell"]
+    assert [entry["epoch"] for entry in run.log] == [0, 1, 2, 3, 4]
+    assert after < 0.8 * before, (before, after)
+    # the written checkpoint is a loadable MACE model whose Hessian is the trained one
+    from hdpbench.evaluate import load_model
+
+    trained = load_model(str(run.checkpoint), dtype="float64")
+    unit = np.zeros((len(targets[0].atoms), 3))
+    unit[0, 0] = 1.0
+    error = np.abs(finetune.hessian_vector_product(trained, targets[0].atoms, unit) - targets[0].column(0)).mean()
+    assert error < before
+    log = json.loads(run.checkpoint.with_suffix(".log.json").read_text())
+    assert log["settings"]["phi_weight"] == 100.0 and len(log["epochs"]) == 5
+
+
+def test_resumed_run_equals_uninterrupted(tmp_path, training_inputs):
+    import dataclasses
+
+    import torch
+
+    targets, cotrain = training_inputs
+    short = dataclasses.replace(TINY, epochs=2)
+    whole = finetune.finetune("demo-small-data", targets, cotrain, settings=short, checkpoint=tmp_path / "a.model", state_dir=tmp_path / "a", progress=False)
+    first = dataclasses.replace(TINY, epochs=1)
+    finetune.finetune("demo-small-data", targets, cotrain, settings=first, checkpoint=tmp_path / "b.model", state_dir=tmp_path / "b", progress=False)
+    resumed = finetune.finetune("demo-small-data", targets, cotrain, settings=short, checkpoint=tmp_path / "b.model", state_dir=tmp_path / "b", progress=False)
+    assert [e["epoch"] for e in resumed.log] == [0, 1, 2]
+    a = torch.load(whole.checkpoint, weights_only=False).state_dict()
+    b = torch.load(resumed.checkpoint, weights_only=False).state_dict()
+    assert all(torch.equal(a[key], b[key]) for key in a)
+
+
+def test_changed_inputs_start_afresh(tmp_path, training_inputs):
+    import dataclasses
+
+    targets, cotrain = training_inputs
+    one = dataclasses.replace(TINY, epochs=1)
+    finetune.finetune("demo-small-data", targets, cotrain, settings=one, checkpoint=tmp_path / "c.model", state_dir=tmp_path / "c", progress=False)
+    other = dataclasses.replace(one, phi_weight=50.0)
+    run = finetune.finetune("demo-small-data", targets, cotrain, settings=other, checkpoint=tmp_path / "c.model", state_dir=tmp_path / "c", progress=False)
+    assert [e["epoch"] for e in run.log] == [0, 1]  # not resumed from the other weights' state
+
+
+def test_register_writes_a_readable_entry(tmp_path, monkeypatch, training_inputs):
+    import shutil
+
+    from hdpbench import paths
+    from hdpbench.models import get_model_spec, is_available, model_table
+
+    registry = tmp_path / "models"
+    shutil.copytree(paths.project_root() / "models", registry, ignore=shutil.ignore_patterns("*.model"))
+    monkeypatch.setenv("HDPBENCH_MODELS", str(registry))
+    (registry / "demo").mkdir(exist_ok=True)
+    shutil.copy(paths.project_root() / "models" / "demo" / "demo-small-data.model", registry / "demo" / "demo-small-data.model")
+    monkeypatch.setattr(paths, "project_root", lambda: tmp_path)
+    targets, cotrain = training_inputs
+    run = finetune.finetune(
+        "demo-small-data", targets, cotrain, settings=finetune.FinetuneSettings(epochs=1, eval_columns=2, cotrain_batch=2),
+        checkpoint=finetune.finetuned_checkpoint("tiny-pft"), progress=False,
+    )  # fmt: skip
+    path = finetune.register("tiny-pft", "demo-small-data", run, dataset="demo", train_compounds=["cell"], cotrain_source="test", cotrain_count=3)
+    spec = get_model_spec("tiny-pft")
+    assert path == registry / "tiny-pft.yaml" and is_available(spec)
+    assert spec.extra["finetune"]["base"] == "demo-small-data"
+    assert spec.extra["finetune"]["train_compounds"] == ["cell"]
+    row = next(r for r in model_table() if r["name"] == "tiny-pft")
+    assert row["finetune"]["settings"]["phi_weight"] == 100.0 and row["available"]
+    # a fine-tuned entry may be replaced; any other registry entry may not
+    finetune.check_output_name("tiny-pft")
+    with pytest.raises(UsageError, match="not a fine-tuned one"):
+        finetune.check_output_name("demo-small-data")
+    with pytest.raises(UsageError, match="letters, digits"):
+        finetune.check_output_name("../x")
+
+
+def test_cli_refuses_bad_requests_before_any_work(capsys):
+    from hdpbench.cli import main
+
+    assert main(["finetune", "--model", "demo-small-data", "--dataset", "demo", "--train-compounds", "K2NaAlF6x", "--output", "x"]) == 2
+    assert "did you mean K2NaAlF6" in capsys.readouterr().err
+    assert main(["finetune", "--model", "chgnet-0.3.0", "--dataset", "demo", "--train-compounds", "K2NaAlF6", "--output", "x"]) == 2
+    assert "needs a MACE checkpoint" in capsys.readouterr().err
+    args = ["finetune", "--model", "demo-small-data", "--dataset", "demo", "--train-compounds", "K2NaAlF6", "--validation-compounds", "K2NaAlF6", "--output", "x"]
+    assert main(args) == 2
+    assert "both in training and validation" in capsys.readouterr().err
