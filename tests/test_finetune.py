@@ -186,3 +186,19 @@ def test_cli_refuses_bad_requests_before_any_work(capsys):
     args = ["finetune", "--model", "demo-small-data", "--dataset", "demo", "--train-compounds", "K2NaAlF6", "--validation-compounds", "K2NaAlF6", "--output", "x"]
     assert main(args) == 2
     assert "both in training and validation" in capsys.readouterr().err
+
+
+def test_kcl_split_holds_out_a_fifth_and_cotraining_uses_only_the_training_part():
+    from hdpbench.demo.train import cotrain_structures, system_split, training_structures
+
+    train, test = system_split(120, 0.2, 0)
+    assert len(test) == 24 and len(train) == 96 and not set(train) & set(test)
+    np.testing.assert_array_equal(test, system_split(120, 0.2, 0)[1])  # seeded
+    _, structures, record, test_frames = training_structures("kcl-small")
+    assert len(structures) == 96 and len(test_frames) == 24
+    assert sorted(r["index_in_pool"] for r in record) == train.tolist()
+    held_positions = {frame.tobytes() for frame in test_frames.positions}
+    cotrain = cotrain_structures("kcl-small")
+    assert len(cotrain) == 96 - round(0.1 * 96)  # the base's validation split removed too
+    assert not held_positions & {atoms.positions.tobytes() for atoms in cotrain}
+    assert all("REF_forces" in atoms.arrays for atoms in cotrain)

@@ -118,17 +118,23 @@ def hessian_columns(module, data: dict, vectors, *, create_graph: bool) -> tuple
 
     ``vectors`` (n, 3): one direction per graph, zero outside it (graphs are independent, so one
     product gives every graph's own column). H·v = ∂(∇E·v)/∂x, eV/Å² per unit of v; with a unit
-    vector e_j it is column j of the model's Φ. ``create_graph=True`` keeps it differentiable with
-    respect to the weights (training).
+    vector e_j it is column j of the model's Φ. A list of such tensors gives a list of products from
+    one forward pass. ``create_graph=True`` keeps them differentiable with respect to the weights
+    (training).
     """
     torch = prepare_torch()
     data = dict(data)
     data["positions"] = data["positions"].detach().clone().requires_grad_(True)
     output = module(data, training=True, compute_force=True)  # forces keep their graph
     forces = output["forces"]
-    # ∇E·v = −F·v; its gradient with respect to the positions is H·v
-    (product,) = torch.autograd.grad(-(forces * vectors).sum(), data["positions"], create_graph=create_graph)
-    return output["energy"], forces, product
+    many = isinstance(vectors, (list, tuple))
+    products = []
+    for k, v in enumerate(vectors if many else [vectors]):
+        # ∇E·v = −F·v; its gradient with respect to the positions is H·v
+        keep = create_graph or k < (len(vectors) - 1 if many else 0)
+        (product,) = torch.autograd.grad(-(forces * v).sum(), data["positions"], create_graph=create_graph, retain_graph=keep)
+        products.append(product)
+    return output["energy"], forces, (products if many else products[0])
 
 
 def hessian_vector_product(loaded, atoms: Atoms, vector: np.ndarray) -> np.ndarray:
@@ -267,7 +273,7 @@ def finetune(
 
     def phi_step(chosen: list[int]) -> tuple[Any, float]:
         data = _batch([phonon_graphs[i] for i in chosen], device)
-        losses = []
+        all_vectors, all_expected = [], []
         for _ in range(settings.columns_per_structure):
             vectors = torch.zeros_like(data["positions"])
             expected = []
@@ -278,9 +284,13 @@ def finetune(
                 vectors[offset + j // 3, j % 3] = 1.0
                 expected.append(targets[i].column(j))
                 offset += n
-            _, _, product = hessian_columns(module, data, vectors, create_graph=True)
-            reference = torch.as_tensor(np.concatenate(expected), dtype=product.dtype, device=product.device)
-            losses.append((product - reference).abs().mean())
+            all_vectors.append(vectors)
+            all_expected.append(np.concatenate(expected))
+        _, _, products = hessian_columns(module, data, all_vectors, create_graph=True)  # one forward pass
+        losses = [
+            (product - torch.as_tensor(expected, dtype=product.dtype, device=product.device)).abs().mean()
+            for product, expected in zip(products, all_expected, strict=True)
+        ]
         loss = torch.stack(losses).mean()
         return settings.phi_weight * loss, float(loss.detach())
 
@@ -305,6 +315,7 @@ def finetune(
         """Mean |Φ_model − Φ_ref| (eV/Å²) over each structure's fixed validation columns: the k-th
         column of every structure in one Hessian-vector product."""
         errors: dict[str, list[float]] = {t.name: [] for t in evaluated}
+        all_vectors, all_used = [], []
         for k in range(max(len(c) for c in eval_columns.values())):
             vectors = torch.zeros_like(evaluated_batch["positions"])
             offset, used = 0, []
@@ -314,7 +325,10 @@ def finetune(
                     vectors[offset + j // 3, j % 3] = 1.0
                     used.append((t, j, offset))
                 offset += len(t.atoms)
-            _, _, product = hessian_columns(module, evaluated_batch, vectors, create_graph=False)
+            all_vectors.append(vectors)
+            all_used.append(used)
+        _, _, products = hessian_columns(module, evaluated_batch, all_vectors, create_graph=False)  # one forward pass
+        for product, used in zip(products, all_used, strict=True):
             product = product.detach().cpu().numpy()
             for t, j, start in used:
                 errors[t.name].append(float(np.abs(product[start : start + len(t.atoms)] - t.column(j)).mean()))

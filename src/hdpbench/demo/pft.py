@@ -29,7 +29,7 @@ from ..finetune import FinetuneSettings
 TRAIN_COMPOUNDS = ("Cs2AgBiBr6", "Cs2NaRuF6", "K2NaAlF6", "K2RbSbF6", "Rb2NiAgF6")
 HELDOUT_COMPOUNDS = ("Cs2NaInCl6", "Cs2NaBiI6", "Rb3AlF6")
 
-DEMO_SETTINGS = FinetuneSettings(epochs=60, phonon_batch=5, columns_per_structure=1, cotrain_steps=1, learning_rate=1e-3, seed=0)
+DEMO_SETTINGS = FinetuneSettings(epochs=60, phonon_batch=1, columns_per_structure=2, cotrain_steps=1, learning_rate=1e-3, seed=0)
 KCL_SETTINGS = FinetuneSettings(epochs=60, phonon_batch=1, columns_per_structure=4, cotrain_steps=1, energy_weight=0.0, learning_rate=1e-3, seed=0)
 
 

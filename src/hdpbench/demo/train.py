@@ -132,13 +132,15 @@ def fitted_e0s(structures) -> dict[int, float]:
     return {z: float(e) for z, e in zip(elements, solution, strict=True)}
 
 
-def training_structures(name: str, dataset_name: str = "demo") -> tuple[Any, list, list[dict], Any]:
+def training_structures(name: str, dataset_name: str = "demo", *, staged: bool = True) -> tuple[Any, list, list[dict], Any]:
     """(dataset, structures, record, test frames or None) a model's ``training`` block names.
 
     Two kinds of block: the demo's (rattled pools and displaced supercells of every demo compound;
     tested on the production MD, so no test frames here) and a reference system's displaced
     supercells (``system: KCl``): a seeded ``test_fraction`` of them is held out as the test set
     (returned as a :class:`~hdpbench.compound.Trajectory`), the rest is the training pool.
+    ``staged``: also take the pools the demo generator staged for compounds still running (training
+    while ``make demo-data`` goes on); without it, the packed archives alone.
     """
     from ..datasets import get_dataset
 
@@ -160,7 +162,7 @@ def training_structures(name: str, dataset_name: str = "demo") -> tuple[Any, lis
             record.append({"compound": training["system"], "config_type": "displaced", "index_in_pool": int(index)})
         return dataset, structures, record, trajectory.select(test_idx)
     dataset = get_dataset(dataset_name, download=False)
-    sources = training_pool_sources(dataset, planned_demo_compounds() if dataset_name == "demo" else None)
+    sources = training_pool_sources(dataset, planned_demo_compounds() if dataset_name == "demo" and staged else None)
     structures, record = select_training_structures(sources, training.get("rattled_per_compound"), training.get("include_displaced", True))
     return dataset, structures, record, None
 
@@ -175,7 +177,7 @@ def system_split(count: int, test_fraction: float, seed: int) -> tuple[np.ndarra
 def cotrain_structures(name: str) -> list:
     """The structures a registered model was trained on (its ``training`` block, validation split
     removed): what phonon fine-tuning co-trains on against forgetting."""
-    _, structures, _, _ = training_structures(name, training_spec(name).get("dataset", "demo"))
+    _, structures, _, _ = training_structures(name, training_spec(name).get("dataset", "demo"), staged=False)
     mace_args = training_spec(name)["mace_args"]
     train_indices, _ = split_validation(structures, mace_args.get("valid_fraction", 0.1), int(mace_args.get("seed", 0)))
     return [structures[i] for i in train_indices]
