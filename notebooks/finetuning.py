@@ -106,7 +106,7 @@ setup = pd.DataFrame(
         for name, record in {**records, **{kcl_models[1]: finetune_report.finetune_record(kcl_models[1])}}.items()
     ]
 ).set_index("fine-tuned model")
-display(page.readable(setup))
+display(page.readable(setup, index=True))
 
 # %% [markdown]
 # ## The Φ error during training
@@ -129,8 +129,9 @@ page.figure_data(log, "finetuning", "training_curves")
 # force MAE is on production MD frames, which neither training saw: it is the forgetting check.
 
 # %%
-summary = finetune_report.summary(table).set_index(["model", "split"])
-display(page.readable(summary.T))
+summary = finetune_report.summary(table)
+summary.index = summary["model"] + ", " + summary["split"]
+display(page.readable(summary.drop(columns=["model", "split"]).T, index=True))
 page.figure_data(table, "finetuning", "per_compound")
 
 # %% [markdown]
@@ -194,7 +195,7 @@ for column, what in (("sigma_model_fc_model", "σ_model(Φ_model)"), ("sigma_mod
         rows = held[held["model"] == model]
         for when, who in (("before", pairs[model]), ("after", model)):
             counts = analysis.confusion(rows["sigma_reference"], rows[f"{column}_{when}"])["counts"]
-            panels.append({"counts": counts, "title": f"{what}: {display_name(who)}"})
+            panels.append({"counts": counts, "title": f"{what}\n{display_name(who)}"})
 fig = figures.confusion_grid(panels, label, columns=2)
 plt.show()
 page.figure_data(analysis.confusion_table(panels), "finetuning", "confusion_held_out")
@@ -215,7 +216,7 @@ page.figure_data(analysis.confusion_table(panels), "finetuning", "confusion_held
 kcl_phonons = {model: realdata.run_phonons(model, systems=("KCl",), device=device, results_root=results) for model in kcl_models}
 kcl_sigma = {model: realdata.run_sigma(model, systems=("KCl",), device=device, results_root=results) for model in kcl_models}
 kcl = finetune_report.kcl_table(kcl_phonons, kcl_sigma, kcl_models[0]).set_index("model")
-display(page.readable(kcl.T))
+display(page.readable(kcl.T, index=True))
 page.figure_data(kcl.reset_index(), "finetuning", "kcl")
 before, after = kcl.iloc[0], kcl.iloc[1]
 glue("ft_kcl_rmse_before", float(before["RMSE(ω²) vs DFT Φ, THz²"]), display=False)

@@ -357,6 +357,7 @@ def model_registry_table(models: Sequence[str] | None = None) -> pd.DataFrame:
             "weights here": "yes" if row["available"] else "no",
             "kind": spec.kind,
             "source": spec.mace_mp_name or spec.url or spec.path or spec.factory or "",
+            "fine-tuned from": (row["finetune"] or {}).get("base", ""),
         }
         demo_dir = paths.model_registry_dir() / "demo" / row["name"]
         training, heldout = demo_dir / "training_set.json", demo_dir / "heldout_force_mae.json"
