@@ -94,7 +94,7 @@ def training_inputs(small_cell):
     return targets, cotrain
 
 
-TINY = finetune.FinetuneSettings(epochs=4, phonon_batch=1, columns_per_structure=4, cotrain_batch=2, eval_columns=30, eval_every=1, learning_rate=2e-3)
+TINY = finetune.FinetuneSettings(epochs=6, phonon_batch=1, columns_per_structure=4, cotrain_batch=2, eval_columns=30, eval_every=1, learning_rate=5e-3)
 
 
 def test_finetuning_lowers_the_phi_error(tmp_path, training_inputs):
@@ -102,8 +102,8 @@ def test_finetuning_lowers_the_phi_error(tmp_path, training_inputs):
     run = finetune.finetune("demo-small-data", targets, cotrain, settings=TINY, checkpoint=tmp_path / "m.model", progress=False)
     before = run.log[0]["phi_mae_fixed_columns"]["cell"]
     after = run.log[-1]["phi_mae_fixed_columns"]["cell"]
-    assert [entry["epoch"] for entry in run.log] == [0, 1, 2, 3, 4]
-    assert after < 0.8 * before, (before, after)
+    assert [entry["epoch"] for entry in run.log] == [0, 1, 2, 3, 4, 5, 6]
+    assert after < 0.7 * before, (before, after)
     # the written checkpoint is a loadable MACE model whose Hessian is the trained one
     from hdpbench.evaluate import load_model
 
@@ -113,7 +113,7 @@ def test_finetuning_lowers_the_phi_error(tmp_path, training_inputs):
     error = np.abs(finetune.hessian_vector_product(trained, targets[0].atoms, unit) - targets[0].column(0)).mean()
     assert error < before
     log = json.loads(run.checkpoint.with_suffix(".log.json").read_text())
-    assert log["settings"]["phi_weight"] == 100.0 and len(log["epochs"]) == 5
+    assert log["settings"]["phi_weight"] == 100.0 and len(log["epochs"]) == 7
 
 
 def test_resumed_run_equals_uninterrupted(tmp_path, training_inputs):
