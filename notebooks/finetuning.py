@@ -18,11 +18,12 @@
 # This page runs that experiment on the demo and on real DFT data, and reports whatever it shows.
 #
 # **The method in a few lines** (`hdpbench.finetune`, `hdpbench finetune --help`).
-# - At every step one random column j of Φ_ref is drawn per structure. The model's column is one
-#   Hessian-vector product, $H e_j = \partial(\nabla E\cdot e_j)/\partial x$, by double
-#   backpropagation through the MACE energy (a test checks it against finite differences of forces
-#   and against mace-torch's own Hessian).
-# - The Φ loss is the mean absolute error of that column (eV/Å²).
+# - At every step random columns j of Φ_ref are drawn per structure (PFT: one; here
+#   {glue:text}`ft_columns` for the demo models). Each model column is one Hessian-vector product,
+#   $H e_j = \partial(\nabla E\cdot e_j)/\partial x$, by double backpropagation through the MACE
+#   energy (a test checks it against finite differences of forces and against mace-torch's own
+#   Hessian).
+# - The Φ loss is the mean absolute error of those columns (eV/Å²).
 # - After every Φ step comes one step on the base model's own training data (energy MAE per atom,
 #   mean force-error norm). This co-training keeps the model from forgetting that data.
 # - Weights as in the PFT trainer: Φ {glue:text}`ft_w_phi`, energy {glue:text}`ft_w_e`, forces
@@ -83,6 +84,7 @@ glue("ft_md_steps", settings.md.steps, display=False)
 glue("ft_n_trained", len(trained_on), display=False)
 glue("ft_n_held_out", len(held_out), display=False)
 glue("ft_eval_columns", first["settings"]["eval_columns"], display=False)
+glue("ft_columns", first["settings"]["columns_per_structure"], display=False)
 for key, field in (("ft_w_phi", "phi_weight"), ("ft_w_e", "energy_weight"), ("ft_w_f", "force_weight"), ("ft_clip", "grad_clip")):
     glue(key, f"{first['settings'][field]:g}", display=False)
 kcl_train, kcl_test = finetune_report.kcl_split(kcl_models[0])

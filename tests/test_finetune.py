@@ -202,3 +202,20 @@ def test_kcl_split_holds_out_a_fifth_and_cotraining_uses_only_the_training_part(
     assert len(cotrain) == 96 - round(0.1 * 96)  # the base's validation split removed too
     assert not held_positions & {atoms.positions.tobytes() for atoms in cotrain}
     assert all("REF_forces" in atoms.arrays for atoms in cotrain)
+
+
+def test_a_committed_experiment_is_done_until_its_base_is_retrained(tmp_path, monkeypatch):
+    import shutil
+
+    from hdpbench import paths
+    from hdpbench.demo import pft
+    from hdpbench.models import get_model_spec
+
+    item = pft.experiment("kcl-small-pft")
+    assert pft.is_done(item)  # the committed checkpoint, made from the committed base
+    registry = tmp_path / "models"  # the same entries; checkpoints stay where the entries point
+    shutil.copytree(paths.model_registry_dir(), registry, ignore=shutil.ignore_patterns("*.model", "demo", "finetuned"))
+    base = registry / "kcl-small.yaml"
+    base.write_text(base.read_text().replace(get_model_spec("kcl-small").sha256, "a" * 64))
+    monkeypatch.setenv("HDPBENCH_MODELS", str(registry))
+    assert not pft.is_done(item)

@@ -4,10 +4,10 @@ The paper traces its wrong stability verdicts to errors of the model's Hessian �
 training alone does not control. PFT (Koker et al., ``../shared/papers``; the Nequix PFT trainer, read
 for its settings) adds a loss on Φ itself:
 
-* each Φ step draws one random column j of Φ_ref per structure (atom b, direction β) and computes the
-  model's column with one Hessian-vector product, H e_j = ∂(∇E · e_j)/∂x, by double backpropagation
-  through the MACE energy (:func:`hessian_columns`); its loss is the mean absolute error of that
-  column, eV/Å²;
+* each Φ step draws random columns j of Φ_ref per structure (atom b, direction β; PFT: one,
+  ``columns_per_structure`` here) and computes the model's column with one Hessian-vector product,
+  H e_j = ∂(∇E · e_j)/∂x, by double backpropagation through the MACE energy
+  (:func:`hessian_columns`); its loss is the mean absolute error of the columns, eV/Å²;
 * after every Φ step, ``cotrain_steps`` steps on the model's original training data (energy MAE per
   atom and mean force-error norm, as in the PFT trainer) keep the model from forgetting it;
 * the PFT defaults weigh Φ 100 and energies and forces 20 each (the "100x emphasis" on Φ).

@@ -59,11 +59,16 @@ def experiment(name: str) -> Experiment:
 
 
 def is_done(item: Experiment) -> bool:
+    """Whether the registered fine-tuned checkpoint is present, intact and made from the base model
+    registered now (a retrained base makes its fine-tuned version stale)."""
     from ..models import expected_checkpoint_path, registered_models
     from ..results import sha256_file
 
-    spec = registered_models().get(item.output)
-    if spec is None or not spec.sha256:
+    specs = registered_models()
+    spec, base = specs.get(item.output), specs.get(item.base)
+    if spec is None or not spec.sha256 or base is None:
+        return False
+    if spec.extra.get("finetune", {}).get("base_sha256") != base.sha256:
         return False
     path = expected_checkpoint_path(spec)
     return path.is_file() and sha256_file(path) == spec.sha256
