@@ -219,3 +219,24 @@ def test_a_committed_experiment_is_done_until_its_base_is_retrained(tmp_path, mo
     base.write_text(base.read_text().replace(get_model_spec("kcl-small").sha256, "a" * 64))
     monkeypatch.setenv("HDPBENCH_MODELS", str(registry))
     assert not pft.is_done(item)
+
+
+def test_cli_finetunes_registers_and_lists_the_model(tmp_path, monkeypatch, capsys):
+    import shutil
+
+    from hdpbench import paths
+    from hdpbench.cli import main
+
+    registry = tmp_path / "models"  # a scratch registry: the command writes the entry and checkpoint there
+    registry.mkdir()
+    shutil.copy(paths.model_registry_dir() / "demo-small-data.yaml", registry)
+    monkeypatch.setenv("HDPBENCH_MODELS", str(registry))
+    args = ["finetune", "--model", "demo-small-data", "--dataset", "demo", "--train-compounds", "K2NaAlF6", "--epochs", "1",
+            "--phonon-batch", "1", "--cotrain-steps", "0", "--output", "cli-pft", "--json", "--quiet"]  # fmt: skip
+    assert main(args) == 0
+    summary = json.loads(capsys.readouterr().out)
+    assert summary["epochs"] == 1 and (registry / "finetuned" / "cli-pft.model").is_file()
+    assert main(["models", "list", "--json"]) == 0
+    listed = {row["name"]: row for row in json.loads(capsys.readouterr().out)}
+    assert listed["cli-pft"]["available"] and listed["cli-pft"]["finetune"]["train_compounds"] == ["K2NaAlF6"]
+    assert listed["cli-pft"]["finetune"]["cotrain"]["structures"] == 0

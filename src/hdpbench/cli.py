@@ -411,7 +411,7 @@ def cmd_finetune(args) -> int:
     settings = FinetuneSettings(
         phi_weight=args.phi_weight, energy_weight=args.energy_weight, force_weight=args.force_weight,
         epochs=args.epochs, cotrain_steps=args.cotrain_steps, learning_rate=args.lr, seed=args.seed,
-        phonon_batch=args.phonon_batch,
+        phonon_batch=args.phonon_batch, columns_per_structure=args.columns,
     )  # fmt: skip
     run, registry = finetune_registered(
         args.model, dataset=args.dataset, train_compounds=args.train_compounds, output=args.output,
@@ -612,7 +612,7 @@ def build_parser() -> argparse.ArgumentParser:
         help="phonon fine-tuning (PFT) of a MACE model on reference force constants",
         description=(
             "Phonon fine-tuning (PFT): supervise the model's energy Hessian with the reference force constants "
-            "of --train-compounds (one random Φ column per structure and step, by a Hessian-vector product), "
+            "of --train-compounds (random Φ columns per structure and step, each by a Hessian-vector product), "
             "co-trained on the base model's own training data against forgetting. Writes "
             "models/finetuned/NAME.model, its log NAME.log.json and the registry entry models/NAME.yaml "
             "(with a 'finetune' section). An interrupted run resumes where it stopped (same inputs)."
@@ -628,6 +628,7 @@ def build_parser() -> argparse.ArgumentParser:
     tuning.add_argument("--force-weight", type=float, default=20.0, help="co-training force-error weight (PFT: 20)")
     tuning.add_argument("--epochs", type=_count(1), default=40)
     tuning.add_argument("--phonon-batch", type=_count(1), default=5, help="structures per Φ step")
+    tuning.add_argument("--columns", type=_count(1), default=1, help="random Φ columns per structure and step (PFT: 1)")
     tuning.add_argument("--cotrain-steps", type=_count(0), default=1, help="co-training steps after each Φ step (0: none)")
     tuning.add_argument("--cotrain", metavar="FILE.extxyz", help="co-training data (default: the base's training set from its registry entry)")
     tuning.add_argument("--lr", type=_positive_float, default=1e-3, help="Adam learning rate")
