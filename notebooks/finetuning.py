@@ -58,6 +58,7 @@ from IPython.display import Markdown, display
 from myst_nb import glue
 
 from hdpbench import analysis, book, figures, finetune_report, page, realdata
+from hdpbench.datasets import get_dataset
 from hdpbench.models import display_name
 
 if isinstance(finetuned, str):
@@ -87,7 +88,8 @@ glue("ft_eval_columns", first["settings"]["eval_columns"], display=False)
 glue("ft_columns", first["settings"]["columns_per_structure"], display=False)
 for key, field in (("ft_w_phi", "phi_weight"), ("ft_w_e", "energy_weight"), ("ft_w_f", "force_weight"), ("ft_clip", "grad_clip")):
     glue(key, f"{first['settings'][field]:g}", display=False)
-kcl_train, kcl_test = finetune_report.kcl_split(kcl_models[0])
+kcl_system = get_dataset("external").load("KCl")  # loaded once: the split, σ and the table read it
+kcl_train, kcl_test = finetune_report.kcl_split(kcl_models[0], len(kcl_system.trajectory))
 glue("ft_kcl_train", len(kcl_train), display=False)
 glue("ft_kcl_test", len(kcl_test), display=False)
 glue("ft_kcl_all", len(kcl_train) + len(kcl_test), display=False)
@@ -235,7 +237,7 @@ page.figure_data(analysis.confusion_table(panels), "finetuning", "confusion_held
 # %%
 kcl_phonons = {model: realdata.run_phonons(model, systems=("KCl",), device=device, results_root=results) for model in kcl_models}
 kcl_sigma = {model: realdata.run_sigma(model, systems=("KCl",), device=device, results_root=results) for model in kcl_models}
-kcl = finetune_report.kcl_table(kcl_phonons, kcl_sigma, kcl_models[0]).set_index("model")
+kcl = finetune_report.kcl_table(kcl_phonons, kcl_sigma, kcl_system, kcl_train, kcl_test).set_index("model")
 display(page.readable(kcl.T, index=True))
 page.figure_data(kcl.reset_index(), "finetuning", "kcl")
 before, after = kcl.iloc[0], kcl.iloc[1]

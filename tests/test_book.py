@@ -17,6 +17,20 @@ from hdpbench.book import (
 )
 
 
+def check_page_output(output, page: str, csv_folder, *, figures: int, verdict: str) -> None:
+    """A page executed cleanly: no error or stderr output, ``figures`` figures, its verdict sentence
+    (built from numbers) present, and every {download} CSV it links written into ``csv_folder``."""
+    notebook = json.loads(output.read_text())
+    outputs = [o for c in notebook["cells"] for o in c.get("outputs", [])]
+    assert not [o for o in outputs if o.get("output_type") == "error"]
+    assert not [o for o in outputs if o.get("name") == "stderr"], f"{page} writes to stderr"
+    assert sum("image/png" in o.get("data", {}) for o in outputs) == figures
+    assert verdict in output.read_text()
+    source = (paths.notebooks_dir() / f"{page}.py").read_text()
+    linked = set(re.findall(rf"<{page}_data/([\w.]+\.csv)>", source))
+    assert linked and linked <= {p.name for p in csv_folder.glob("*.csv")}
+
+
 @pytest.mark.parametrize("name", [n for n in NOTEBOOKS if n not in SECTION_NOTEBOOKS and n not in (REAL_DATA_NOTEBOOK, FINETUNE_NOTEBOOK)])
 def test_notebook_executes_with_parameters(tmp_path, name, authors_dataset):
     root, _ = authors_dataset
@@ -90,33 +104,14 @@ def test_real_data_chapter_runs_with_tiny_sizes_and_writes_the_data_behind_its_f
         "results": str(tmp_path / "results"), "csv_dir": str(csv_dir),
     }
     output = execute_notebook(REAL_DATA_NOTEBOOK, parameters, output_dir=tmp_path, timeout=600)
-    notebook = json.loads(output.read_text())
-    outputs = [o for c in notebook["cells"] for o in c.get("outputs", [])]
-    assert not [o for o in outputs if o.get("output_type") == "error"]
-    assert not [o for o in outputs if o.get("name") == "stderr"], "the chapter writes to stderr"
-    assert sum("image/png" in o.get("data", {}) for o in outputs) == 6
-    text = output.read_text()
-    assert "CHGNet 0.3.0: forces on the CsPbI3 AIMD frames are off by" in text  # the verdict, built from numbers
-    # every {download} link of the page names a CSV the page wrote
-    source = (paths.notebooks_dir() / f"{REAL_DATA_NOTEBOOK}.py").read_text()
-    linked = set(re.findall(r"<real_test_data/([\w.]+\.csv)>", source))
-    assert linked and linked <= {p.name for p in csv_dir.glob("*.csv")}
+    check_page_output(output, REAL_DATA_NOTEBOOK, csv_dir, figures=6, verdict="CHGNet 0.3.0: forces on the CsPbI3 AIMD frames are off by")
 
 
 def test_finetuning_page_runs_with_tiny_sizes_from_the_committed_checkpoints(tmp_path):
     """The page reads the committed fine-tuned models (never trains) and writes every CSV it links."""
     parameters = {"results": str(tmp_path / "results"), "dry_run": True, "discard": 0}
     output = execute_notebook(FINETUNE_NOTEBOOK, parameters, output_dir=tmp_path, timeout=900)
-    notebook = json.loads(output.read_text())
-    outputs = [o for c in notebook["cells"] for o in c.get("outputs", [])]
-    assert not [o for o in outputs if o.get("output_type") == "error"]
-    assert not [o for o in outputs if o.get("name") == "stderr"], "the page writes to stderr"
-    assert sum("image/png" in o.get("data", {}) for o in outputs) == 6
-    text = output.read_text()
-    assert "on the 3 held-out compounds fine-tuning" in text  # the verdict, built from the numbers
-    source = (paths.notebooks_dir() / f"{FINETUNE_NOTEBOOK}.py").read_text()
-    linked = set(re.findall(r"<finetuning_data/([\w.]+\.csv)>", source))
-    assert linked and linked <= {p.name for p in (tmp_path / "finetuning_data").glob("*.csv")}
+    check_page_output(output, FINETUNE_NOTEBOOK, tmp_path / "finetuning_data", figures=6, verdict="on the 3 held-out compounds fine-tuning")
 
 
 def test_book_parameters_flow_to_each_notebook(monkeypatch, tmp_path):

@@ -195,13 +195,12 @@ def _digest(*parts: Any) -> str:
     return digest.hexdigest()
 
 
-def _inputs_digest(base_sha: str, targets: Sequence[PhononTarget], cotrain: Sequence[Atoms], settings: FinetuneSettings) -> str:
+def _inputs_digest(base_sha: str, targets: Sequence[PhononTarget], cotrain: Sequence[Atoms], cotrain_refs, settings: FinetuneSettings) -> str:
     # the epoch count is left out: a finished run can be extended, resuming where it stopped
     parts: list[Any] = [base_sha, {k: v for k, v in asdict(settings).items() if k != "epochs"}]
     for target in targets:
         parts += [target.name, target.atoms.positions, target.atoms.cell.array, target.force_constants]
-    for atoms in cotrain:
-        energy, forces = _mace_targets(atoms)
+    for atoms, (energy, forces) in zip(cotrain, cotrain_refs, strict=True):
         parts += [atoms.positions, forces, energy]
     return _digest(*parts)
 
@@ -240,7 +239,8 @@ def finetune(
     for parameter in module.parameters():
         parameter.requires_grad_(True)
     base_sha = loaded.identity
-    inputs_digest = _inputs_digest(base_sha, targets, cotrain, settings)
+    cotrain_refs = [_mace_targets(a) for a in cotrain]  # (energy or None, forces) per structure
+    inputs_digest = _inputs_digest(base_sha, targets, cotrain, cotrain_refs, settings)
     checkpoint = Path(checkpoint)
     state_dir = Path(state_dir) if state_dir else paths.cache_dir() / "finetune" / checkpoint.stem
     state_dir.mkdir(parents=True, exist_ok=True)
@@ -264,7 +264,6 @@ def finetune(
 
     phonon_graphs = _graphs(loaded, [t.atoms for t in targets])
     cotrain_graphs = _graphs(loaded, list(cotrain))
-    cotrain_refs = [_mace_targets(a) for a in cotrain]
     eval_rng = np.random.default_rng(settings.seed + 1)  # fixed validation columns, independent of training draws
     eval_columns = {
         t.name: eval_rng.choice(3 * len(t.atoms), size=min(settings.eval_columns, 3 * len(t.atoms)), replace=False)

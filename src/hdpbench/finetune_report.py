@@ -47,11 +47,10 @@ def training_log(names: Sequence[str]) -> pd.DataFrame:
     return pd.DataFrame(rows)
 
 
-def paired(before: pd.DataFrame, after: pd.DataFrame, columns: Sequence[str], *, base: str, tuned: str) -> pd.DataFrame:
+def paired(table: pd.DataFrame, columns: Sequence[str], *, base: str, tuned: str) -> pd.DataFrame:
     """One row per compound: each column before (base) and after (fine-tuned), with the split."""
-    keep = ["compound", "halide", *columns]
-    left = before[before["model"] == base][keep].set_index("compound")
-    right = after[after["model"] == tuned][["compound", *columns]].set_index("compound")
+    left = table[table["model"] == base][["compound", "halide", *columns]].set_index("compound")
+    right = table[table["model"] == tuned][["compound", *columns]].set_index("compound")
     table = left.join(right, lsuffix="_before", rsuffix="_after", how="inner").reset_index()
     table.insert(0, "split", [split_of(tuned, c) for c in table["compound"]])
     table.insert(0, "model", tuned)
@@ -65,14 +64,14 @@ def comparison(
     held-out production force MAE and σ_model-only, before and after; σ_ref beside them."""
     tables = []
     for tuned, base in pairs.items():
-        ph = paired(phonons, phonons, ["rmse_omega2_thz2", "rmse_vg_thz_ang", "stability_agrees", "stable_model", "stable_reference", "min_freq_model_thz", "min_freq_reference_thz"], base=base, tuned=tuned)
-        sg = paired(sigma, sigma, ["sigma_reference", "sigma_model_fc_model", "force_mae_ev_ang"], base=base, tuned=tuned)
+        ph = paired(phonons, ["rmse_omega2_thz2", "rmse_vg_thz_ang", "stability_agrees", "stable_model", "stable_reference", "min_freq_model_thz", "min_freq_reference_thz"], base=base, tuned=tuned)
+        sg = paired(sigma, ["sigma_reference", "sigma_model_fc_model", "force_mae_ev_ang"], base=base, tuned=tuned)
         table = ph.merge(sg.drop(columns=["model", "split", "halide"]), on="compound")
         table["sigma_reference"] = table.pop("sigma_reference_before")
         table = table.drop(columns=["sigma_reference_after", "stable_reference_after", "min_freq_reference_thz_after"])
         table = table.rename(columns={"stable_reference_before": "stable_reference", "min_freq_reference_thz_before": "min_freq_reference_thz"})
         if md is not None and not md.empty:
-            mm = paired(md, md, ["sigma_model_only"], base=base, tuned=tuned)
+            mm = paired(md, ["sigma_model_only"], base=base, tuned=tuned)
             table = table.merge(mm[["compound", "sigma_model_only_before", "sigma_model_only_after"]], on="compound", how="left")
         table.insert(1, "base", base)
         tables.append(table)
@@ -142,27 +141,23 @@ def verdict(table: pd.DataFrame) -> str:
 
 
 # -- the real-data experiment (KCl) --------------------------------------------------------------
-def kcl_split(base: str) -> tuple[np.ndarray, np.ndarray]:
-    """(train, test) indices of the KCl supercells, as the base model's training block drew them."""
+def kcl_split(base: str, count: int) -> tuple[np.ndarray, np.ndarray]:
+    """(train, test) indices of ``count`` KCl supercells, as the base model's training block drew them."""
     from .demo.train import system_split, training_spec
 
     training = training_spec(base)
-    from .datasets import get_dataset
-
-    count = len(get_dataset(training.get("dataset", "external")).load(training["system"]).trajectory)
     return system_split(count, training.get("test_fraction", 0.2), int(training.get("split_seed", 0)))
 
 
-def kcl_sigma_split(sigma_stage, system: str, indices: np.ndarray) -> dict[str, float]:
-    """σ and force errors of a real-sigma stage result restricted to some frames (e.g. the test set)."""
+def kcl_sigma_split(sigma_stage, system, indices: np.ndarray) -> dict[str, float]:
+    """σ and force errors of a real-sigma stage result restricted to some frames of a loaded
+    reference ``system`` (e.g. the test set)."""
     from .anharmonicity import model_sigma_report, sigma
-    from .datasets import get_dataset
 
-    reference = get_dataset("external").load(system)
-    arrays = sigma_stage.load_arrays(system)
-    frames = reference.trajectory.select(indices)
-    report = model_sigma_report(frames, reference.reference_supercell, reference.force_constants, arrays["forces_model"][indices], arrays["force_constants_model"])
-    dft = sigma(frames, reference.reference_supercell, reference.force_constants)
+    arrays = sigma_stage.load_arrays(system.name)
+    frames = system.trajectory.select(indices)
+    report = model_sigma_report(frames, system.reference_supercell, system.force_constants, arrays["forces_model"][indices], arrays["force_constants_model"])
+    dft = sigma(frames, system.reference_supercell, system.force_constants)
     return {
         "frames": int(len(indices)),
         "sigma_dft": dft.sigma_mean_per_frame,
@@ -173,14 +168,13 @@ def kcl_sigma_split(sigma_stage, system: str, indices: np.ndarray) -> dict[str, 
     }
 
 
-def kcl_table(phonon_stages: dict[str, Any], sigma_stages: dict[str, Any], base: str) -> pd.DataFrame:
+def kcl_table(phonon_stages: dict[str, Any], sigma_stages: dict[str, Any], system, train: np.ndarray, test: np.ndarray) -> pd.DataFrame:
     """Per KCl model (rows): RMSE(ω²) and minimum frequency against the DFT Φ (in-sample for the
-    fine-tuned model), and σ and forces on the held-out supercells (out of sample) and on the
-    training ones. Column names carry the supercell counts."""
-    train, test = kcl_split(base)
+    fine-tuned model), and σ and forces on the held-out supercells ``test`` (out of sample) and on
+    the ``train`` ones. Column names carry the supercell counts."""
     rows = []
     for model in phonon_stages:
-        phonons = phonon_stages[model].load_json("KCl")
+        phonons = phonon_stages[model].load_json(system.name)
         row = {
             "model": model,
             "RMSE(ω²) vs DFT Φ (THz²)": phonons["rmse_omega2_thz2"],
@@ -188,7 +182,7 @@ def kcl_table(phonon_stages: dict[str, Any], sigma_stages: dict[str, Any], base:
             "lowest frequency (THz)": phonons["min_freq_model_thz"],
         }
         for label, indices in (("held-out", test), ("training", train)):
-            part = kcl_sigma_split(sigma_stages[model], "KCl", indices)
+            part = kcl_sigma_split(sigma_stages[model], system, indices)
             where = f"{part['frames']} {label} supercells"
             row[f"force MAE, {where} (eV/Å)"] = part["force_mae_ev_ang"]
             row[f"σ_model(Φ_model), {where}"] = part["sigma_model_phi_model"]
