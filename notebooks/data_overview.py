@@ -70,6 +70,7 @@ from hdpbench.analysis import (
     model_registry_table,
     prose,
     readable_failure,
+    table1,
 )
 
 record = generation_record(dataset) if data is not None else None
@@ -183,6 +184,27 @@ display(page.readable(registry))
 # %% [markdown]
 # {glue:text}`n_models` models are registered; the weights of {glue:text}`n_models_here` are on
 # this machine.
+#
+# ### Table 1 — the models
+#
+# The paper's Table 1, with its columns, for every registered model. The first
+# {glue:text}`n_paper_models` rows are the paper's Table 1 as printed (the four MACE foundation
+# models benchmarked there); the weights of {glue:text}`n_paper_models_here` of them are on this
+# machine (the book's numbers come only from models whose weights are here). The other rows are the models this project
+# adds; their values come from each model's registry file (``models/*.yaml``): for the demo models the
+# element count is read from the checkpoint, for CHGNet it is the size of its atom embedding (H–Pu,
+# from the chgnet package), and a fine-tuned model ("PFT", see the fine-tuning page) shares its base's.
+
+# %%
+paper_rows = registry[registry["paper label"] != ""]
+glue("n_paper_models", len(paper_rows), display=False)
+glue("n_paper_models_here", int((paper_rows["weights here"] == "yes").sum()), display=False)
+display(
+    page.readable(table1(), index=False, missing="not stated")
+    .set_caption("Table 1: models, training data and level of theory")
+    .set_table_styles([{"selector": "td", "props": "border-bottom: 1px solid #ddd; vertical-align: top;"},
+                       {"selector": "td.col0", "props": "white-space: nowrap;"}], overwrite=False)
+)
 
 # %%
 heldout = heldout_force_table([m for m in registry["model"] if m.startswith("demo-")])

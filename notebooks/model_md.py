@@ -42,7 +42,6 @@ dry_run = False  # tiny settings (smoke tests)
 
 # %%
 import matplotlib.pyplot as plt
-import numpy as np
 from IPython.display import Markdown, display
 from myst_nb import glue
 
@@ -68,11 +67,25 @@ glue("md_more_stable", 100 * overall["more_stable_fraction"], display=False)
 glue("md_less_stable", 100 * overall["less_stable_fraction"], display=False)
 glue("md_stopped", stopped_total, display=False)
 glue("md_runs_total", len(md) * settings.md.runs_per_compound, display=False)
-ranks = merged[merged["model"] == last][["abs_delta_sigma", "rmse_omega2_thz2"]].corr(method="spearman")
+glue("md_more_stable_count", overall["more_stable_count"], display=False)
+glue("md_more_stable_of", overall["more_stable_denominator"], display=False)
+glue("md_less_stable_count", overall["less_stable_count"], display=False)
+glue("md_less_stable_of", overall["less_stable_denominator"], display=False)
 glue("md_paper_more_stable", 100 * published.FINDINGS["md_lower_triangle"], display=False)
 glue("md_paper_less_stable", 100 * published.FINDINGS["md_upper_triangle"], display=False)
-glue("md_spearman", float(ranks.iloc[0, 1]) if len(ranks) == 2 else np.nan, display=False)
-glue("md_spearman_n", int((merged["model"] == last).sum()), display=False)
+triangles = analysis.md_triangles(md, models)
+halides = analysis.halide_triangles(md, models)
+share = "share of the model's less-stable compounds (%)"
+last_halides = halides[halides["model"] == last].set_index("halide")
+glue("md_fluoride_upper", int(last_halides["less stable (upper triangle)"].get("F", 0)), display=False)
+glue("md_upper_total", int(last_halides["less stable (upper triangle)"].sum()), display=False)
+correlations = analysis.rank_correlations(merged, models)
+last_rank = correlations.set_index("model").loc[last]
+# ρ as text: undefined (n < 3) reads as a word, not as NaN
+glue("md_spearman", analysis.prose(page.significant(float(last_rank["rho (rmse_omega2_thz2)"]), 2, "undefined")), display=False)
+glue("md_spearman_n", int(last_rank["n (rmse_omega2_thz2)"]), display=False)
+glue("md_spearman_vg", analysis.prose(page.significant(float(last_rank["rho (rmse_vg_thz_ang)"]), 2, "undefined")), display=False)
+glue("md_spearman_vg_n", int(last_rank["n (rmse_vg_thz_ang)"]), display=False)
 
 # %% [markdown]
 # {glue:md}`md_dataset`. Runs per compound and model: {glue:text}`md_runs`, of {glue:text}`md_steps` steps each.
@@ -81,9 +94,11 @@ glue("md_spearman_n", int((merged["model"] == last).sum()), display=False)
 # ## Fig. 4a — σ_model-only against σ_ref
 #
 # With {glue:md}`md_last_model`, {glue:text}`md_more_stable:.0f` % of the compounds outside the most
-# stable class land in a more stable class (lower triangle) and {glue:text}`md_less_stable:.0f` % of
-# those outside the least stable class in a less stable one (upper triangle). Paper (omat-0-medium,
-# DFT): {glue:text}`md_paper_more_stable:.0f` % and {glue:text}`md_paper_less_stable:.0f` %.
+# stable class ({glue:text}`md_more_stable_count` of {glue:text}`md_more_stable_of`) land in a more
+# stable class (lower triangle) and {glue:text}`md_less_stable:.0f` % of those outside the least
+# stable class ({glue:text}`md_less_stable_count` of {glue:text}`md_less_stable_of`) in a less stable
+# one (upper triangle). Paper (omat-0-medium, DFT): {glue:text}`md_paper_more_stable:.0f` % and
+# {glue:text}`md_paper_less_stable:.0f` %. Every model is in the table below the figure.
 
 # %%
 panels = []
@@ -96,6 +111,15 @@ page.figure_data(analysis.confusion_table(panels), "model_md", "fig4a")
 
 # %% [markdown]
 # {download}`Data of this figure (CSV) <model_md_data/fig4a.csv>`
+#
+# Per model: compounds in the reference class, the lower triangle (more stable than the reference)
+# out of the compounds outside the most stable reference class, and the upper triangle (less stable)
+# out of those outside the least stable one. The paper prints only the two percentages for Fig. 4a;
+# {download}`the numbers as CSV <model_md_data/fig4a_fractions.csv>`.
+
+# %%
+page.figure_data(triangles, "model_md", "fig4a_fractions")
+display(page.readable(analysis.readable_triangles(triangles, ["source", "model"])))
 
 # %% [markdown]
 # ## Fig. 4b — by halide
@@ -112,13 +136,26 @@ page.figure_data(analysis.confusion_table(panels), "model_md", "fig4b")
 
 # %% [markdown]
 # {download}`Data of this figure (CSV) <model_md_data/fig4b.csv>`
+#
+# The paper's 6 % is "mostly fluorides". Per model and halide, the upper triangle (less stable than
+# the reference) out of the compounds outside the least stable class, and each halide's share of the
+# model's less-stable compounds. For {glue:md}`md_last_model`, fluorides make up
+# {glue:text}`md_fluoride_upper` of its {glue:text}`md_upper_total` less-stable compounds;
+# {download}`the numbers as CSV <model_md_data/fig4b_fractions.csv>`.
+
+# %%
+page.figure_data(halides, "model_md", "fig4b_fractions")
+shown = analysis.readable_triangles(halides, ["model", "halide"])[["model", "halide", "n", "less stable (upper triangle)", "more stable (lower triangle)"]]
+display(page.readable(shown.assign(**{share: halides[share]}), digits=2, missing="none is less stable"))
 
 # %% [markdown]
 # ## Fig. 5 — do Hessian errors predict σ errors?
 #
 # Spearman rank correlation between |σ_ref − σ_model-only| and RMSE(ω²) for {glue:md}`md_last_model`:
-# {glue:text}`md_spearman:.2f` over {glue:text}`md_spearman_n` compounds (with a handful of compounds a
-# rank correlation is a hint, not a finding). Paper: large Hessian errors go with large σ discrepancies.
+# {glue:md}`md_spearman` over {glue:text}`md_spearman_n` compounds; against RMSE(v_g),
+# {glue:md}`md_spearman_vg` over {glue:text}`md_spearman_vg_n` (with a handful of compounds a
+# rank correlation is a hint, not a finding). Paper: large Hessian errors go with large σ
+# discrepancies. Every model is in the table below the figure.
 
 # %%
 fig = figures.delta_sigma_vs_phonon_errors(merged[merged["model"] == last], label)
@@ -127,6 +164,16 @@ page.figure_data(merged[["model", "compound", "halide", "sigma_reference", "sigm
 
 # %% [markdown]
 # {download}`Data of this figure (CSV) <model_md_data/fig5.csv>` (every model; the figure shows the last).
+#
+# Spearman ρ of |σ_ref − σ_model-only| against each phonon error, per model, with the number of
+# compounds n and the two-sided p-value; {download}`as CSV <model_md_data/fig5_correlations.csv>`.
+
+# %%
+page.figure_data(correlations, "model_md", "fig5_correlations")
+correlation_labels = {}
+for column, name in (("rmse_omega2_thz2", "RMSE(ω²)"), ("rmse_vg_thz_ang", "RMSE(v_g)")):
+    correlation_labels.update({f"n ({column})": f"n, {name}", f"rho ({column})": f"ρ vs {name}", f"p ({column})": f"p, {name}"})
+display(page.readable(correlations, digits=2, labels=correlation_labels, missing="undefined (n < 3 or constant values)"))
 
 # %% [markdown]
 # ## Temperature of every run

@@ -46,6 +46,7 @@ dry_run = False  # tiny settings (smoke tests)
 
 # %%
 import matplotlib.pyplot as plt
+import pandas as pd
 from IPython.display import Markdown, display
 from myst_nb import glue
 
@@ -74,6 +75,28 @@ glue("sg_last_model", analysis.prose(last), display=False)
 glue("sg_accuracy_ref_fc", 100 * accuracy[(last, "reference_fc")], display=False)
 glue("sg_accuracy_model_fc", 100 * accuracy[(last, "model_fc")], display=False)
 glue("sg_mean_shift_model_fc", float(sigma[sigma["model"] == last]["delta_sigma_model_fc"].mean()), display=False)
+# the paper's Fig. 3 as printed, one row of panels per paper model (Φ_DFT left, Φ_MACE right)
+published_panels = [
+    {"counts": published.fig3_counts(model, approach), "title": f"{published.PAPER_LABELS[model]}\n{name}"}
+    for model in published.PAPER_MODELS for approach, name in (("reference_fc", "Φ_DFT"), ("model_fc", "Φ_MACE"))
+]
+totals = published.fig3_totals()["reference_fc"]
+for k, model in enumerate(published.PAPER_MODELS):
+    glue(f"sg_pub_total_{k}", totals[model], display=False)
+    glue(f"sg_pub_label_{k}", analysis.prose(published.PAPER_LABELS[model]), display=False)
+reconciliation = pd.DataFrame(published.fig3_reconciliation())
+class_columns = [c for c in reconciliation.columns if c.startswith("DFT class")]
+glue("sg_pub_n_valid", published.N_VALID_AIMD, display=False)
+glue("sg_pub_excess_max", int(reconciliation[f"minus {published.N_VALID_AIMD} valid AIMD"].max()), display=False)
+glue("sg_pub_row_spread", int((reconciliation[class_columns].max() - reconciliation[class_columns].min()).max()), display=False)
+glue("sg_pub_same_totals", analysis.prose(
+    "the same" if reconciliation.groupby("model")["total"].nunique().eq(1).all() else "not the same"), display=False)
+recomputed_summary = analysis.confusion_summary(
+    [{"source": "recomputed", "model": model, "approach": name, "counts": analysis.confusion(sigma[sigma["model"] == model]["sigma_reference"], sigma[sigma["model"] == model][column])["counts"]}
+     for approach, column, name in (("reference_fc", "sigma_model_fc_reference", "Φ_ref"), ("model_fc", "sigma_model_fc_model", "Φ_model"))
+     for model in models]
+)
+fractions = pd.concat([recomputed_summary, analysis.published_fig3_summary()], ignore_index=True)
 
 # %% [markdown]
 # {glue:md}`sg_dataset`. {glue:text}`sg_n_compounds` compounds, a median of {glue:text}`sg_frames`
@@ -83,8 +106,8 @@ glue("sg_mean_shift_model_fc", float(sigma[sigma["model"] == last]["delta_sigma_
 #
 # Rows: the reference class; columns: the model's. With Φ_ref, {glue:md}`sg_last_model` puts
 # {glue:text}`sg_accuracy_ref_fc:.0f` % of the compounds in the reference class; with its own Φ,
-# {glue:text}`sg_accuracy_model_fc:.0f` %. For the paper's four models the published counts are shown
-# in brackets (only where a panel's model is one of them).
+# {glue:text}`sg_accuracy_model_fc:.0f` %. Where a panel's model is one of the paper's four, its
+# published count is shown in brackets; the paper's own panels follow below.
 
 # %%
 fig = figures.confusion_grid(panels, label)
@@ -93,6 +116,43 @@ page.figure_data(analysis.confusion_table(panels), "sigma", "fig3")
 
 # %% [markdown]
 # {download}`Data of this figure (CSV) <sigma_data/fig3.csv>`
+#
+# ### Fig. 3 as published
+#
+# The paper's counts (DFT reference, its four foundation models), for comparison with the panels
+# above. One row per model: Φ_DFT on the left, the model's own Φ (Φ_MACE) on the right.
+
+# %%
+fig = figures.confusion_grid(published_panels, "Published counts: Yang et al., PCCP 2026, Fig. 3 (reference = DFT)")
+plt.show()
+page.figure_data(analysis.confusion_table(published_panels).drop(columns="published_count"), "sigma", "fig3_published")
+
+# %% [markdown]
+# {download}`Data of this figure (CSV) <sigma_data/fig3_published.csv>`
+#
+# **The published totals differ.** The paper computes σ on {glue:text}`sg_pub_n_valid` trajectories
+# with a valid AIMD run, but its panels add up to {glue:text}`sg_pub_total_0` ({glue:md}`sg_pub_label_0`),
+# {glue:text}`sg_pub_total_1` ({glue:md}`sg_pub_label_1`), {glue:text}`sg_pub_total_2`
+# ({glue:md}`sg_pub_label_2`) and {glue:text}`sg_pub_total_3` ({glue:md}`sg_pub_label_3`) compounds:
+# up to {glue:text}`sg_pub_excess_max` more than that (the totals of a model's two panels are
+# {glue:md}`sg_pub_same_totals`). The rows are σ_DFT classes, which do not depend on the model, yet the
+# row sums differ between models by up to {glue:text}`sg_pub_row_spread` compounds per class: the
+# panels were not all counted on the same set of compounds. The paper does not say why.
+
+# %%
+display(page.readable(reconciliation))
+
+# %% [markdown]
+# ### Correct and misplaced fractions
+#
+# Per panel: compounds in the reference class (diagonal) out of all; compounds put in a more stable
+# class (lower triangle) out of those outside the most stable reference class; compounds put in a
+# less stable class (upper triangle) out of those outside the least stable one. Recomputed panels
+# first, then the paper's; {download}`the numbers as CSV <sigma_data/fig3_fractions.csv>`.
+
+# %%
+page.figure_data(fractions, "sigma", "fig3_fractions")
+display(page.readable(analysis.readable_triangles(fractions, ["source", "model", "approach"])))
 
 # %% [markdown]
 # ## Fig. S9 — how σ shifts
@@ -109,6 +169,28 @@ page.figure_data(sigma[shift_columns], "sigma", "figS9")
 
 # %% [markdown]
 # {download}`Data of this figure (CSV) <sigma_data/figS9.csv>`
+#
+# ## Fig. S7 — σ(t) along the trajectory
+#
+# σ frame by frame for {glue:md}`sg_last_model`, for the compound it makes most stable with its own
+# Φ (the lowest σ_model(Φ_model) − σ_ref, Δσ) and the one it gets closest: {glue:md}`sg_s7_compounds`.
+# Time runs over the production files placed end to end (1 fs per step). The first
+# {glue:text}`sg_discard` steps of each file are dropped as equilibration and the kept frames are
+# spaced evenly (a median of {glue:text}`sg_frames` per compound in this build), so each file's line
+# starts late and is drawn apart from the next.
+
+# %%
+chosen = analysis.trace_compounds(sigma, last)
+frames_stage = analysis.stage_results("sigma-reference-frames", dataset, last, **common)
+traces = analysis.sigma_trace_table({compound: frames_stage.load_arrays(compound) for compound in chosen})
+glue("sg_discard", settings.sigma.discard, display=False)
+glue("sg_s7_compounds", analysis.prose(analysis.trace_summary(sigma, last, chosen)), display=False)
+fig = figures.sigma_time_traces(traces, chosen, last, label)
+plt.show()
+page.figure_data(traces, "sigma", "figS7")
+
+# %% [markdown]
+# {download}`Data of this figure (CSV) <sigma_data/figS7.csv>`
 #
 # ## Time-averaged and pooled σ
 #

@@ -83,3 +83,130 @@ def test_every_demo_force_constant_set_is_translationally_clean():
         phonon = make_phonopy(compound.unitcell, compound.supercell_matrix, compound.force_constants)
         acoustic[formula] = acoustic_sum_rule_violation(phonon)["gamma_acoustic_max_thz"]
     assert len(acoustic) == 8 and max(acoustic.values()) <= 0.1, acoustic
+
+
+def phonon_rows(models=("m1", "m2")):
+    """Per model: 4 fluorides whose errors rise with σ (m2's twice m1's), one chloride, one
+    fluoride without σ_ref."""
+    import pandas as pd
+
+    rows = []
+    for scale, model in enumerate(models, start=1):
+        for k in range(4):
+            rows.append({"model": model, "compound": f"F{k}", "halide": "F", "sigma_reference_db": 0.1 * (k + 1),
+                         "rmse_omega2_thz2": scale * (1.0 + k), "rmse_vg_thz_ang": scale * (4.0 - k)})
+        rows.append({"model": model, "compound": "Cl0", "halide": "Cl", "sigma_reference_db": 0.9,
+                     "rmse_omega2_thz2": scale * 9.0, "rmse_vg_thz_ang": scale * 0.5})
+        rows.append({"model": model, "compound": "Fx", "halide": "F", "sigma_reference_db": None,
+                     "rmse_omega2_thz2": 100.0, "rmse_vg_thz_ang": 100.0})
+    return pd.DataFrame(rows)
+
+
+def test_fig1a_shows_the_paper_selection_where_it_can_and_says_what_it_shows_instead():
+    phonons = phonon_rows()
+    shown = analysis.fig1a_selection(phonons, "F", "m2")
+    assert shown == {"model": "m2", "label": "m2", "halide": "F", "n": 5, "as_published": True,
+                     "sentence": "As published: the fluorides with m2 (n = 5)."}
+    # the requested model has no results: the lowest median RMSE(ω²) (m1), the requested halide kept
+    shown = analysis.fig1a_selection(phonons, "F", "medium-omat-0")
+    assert (shown["model"], shown["halide"], shown["n"], shown["as_published"]) == ("m1", "F", 5, False)
+    assert "omat-0-medium has no results here (models run: m1, m2)" in shown["sentence"]
+    assert "lowest median RMSE(ω²), m1" in shown["sentence"]
+    # one chloride is too few for a trend: every halide of the model
+    shown = analysis.fig1a_selection(phonons, "Cl", "m2")
+    assert (shown["model"], shown["halide"], shown["n"]) == ("m2", None, 6)
+    assert "with 1 of the chlorides here (fewer than 3" in shown["sentence"]
+    assert len(analysis.selected_rows(phonons, "m2", None)) == 6 and len(analysis.selected_rows(phonons, "m2", "Cl")) == 1
+
+
+def test_sigma_rank_correlations_per_model_and_halide_leave_out_missing_sigma():
+    table = analysis.sigma_rank_correlations(phonon_rows())
+    # Cl has one compound with σ: no row for it; Fx has no σ: n counts 4 fluorides, 5 in all
+    assert table[["model", "scope", "n"]].values.tolist() == [["m1", "all halides", 5], ["m1", "F", 4],
+                                                             ["m2", "all halides", 5], ["m2", "F", 4]]
+    fluorides = table[table["scope"] == "F"]
+    assert (fluorides["rho_omega2"] == 1.0).all() and (fluorides["rho_vg"] == -1.0).all()
+    everything = table[table["scope"] == "all halides"].iloc[0]
+    # five compounds in rank order: the two extreme orderings of 120 (exact p)
+    assert everything["rho_omega2"] == pytest.approx(1.0) and everything["p_omega2"] == pytest.approx(2 / 120)
+    assert everything["rho_vg"] == pytest.approx(-1.0)
+
+
+def test_rank_correlation_of_a_constant_error_is_undefined_not_a_warning():
+    import warnings
+
+    phonons = phonon_rows(("m1",)).assign(rmse_vg_thz_ang=1.0)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        table = analysis.sigma_rank_correlations(phonons)
+    assert table["rho_vg"].isna().all() and table["rho_omega2"].notna().all()
+    assert "ρ(RMSE(v_g), σ_ref) is undefined" in analysis.correlation_sentence(table, "m1")
+
+
+def test_correlation_sentence_states_n_and_cautions_when_n_is_small():
+    table = analysis.sigma_rank_correlations(phonon_rows())
+    text = analysis.correlation_sentence(table, "m2", "F")
+    assert "m2, fluorides: Spearman ρ(RMSE(ω²), σ_ref) = 1.00" in text and "n = 4 compounds" in text
+    assert "Caution: with n = 4" in text  # ρ = ±1 on 4 points: p = 0.083 by the exact test
+    assert "fewer than 3 compounds have σ_ref" in analysis.correlation_sentence(table, "m2", "Cl")
+
+
+def test_mean_phonon_frequency_counts_imaginary_modes_as_negative():
+    frequencies = np.array([[-1.0, 2.0, 5.0], [0.0, 3.0, 6.0]])  # 2 q-points x 3 bands
+    assert analysis.mean_phonon_frequency(frequencies) == pytest.approx(15.0 / 6)
+    with pytest.raises(ValueError):
+        analysis.mean_phonon_frequency(np.empty((0, 3)))
+
+
+def test_halide_reference_table_has_one_row_per_compound_in_halide_order():
+    phonons = phonon_rows()
+    arrays = {c: {"frequencies_reference": np.full((4, 3), float(k))} for k, c in enumerate(["F0", "F1", "F2", "F3", "Cl0"])}
+    table = analysis.halide_reference_table(phonons, arrays)
+    assert table["compound"].tolist() == ["F0", "F1", "F2", "F3", "Fx", "Cl0"]
+    assert table.loc[table["compound"] == "Cl0", "mean_frequency_thz"].item() == 4.0
+    assert np.isnan(table.loc[table["compound"] == "Fx", "mean_frequency_thz"].item())  # no stored bands
+    assert np.isnan(table.loc[table["compound"] == "Fx", "sigma_reference_db"].item())
+    assert analysis.halide_medians_sentence(table, "mean_frequency_thz", "THz") == "F 1.50 THz (n = 4), Cl 4.00 THz (n = 1)"
+    assert analysis.band_grid_sentence(arrays) == "all 3 bands at the 4 q-points"
+
+
+def test_spearman_p_is_exact_for_few_pairs_and_scipys_for_many():
+    from scipy.stats import spearmanr
+
+    rho, p = analysis.spearman([1, 2, 3, 4], [10, 20, 30, 40])
+    assert rho == 1.0 and p == pytest.approx(2 / 24)  # 2 of the 24 orderings are as extreme (ρ = ±1)
+    # ρ = 1 − Σd²/20 = 0.8: Σd² ≤ 4 for the identity, 4 adjacent swaps and 3 pairs of disjoint ones,
+    # and as many orderings give ρ ≤ −0.8: 16 of 120
+    rho, p = analysis.spearman([1, 2, 3, 4, 5], [2, 1, 4, 3, 5])
+    assert rho == pytest.approx(0.8) and p == pytest.approx(16 / 120)
+    x = np.arange(12.0)
+    y = np.array([0, 2, 1, 3, 5, 4, 7, 6, 9, 8, 11, 10.0])
+    assert analysis.spearman(x, y) == pytest.approx(tuple(spearmanr(x, y)))
+    assert all(np.isnan(analysis.spearman([1, 2, 3], [5, 5, 5])))
+
+
+def test_reference_bands_come_from_the_first_model_that_has_each_compound(monkeypatch):
+    class Stage:
+        def __init__(self, model, done):
+            self.model, self.done = model, done
+
+        def is_done(self, compound):
+            return compound in self.done
+
+        def load_arrays(self, compound):
+            return {"from": self.model}
+
+    done = {"m1": {"A"}, "m2": {"A", "B"}, "m3": set()}
+    opened = []
+
+    def fake_stage_results(stage, dataset, model, **kwargs):
+        opened.append(model)
+        return Stage(model, done[model])
+
+    monkeypatch.setattr(analysis, "stage_results", fake_stage_results)
+    arrays = analysis.reference_band_arrays("d", ["m1", "m2", "m3"], ["B", "A", "C"], compounds=None)
+    assert {c: a["from"] for c, a in arrays.items()} == {"B": "m2", "A": "m1"} and list(arrays) == ["B", "A"]
+    assert opened == ["m1", "m2", "m3"]
+    opened.clear()
+    analysis.reference_band_arrays("d", ["m1", "m2"], ["A"])
+    assert opened == ["m1"]  # every compound found: no further stage opened

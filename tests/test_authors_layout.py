@@ -153,3 +153,60 @@ def test_a_corrupt_archive_is_listed_with_its_problem(authors_dataset):
     assert dataset.entries()["Cs2AgBiBr6"].has()["problem"] is None
     with pytest.raises(ArchiveError, match="dpv_Cs2NaBiI6.tar.gz"):
         dataset.load("Cs2NaBiI6")
+
+
+def test_frame_sets_follow_the_authors_scripts(tmp_path, members_of):
+    """vasprun_prod.xml, _1, _2, _3: σ reads _1 then _2 (100 steps dropped from each in the stages),
+    the extended set every file in order, and model MD starts from _2 (else _1)."""
+    from hdpbench.io.authors import FrameSet
+
+    members, built = members_of("Cs2AgBiBr6", n_files=4, frames_per_file=5)
+    members = dict(members)  # the fixture caches it
+    path = write_tarball(tmp_path / "chlorides" / "dpv_Cs2AgBiBr6.tar.gz", members, "dpv_Cs2AgBiBr6")
+
+    def files(compound):
+        return [t.source_files[0].rsplit(":", 1)[1] for t in compound.trajectories]
+
+    paper = load_compound(path, discard=1)  # the loader's default is every file
+    assert files(paper) == [production_name(k) for k in range(4)]
+    paper = load_compound(path, discard=1, frames=FrameSet.PAPER)
+    assert files(paper) == ["MD/vasprun_prod_1.xml", "MD/vasprun_prod_2.xml"]
+    assert paper.n_frames == 2 * 4 and paper.provenance["frame_set"] == "paper"
+    np.testing.assert_allclose(paper.trajectory.positions[:4], built.frames[1].positions[1:], atol=1e-6)
+    np.testing.assert_allclose(paper.trajectory.forces[4:], built.frames[2].forces[1:], atol=1e-7)
+    assert files(load_compound(path, discard=0, frames="all")) == [production_name(k) for k in range(4)]
+    start = load_compound(path, discard=0, frames="md-start")
+    assert files(start) == ["MD/vasprun_prod_2.xml"] and start.n_frames == 5
+
+    # Without _2 the runs start from _1; without _1 and _2 the paper's set is empty.
+    del members["MD/vasprun_prod_2.xml"]
+    only_one = write_tarball(tmp_path / "b" / "dpv_Cs2AgBiBr6.tar.gz", members, "dpv_Cs2AgBiBr6")
+    assert files(load_compound(only_one, discard=0, frames="md-start")) == ["MD/vasprun_prod_1.xml"]
+    del members["MD/vasprun_prod_1.xml"]
+    neither = write_tarball(tmp_path / "c" / "dpv_Cs2AgBiBr6.tar.gz", members, "dpv_Cs2AgBiBr6")
+    assert load_compound(neither, discard=0, frames="paper").trajectories == []
+    assert FrameSet.PAPER.select(["MD/vasprun_prod_3.xml", "MD/vasprun_prod.xml"]) == []
+
+
+def test_data_show_reports_the_frames_the_sigma_stages_read(tmp_path, members_of, capsys):
+    import json
+
+    from hdpbench.cli import main
+
+    members, _ = members_of("Cs2AgBiBr6", n_files=4, frames_per_file=5)
+    write_tarball(tmp_path / "bromides" / "dpv_Cs2AgBiBr6.tar.gz", members, "dpv_Cs2AgBiBr6")
+    assert main(["data", "show", "Cs2AgBiBr6", "--dataset", str(tmp_path), "--discard", "2", "--json"]) == 0
+    shown = json.loads(capsys.readouterr().out)
+    assert [f.rsplit(":", 1)[1] for f in shown["sigma_files"]] == ["MD/vasprun_prod_1.xml", "MD/vasprun_prod_2.xml"]
+    assert shown["sigma_frames"] == 2 * 3 and shown["frames_per_file"] == [3, 3, 3, 3]
+    assert shown["md_start_file"].endswith(":MD/vasprun_prod_2.xml") and len(shown["extended_files"]) == 4
+    assert main(["data", "show", "Cs2AgBiBr6", "--dataset", str(tmp_path), "--no-md", "--json"]) == 0
+    assert json.loads(capsys.readouterr().out)["sigma_frames"] is None
+
+
+def test_an_unknown_frame_set_is_refused_with_the_choices():
+    from hdpbench.errors import UsageError
+    from hdpbench.io.authors import frame_set
+
+    with pytest.raises(UsageError, match="'paper', 'all', 'md-start'"):
+        frame_set("first-two")

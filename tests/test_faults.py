@@ -219,16 +219,16 @@ def test_threads_are_pinned_and_recorded(tmp_path):
 @pytest.fixture(scope="module")
 def good_and_corrupt(tmp_path_factory):
     root = tmp_path_factory.mktemp("isolation") / "hdp"
-    members, _ = compound_members("Cs2AgBiBr6", n_files=1, frames_per_file=5)
+    members, _ = compound_members("Cs2AgBiBr6", n_files=2, frames_per_file=5)
     write_tarball(root / "bromides" / "dpv_Cs2AgBiBr6.tar.gz", members, "dpv_Cs2AgBiBr6")
-    members, _ = compound_members("Cs2NaInCl6", n_files=1, frames_per_file=5)
+    members, _ = compound_members("Cs2NaInCl6", n_files=2, frames_per_file=5)
     corrupt = write_tarball(root / "chlorides" / "dpv_Cs2NaInCl6.tar.gz", members, "dpv_Cs2NaInCl6")
     corrupt.write_bytes(corrupt.read_bytes()[: corrupt.stat().st_size // 2])  # truncated download
     model = save_model(build_mace(ELEMENTS, channels=8, r_max=5.0, seed=1), root.parent / "tiny.model")
     return str(root), str(model)
 
 
-SMALL = RunSettings.dry_run().with_dtype("float64").with_overrides(["md.discard=0", "md.start_frame_max=4", "md.steps=4", "sigma.discard=0"])
+SMALL = RunSettings.dry_run().with_dtype("float64").with_overrides(["md.start_frame_max=4", "md.steps=4", "sigma.discard=0"])
 
 
 @pytest.mark.parametrize("stage", ["phonons", "sigma-reference-frames", "md"])
@@ -332,13 +332,13 @@ def test_a_truncated_vasprun_is_recorded_in_the_result_provenance(tmp_path, memb
     from hdpbench.io.authors import load_compound
 
     members, _ = members_of("Cs2AgBiBr6")
-    text = members["MD/vasprun_prod.xml"]
-    members["MD/vasprun_prod.xml"] = text[: text.rindex(b"<calculation>") + 40]  # cut inside the last step
+    text = members["MD/vasprun_prod_1.xml"]  # a file of the paper's frame set, which the σ stage reads
+    members["MD/vasprun_prod_1.xml"] = text[: text.rindex(b"<calculation>") + 40]  # cut inside the last step
     archive = write_tarball(tmp_path / "dpv_Cs2AgBiBr6.tar.gz", members, "dpv_Cs2AgBiBr6")
     with pytest.warns(UserWarning, match="truncated"):
         compound = load_compound(archive, discard=0)
     (location, message), = compound.provenance["truncated_production_files"].items()
-    assert location.endswith("vasprun_prod.xml") and "5 complete ionic steps" in message
+    assert location.endswith("vasprun_prod_1.xml") and "5 complete ionic steps" in message
 
     from hdpbench.stages import run_sigma_reference_frames
 

@@ -63,7 +63,24 @@ def all_figures():
         "temperatures": figures.temperature_traces(traces, 300.0, "test data"),
         "fig6": figures.kpca_grid({"A": kpca_arrays(0), "B": kpca_arrays(1), "C": kpca_arrays(2)}, "more", "test data"),
         "figS10": figures.kpca_grid({"A": kpca_arrays(0)}, "more", "test data", colour_by_sigma=True),
+        "figS3to6": figures.halide_error_panels(sigma_rows(), "F", ["small", "more"], "test data"),
+        "figS3to6_four_models": figures.halide_error_panels(sigma_rows(), "F", ["small", "more", "small", "more"], "test data"),
+        "figS3to6_absent": figures.halide_error_panels(sigma_rows(), "I", ["small", "more"], "test data"),
+        "figS1": figures.halide_reference_distributions(reference_rows(), "test data"),
     }
+
+
+def sigma_rows():
+    """phonon_rows with σ_ref: rising with the fluorides' index, one fluoride without (σ ≥ 2)."""
+    rows = phonon_rows()
+    sigma = rows["compound"].map({f"F{k}": 0.1 * (k + 1) for k in range(6)} | {"Cl0": 0.3})
+    return rows.assign(sigma_reference_db=sigma.where(rows["compound"] != "F5"))
+
+
+def reference_rows():
+    return pd.DataFrame({"compound": [f"F{k}" for k in range(6)] + ["Cl0", "I0"], "halide": ["F"] * 6 + ["Cl", "I"],
+                         "sigma_reference_db": [0.1, 0.2, 0.3, np.nan, 0.5, 0.6, 0.3, 0.2],
+                         "mean_frequency_thz": [5.0, 5.5, 6.0, 6.5, 7.0, 7.5, 3.0, 2.0]})
 
 
 def test_every_book_figure_fits_the_page_with_fonts_of_at_least_9_pt():
@@ -102,3 +119,50 @@ def test_kpca_grid_puts_maps_two_per_row_with_one_legend():
     maps = [ax for ax in fig.axes if ax.get_visible() and ax.get_title()]
     assert [ax.get_title() for ax in maps] == ["A", "B", "C"] and len(fig.legends) == 1
     assert len({round(ax.get_position().x0, 3) for ax in maps}) == 2
+
+
+def test_halide_panels_one_per_model_with_n_log_axes_and_one_shared_colour_scale():
+    fig = figures.halide_error_panels(sigma_rows(), "F", ["small", "more"], "test data")
+    panels = [ax for ax in fig.axes if ax.get_title()]
+    assert [ax.get_title() for ax in panels] == ["small (n = 6)", "more (n = 6)"]
+    assert all(ax.get_xscale() == "log" and ax.get_yscale() == "log" for ax in panels)
+    assert panels[0].get_xlabel() == "RMSE(v_g) (THz·Å)" and panels[0].get_ylabel() == "RMSE(ω²) (THz²)"
+    assert [ax.get_ylabel() for ax in fig.axes].count("σ_ref") == 1  # one colourbar
+    coloured = [c for ax in panels for c in ax.collections if c.get_array() is not None]
+    assert {c.get_clim() for c in coloured} == {(0.1, 0.5)}  # the fluorides' σ range in every panel
+    # F5 has no σ_ref: a grey square in each panel, so every compound is drawn
+    assert [sum(len(c.get_offsets()) for c in ax.collections) for ax in panels] == [6, 6]
+
+
+def test_halide_panels_say_when_the_dataset_has_no_such_halide():
+    fig = figures.halide_error_panels(sigma_rows(), "Br", ["small"], "test data")
+    texts = [t.get_text() for t in fig.axes[0].texts]
+    assert texts == ["no bromides\nin this dataset"] and fig.axes[0].get_title() == "small (n = 0)"
+
+
+def test_halide_reference_distributions_count_each_panel_on_its_own():
+    fig = figures.halide_reference_distributions(reference_rows(), "test data")
+    sigma_ax, omega_ax = fig.axes
+    # F3 has no σ_ref: 5 fluorides in (a), 6 in (b); 5 or more is a box, fewer are points
+    assert [t.get_text() for t in sigma_ax.get_xticklabels()] == ["F\nn = 5", "Cl\nn = 1", "I\nn = 1"]
+    assert [t.get_text() for t in omega_ax.get_xticklabels()] == ["F\nn = 6", "Cl\nn = 1", "I\nn = 1"]
+    assert len(sigma_ax.patches) == 1 and omega_ax.get_ylabel() == "⟨ω⟩ (THz)"
+
+
+def test_log_axes_read_as_plain_numbers_even_over_less_than_a_decade():
+    fig, ax = plt.subplots()
+    ax.scatter([5.1, 6.4], [0.97, 1.3])
+    ax.set(xscale="log", yscale="log")
+    figures.plain_log_ticks(ax)
+    fig.canvas.draw()
+    for axis, (low, high) in ((ax.xaxis, ax.get_xlim()), (ax.yaxis, ax.get_ylim())):
+        shown = [tick.label1.get_text() for tick in axis.get_major_ticks() if low <= tick.get_loc() <= high]
+        assert 2 <= len(shown) <= 6 and all(label and "×" not in label and "$" not in label for label in shown), shown
+        assert not [t for t in axis.get_minorticklabels() if t.get_text()]
+        assert all(float(label) == pytest.approx(tick) for label, tick in zip(shown, [t for t in axis.get_majorticklocs() if low <= t <= high], strict=True))
+
+
+def test_halide_panels_tell_a_missing_result_from_a_missing_halide():
+    rows = sigma_rows()
+    fig = figures.halide_error_panels(rows[~((rows["model"] == "more") & (rows["halide"] == "Cl"))], "Cl", ["small", "more"], "test data")
+    assert [t.get_text() for t in fig.axes[1].texts] == ["no results\nfor this model"]

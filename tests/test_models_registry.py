@@ -114,3 +114,34 @@ def test_figures_name_models_by_label_or_file_stem(tmp_path):
     assert display_name("medium-omat-0") == "omat-0-medium"  # the paper's own label
     checkpoint = tmp_path / "runs" / "my-model.model"
     assert display_name(str(checkpoint)) == "my-model"
+
+
+TABLE1 = {  # paper label -> (elements covered, training dataset, level of theory, notes), Yang et al. Table 1
+    "matpes-pbe-omat-ft": (89, "MATPES-PBE", "DFT (PBE)", "No +U correction"),
+    "mpa-0-medium": (89, "MPtrj + sAlex", "DFT (PBE+U)", "Improved accuracy particularly high pressure stabilities"),
+    "mp-0b3-medium": (89, "MPtrj", "DFT (PBE+U)", "Improved phonon properties"),
+    "omat-0-medium": (89, "OMAT", "DFT (PBE+U)", "Excellent phonon properties"),
+}
+
+
+def test_paper_models_carry_the_columns_of_table_1(capsys):
+    from hdpbench.analysis import table1
+
+    table = table1()
+    assert list(table.columns) == ["Model name", "Elements covered", "Training dataset", "Level of theory", "Notes"]
+    assert [tuple(row) for row in table.iloc[:4].itertuples(index=False)] == [(label, *values) for label, values in TABLE1.items()]
+    assert cli.main(["models", "list", "--json"]) == 0
+    rows = {row["label"]: row for row in json.loads(capsys.readouterr().out)}
+    for label, (elements, training, theory, notes) in TABLE1.items():
+        assert (rows[label]["elements_covered"], rows[label]["training_data"], rows[label]["level_of_theory"], rows[label]["notes"]) == (
+            elements, training, theory, notes)
+
+
+def test_table_1_of_a_fine_tuned_model_falls_back_to_its_base_and_counts_listed_elements():
+    from hdpbench.analysis import table1
+
+    table = table1(["demo-small-data", "demo-small-data-pft", "kcl-small"])
+    assert table.loc["demo-small-data-pft", "Elements covered"] == table.loc["demo-small-data", "Elements covered"] == 15
+    assert table.loc["demo-small-data-pft", "Level of theory"] == "GFN1-xTB (tblite)"
+    assert table.loc["demo-small-data-pft", "Notes"] == "Fine-tuned here (PFT) from demo-small-data"
+    assert table.loc["kcl-small", "Elements covered"] == 2  # from its `elements: [K, Cl]`

@@ -16,7 +16,7 @@ from hdpbench.runner import STAGES, RunSettings, run, shards
 
 from .builders import write_folder, write_tarball
 
-SETTINGS = RunSettings.dry_run().with_dtype("float64").with_overrides(["md.discard=0", "md.start_frame_max=4", "md.steps=6", "sigma.discard=0", "kpca.discard=0"])
+SETTINGS = RunSettings.dry_run().with_dtype("float64").with_overrides(["md.start_frame_max=4", "md.steps=6", "sigma.discard=0", "kpca.discard=0"])
 
 
 @pytest.fixture(scope="module")
@@ -25,7 +25,7 @@ def three_compounds(tmp_path_factory):
 
     root = tmp_path_factory.mktemp("sharded") / "hdp"
     for formula, folder in [("Cs2AgBiBr6", "bromides"), ("Cs2NaInCl6", "chlorides"), ("Rb2NiAgF6", "fluorides")]:
-        members, _ = compound_members(formula, n_files=1, frames_per_file=5)
+        members, _ = compound_members(formula, n_files=2, frames_per_file=5)
         if formula == "Cs2NaInCl6":
             write_folder(root / folder / f"dpv_{formula}", members)
         else:
@@ -82,7 +82,7 @@ def test_killed_run_resumes_to_byte_identical_results(three_compounds, tmp_path)
     command = [
         sys.executable, "-m", "hdpbench", "run", "md", "--dataset", dataset, "--model", model, "--workers", "2",
         "--shard-size", "1", "--results", str(results), "--dtype", "float64", "--dry-run", "--quiet",
-        *[f"--set={item}" for item in ["md.discard=0", "md.start_frame_max=4", "md.steps=60"]],
+        *[f"--set={item}" for item in ["md.start_frame_max=4", "md.steps=60"]],
     ]
     process = subprocess.Popen(command, start_new_session=True, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
     md_dir = None

@@ -40,14 +40,16 @@ def test_phonon_and_sigma_stages(authors_dataset, tiny_model, tmp_path):
     assert manifest["settings"]["displacement"] == 0.01 and manifest["model_sha256"]
 
     row = stage.load_json("Cs2AgBiBr6")
-    assert row["n_frames"] == 8
+    # The paper's frame set: vasprun_prod_1.xml (and _2, absent here), never vasprun_prod.xml.
+    assert row["production_files"] == ["vasprun_prod_1.xml"] and row["frame_set"] == "paper"
+    assert row["n_frames"] == 4
     # σ_ref from the stage equals σ computed directly from the archive's own data.
-    compound = dataset.load("Cs2AgBiBr6", discard=2)
+    compound = dataset.load("Cs2AgBiBr6", discard=2, frames="paper")
     direct = sigma(compound.trajectory, compound.reference_supercell, compound.force_constants)
     assert row["sigma_reference"] == pytest.approx(direct.sigma_mean_per_frame, rel=1e-12)
     arrays = stage.load_arrays("Cs2AgBiBr6")
     np.testing.assert_allclose(arrays["sigma_per_frame_reference"], direct.sigma_per_frame)
-    assert arrays["sigma_per_frame_model_fc_model"].shape == (8,)
+    assert arrays["sigma_per_frame_model_fc_model"].shape == (4,)
 
     metrics = {r["compound"]: r for r in collect(phonons)}
     assert metrics["Cs2NaInCl6"]["rmse_omega2_thz2"] > 0 and metrics["Cs2NaInCl6"]["halide"] == "Cl"
@@ -61,13 +63,20 @@ def test_phonon_and_sigma_stages(authors_dataset, tiny_model, tmp_path):
         results_root=tmp_path, progress=False,
     )
     assert other.load_json("Cs2NaInCl6")["n_qpoints"] < metrics["Cs2NaInCl6"]["n_qpoints"]
-    # σ_model(Φ_model) reads the phonons stage: other phonon settings make σ a different result too.
+    # σ_model(Φ_model) reads the Φ of the phonons stage at the σ displacement (0.02 Å, as the authors):
+    # changing it makes σ a different result; changing the bands' displacement does not.
+    sigma_phonons = run_phonons(dataset, tiny_model, settings=settings.for_sigma(), results_root=tmp_path, progress=False)
+    assert json.loads((sigma_phonons.directory / "manifest.json").read_text())["settings"]["displacement"] == 0.02
     same = run_sigma_reference_frames(dataset, tiny_model, compounds=[], settings=sigma_settings, phonon_settings=settings, results_root=tmp_path)
+    bands_changed = run_sigma_reference_frames(
+        dataset, tiny_model, compounds=[], settings=sigma_settings,
+        phonon_settings=PhononSettings(dtype="float64", points_per_segment=10, displacement=0.03), results_root=tmp_path,
+    )
     changed = run_sigma_reference_frames(
         dataset, tiny_model, compounds=[], settings=sigma_settings,
-        phonon_settings=PhononSettings(dtype="float64", displacement=0.02), results_root=tmp_path,
+        phonon_settings=PhononSettings(dtype="float64", points_per_segment=10, sigma_displacement=0.01), results_root=tmp_path,
     )
-    assert same.key == stage.key != changed.key
+    assert same.key == stage.key == bands_changed.key != changed.key
 
 
 def test_model_md_stage(authors_dataset, tiny_model, tmp_path):
@@ -75,7 +84,7 @@ def test_model_md_stage(authors_dataset, tiny_model, tmp_path):
 
     root, _ = authors_dataset
     dataset = get_dataset(root)
-    settings = ModelMDSettings(steps=4, discard=0, dtype="float64", start_frame_max=5)
+    settings = ModelMDSettings(steps=4, dtype="float64", start_frame_max=5)
     phonon_settings = PhononSettings(dtype="float64", points_per_segment=5)
     stage = run_sigma_model_md(
         dataset, tiny_model, md_settings=settings, phonon_settings=phonon_settings, results_root=tmp_path, progress=False
@@ -85,6 +94,8 @@ def test_model_md_stage(authors_dataset, tiny_model, tmp_path):
     md_row = md_stage.load_json("Cs2AgBiBr6")
     assert md_row["n_frames"] == 8 and len(md_row["start_frames"]) == 2 and all(0 <= f <= 5 for f in md_row["start_frames"])
     assert md_row["stopped_runs"] == {}
+    # The authors start from vasprun_prod_2.xml, else _1 (here), at a raw step index: none dropped.
+    assert md_row["start_from"] == [f"vasprun_prod_1.xml step {f}" for f in md_row["start_frames"]]
     assert md_stage.load_arrays("Cs2AgBiBr6")["run_of_frame"].tolist() == [0] * 4 + [1] * 4
     row = stage.load_json("Cs2AgBiBr6")
     assert np.isfinite(row["sigma_model_only"]) and np.isfinite(row["sigma_model_md_fc_reference"])
@@ -95,7 +106,7 @@ def test_model_md_stage(authors_dataset, tiny_model, tmp_path):
     from hdpbench.io.force_constants import read_force_constants
 
     frames = ase.io.read(md_stage.path("Cs2AgBiBr6", ".md.extxyz"), index=":")
-    phonons = run_phonons(dataset, tiny_model, settings=phonon_settings, results_root=tmp_path, progress=False)
+    phonons = run_phonons(dataset, tiny_model, settings=phonon_settings.for_sigma(), results_root=tmp_path, progress=False)
     compound = dataset.load("Cs2AgBiBr6", discard=0)
     direct = sigma(Trajectory.from_atoms_list(frames), compound.reference_supercell, read_force_constants(phonons.path("Cs2AgBiBr6", ".phonopy.yaml")))
     assert row["sigma_model_only"] == pytest.approx(direct.sigma_mean_per_frame, rel=1e-6)
@@ -108,7 +119,7 @@ def test_kpca_stage(authors_dataset, tiny_model, tmp_path):
     stage = run_kpca(
         get_dataset(root), tiny_model, compounds=["Cs2NaInCl6"],
         settings=KPCASettings(max_frames_per_set=4, discard=0, dtype="float64"),
-        md_settings=ModelMDSettings(steps=3, discard=0, dtype="float64", start_frame_max=5),
+        md_settings=ModelMDSettings(steps=3, dtype="float64", start_frame_max=5),
         phonon_settings=PhononSettings(dtype="float64", points_per_segment=5),
         results_root=tmp_path, progress=False,
     )

@@ -44,6 +44,49 @@ def dataset_compounds(dataset: str) -> list[str]:
     return _cached_dataset(str(dataset)).compounds()
 
 
+def frame_set_files(dataset: str, compound: str, frames: str) -> list[str]:
+    """The production files (``MD/...`` member names) a stage reading frame set ``frames`` reads for one
+    compound (:class:`~hdpbench.io.authors.FrameSet`)."""
+    from .runner import _cached_dataset
+
+    return _cached_dataset(str(dataset)).entries()[compound].production_files(frames)
+
+
+def sigma_db_check(dataset: str, compounds: Sequence[str] | None = None, *, discard: int = 100) -> pd.DataFrame:
+    """Self-check of σ_DFT against the dataset's summary database, one row per compound with a stored value.
+
+    ``sigma_db``: ``sigma_300K_single`` as stored (values ≥ 2 included, which the authors treat as
+    missing). ``sigma_db_recomputed``: the same number recomputed like for like, as the authors'
+    ``collect_data.py`` computes it: every ``vasprun_prod*.xml``, no frame dropped, one pooled ratio of
+    standard deviations (reference forces, Φ_ref). ``sigma_paper``: the σ_DFT of the paper's Fig. 3,
+    ⟨σ(t)⟩ over ``vasprun_prod_1.xml`` and ``_2.xml`` after dropping ``discard`` steps of each.
+    Dimensionless; frame counts are of the two frame sets.
+    """
+    from .anharmonicity import sigma
+    from .io.authors import FrameSet
+    from .runner import _cached_dataset
+
+    data = _cached_dataset(str(dataset))
+    rows = []
+    for name in compounds if compounds is not None else data.compounds():
+        stored = data.entries()[name].summary.get("raw", {}).get("sigma_300K_single")
+        if stored is None:
+            continue
+        every = data.load(name, discard=0, frames=FrameSet.ALL)
+        paper = data.load(name, discard=discard, frames=FrameSet.PAPER)
+        pooled = sigma(every.trajectory, every.reference_supercell, every.force_constants).sigma_pooled if every.trajectory else np.nan
+        averaged = (
+            sigma(paper.trajectory, paper.reference_supercell, paper.force_constants).sigma_mean_per_frame if paper.trajectory else np.nan
+        )
+        rows.append(
+            {
+                "compound": name, "halide": every.halide, "sigma_db": float(stored), "sigma_db_recomputed": pooled,
+                "sigma_paper": averaged, "frames_db": every.n_frames, "frames_paper": paper.n_frames,
+            }
+        )
+    return pd.DataFrame(rows)
+
+
 def _rows(stage: StageResults, model: str, compounds: Sequence[str] | None) -> list[dict[str, Any]]:
     return [{"model": model, **row} for row in collect(stage, compounds)]
 
@@ -82,6 +125,225 @@ def band_table(arrays: dict[str, np.ndarray], compound: str) -> pd.DataFrame:
             "frequency_model_thz": model.ravel(),
         }
     )
+
+
+HALIDE_NAMES = {"F": "fluorides", "Cl": "chlorides", "Br": "bromides", "I": "iodides"}
+# below this many compounds a scatter of one halide shows no trend: Fig. 1a then shows every halide
+MIN_COMPOUNDS_FOR_SCATTER = 3
+# a Spearman ρ needs at least 3 pairs; below SMALL_N_FOR_CORRELATION the page adds a caution
+MIN_COMPOUNDS_FOR_CORRELATION = 3
+SMALL_N_FOR_CORRELATION = 10
+
+
+def lowest_median_model(phonons: pd.DataFrame, column: str = "rmse_omega2_thz2") -> str:
+    """The model with the lowest median ``column`` over its compounds (ties: the first listed)."""
+    return str(phonons.groupby("model", sort=False)[column].median().idxmin())
+
+
+def fig1a_selection(
+    phonons: pd.DataFrame, halide: str | None, model: str, *, min_compounds: int = MIN_COMPOUNDS_FOR_SCATTER
+) -> dict[str, Any]:
+    """Which model and halide Fig. 1a shows, and a sentence saying so.
+
+    The paper's Fig. 1a is ``halide`` (chlorides) with ``model`` (omat-0-medium). Shown as published
+    where ``model`` has results and at least ``min_compounds`` compounds of ``halide``; otherwise the
+    fallback is the model of lowest median RMSE(ω²) (when ``model`` has no results) and every halide
+    (when fewer than ``min_compounds`` compounds of ``halide`` are there, as one point shows no trend).
+
+    ``phonons``: :func:`phonon_table` rows (columns model, compound, halide, rmse_omega2_thz2).
+    Returns {"model": registry name, "label": its name in figures, "halide": symbol or None (= all
+    halides), "n": compounds shown, "as_published": bool, "sentence": what is shown and, where it
+    differs, why}.
+    """
+    from .models import display_name
+
+    halide_name = HALIDE_NAMES.get(halide, f"{halide} compounds") if halide else "all compounds"
+    requested = f"the paper's Fig. 1a shows the {halide_name} with {display_name(model)}"
+    reasons = []
+    if model in set(phonons["model"]):
+        chosen_model = model
+    else:
+        chosen_model = lowest_median_model(phonons)
+        run = ", ".join(display_name(m) for m in dict.fromkeys(phonons["model"]))
+        reasons.append(f"{display_name(model)} has no results here (models run: {run}), so the model of lowest median "
+                       f"RMSE(ω²), {display_name(chosen_model)}, is shown")
+    rows = phonons[phonons["model"] == chosen_model]
+    n_halide = int((rows["halide"] == halide).sum()) if halide else len(rows)
+    chosen_halide = halide if halide and n_halide >= min_compounds else None
+    if halide and chosen_halide is None:
+        reasons.append(f"with {n_halide} of the {halide_name} here (fewer than {min_compounds}, too few to show a trend), "
+                       f"all {len(rows)} compounds are shown, every halide")
+    n = n_halide if chosen_halide else len(rows)
+    if not reasons:
+        sentence = f"As published: the {halide_name} with {display_name(chosen_model)} (n = {n})."
+    else:
+        sentence = f"Not as published: {requested}; here " + "; ".join(reasons) + f" (n = {n})."
+    return {"model": chosen_model, "label": display_name(chosen_model), "halide": chosen_halide, "n": n, "as_published": not reasons,
+            "sentence": sentence}
+
+
+def selected_rows(phonons: pd.DataFrame, model: str, halide: str | None = None) -> pd.DataFrame:
+    """The rows of one model, and of one halide unless ``halide`` is None."""
+    rows = phonons[phonons["model"] == model]
+    return rows[rows["halide"] == halide] if halide else rows
+
+
+def spearman(x: Sequence[float], y: Sequence[float]) -> tuple[float, float]:
+    """Spearman ρ of two equal-length sequences (``scipy.stats.spearmanr``) and its two-sided p.
+
+    Below SMALL_N_FOR_CORRELATION pairs p is exact (every permutation of ``y``'s ranks: scipy's
+    t approximation gives p = 0 for ρ = ±1 on 4 points, where the exact p is 1/12); from there on it is
+    scipy's. (NaN, NaN) where either sequence is constant (ρ undefined) or has fewer than 3 values.
+    """
+    import itertools
+
+    from scipy.stats import rankdata, spearmanr
+
+    x, y = np.asarray(x, dtype=float), np.asarray(y, dtype=float)
+    if len(x) < 3 or np.ptp(x) == 0 or np.ptp(y) == 0:
+        return float("nan"), float("nan")
+    result = spearmanr(x, y)
+    rho = float(result.statistic)
+    if len(x) >= SMALL_N_FOR_CORRELATION:
+        return rho, float(result.pvalue)
+    rx, ry = rankdata(x), rankdata(y)
+    permuted = np.array(list(itertools.permutations(ry)))  # n! x n, at most 9! rows
+    rx_c, permuted_c = rx - rx.mean(), permuted - permuted.mean(axis=1, keepdims=True)
+    rhos = permuted_c @ rx_c / (np.linalg.norm(rx_c) * np.linalg.norm(permuted_c, axis=1))
+    return rho, float(np.mean(np.abs(rhos) >= abs(rho) - 1e-12))
+
+
+def sigma_rank_correlations(
+    phonons: pd.DataFrame, *, sigma_column: str = "sigma_reference_db", min_n: int = MIN_COMPOUNDS_FOR_CORRELATION
+) -> pd.DataFrame:
+    """Does the phonon error track the anharmonicity (paper §3.1, Fig. 1a)? Spearman rank correlation
+    (:func:`spearman`: two-sided p, exact below SMALL_N_FOR_CORRELATION compounds) of RMSE(ω²) and of
+    RMSE(v_g) with σ_ref, per model, over all halides and within each halide; compounds without σ_ref
+    are left out.
+
+    Returns one row per (model, scope) with at least ``min_n`` compounds: model, scope ("all halides"
+    or a halide symbol), n, rho_omega2, p_omega2, rho_vg, p_vg (ρ and p NaN where a column is constant).
+    """
+    columns = ["model", "scope", "n", "rho_omega2", "p_omega2", "rho_vg", "p_vg"]
+    rows = []
+    for model, group in phonons.groupby("model", sort=False):
+        group = group[pd.to_numeric(group[sigma_column], errors="coerce").notna()]
+        scopes = [("all halides", group)] + [(h, group[group["halide"] == h]) for h in HALIDES if (group["halide"] == h).any()]
+        for scope, part in scopes:
+            if len(part) < min_n:
+                continue
+            sigma = part[sigma_column].to_numpy(float)
+            row = {"model": model, "scope": scope, "n": len(part)}
+            for key, column in (("omega2", "rmse_omega2_thz2"), ("vg", "rmse_vg_thz_ang")):
+                row[f"rho_{key}"], row[f"p_{key}"] = spearman(part[column].to_numpy(float), sigma)
+            rows.append(row)
+    return pd.DataFrame(rows, columns=columns)
+
+
+def correlation_sentence(correlations: pd.DataFrame, model: str, scope: str = "all halides") -> str:
+    """The Spearman ρ of one (model, scope) row of :func:`sigma_rank_correlations` as prose, with n
+    and a caution when n is below SMALL_N_FOR_CORRELATION or p ≥ 0.05."""
+    from .models import display_name
+
+    row = correlations[(correlations["model"] == model) & (correlations["scope"] == scope)]
+    where = "all halides" if scope == "all halides" else HALIDE_NAMES.get(scope, scope)
+    if row.empty:
+        return (f"For {display_name(model)} ({where}) fewer than {MIN_COMPOUNDS_FOR_CORRELATION} compounds have σ_ref: "
+                "no rank correlation can be computed.")
+    row = row.iloc[0]
+
+    def one(key: str, name: str) -> str:
+        if np.isnan(row[f"rho_{key}"]):
+            return f"ρ({name}, σ_ref) is undefined (constant values)"
+        return f"ρ({name}, σ_ref) = {row[f'rho_{key}']:.2f} (p = {row[f'p_{key}']:.2g})"
+
+    text = (f"For {display_name(model)}, {where}: Spearman {one('omega2', 'RMSE(ω²)')} and {one('vg', 'RMSE(v_g)')}, "
+            f"over n = {int(row['n'])} compounds with σ_ref.")
+    n = int(row["n"])
+    p_values = [row[f"p_{k}"] for k in ("omega2", "vg") if not np.isnan(row[f"p_{k}"])]
+    if n < SMALL_N_FOR_CORRELATION:
+        if p_values and min(p_values) < 0.05:
+            text += f" Caution: n = {n} is small; one compound more or less can move ρ a lot."
+        else:
+            text += (f" Caution: with n = {n}, a ρ of this size is well within chance (p ≥ 0.05): this neither confirms "
+                     "nor refutes the paper's trend.")
+    elif p_values and min(p_values) >= 0.05:
+        text += " Neither ρ is significant at the 5 % level."
+    return text
+
+
+def mean_phonon_frequency(frequencies: np.ndarray) -> float:
+    """⟨ω⟩ of Fig. S1b: the mean of phonon frequencies f (THz) over every q-point and band of an
+    (n_q, n_bands) array, imaginary modes counted as negative (phonopy's sign convention).
+
+    The book applies it to the reference bands the phonons stage stores (the seekpath path, 50 points
+    per segment), so ⟨ω⟩ is a path average, not a Brillouin-zone (mesh) average; the paper's values
+    come from the authors' earlier study.
+    """
+    frequencies = np.asarray(frequencies, dtype=float)
+    if frequencies.size == 0:
+        raise ValueError("no frequencies")
+    return float(frequencies.mean())
+
+
+def reference_band_arrays(dataset: str, models: Sequence[str], wanted: Sequence[str], **kwargs) -> dict[str, dict[str, np.ndarray]]:
+    """{compound: phonons-stage arrays} for each of the ``wanted`` compounds, read from the first of
+    ``models`` whose phonons stage has it (Φ_ref and the q-path, hence the reference bands, are the
+    same for every model); a compound no model has is left out. ``kwargs`` as for
+    :func:`stage_results`; nothing is computed beyond what :func:`phonon_table` already ran with them."""
+    arrays: dict[str, dict[str, np.ndarray]] = {}
+    for model in models:
+        missing = [c for c in wanted if c not in arrays]
+        if not missing:
+            break
+        stage = stage_results("phonons", dataset, model, **kwargs)
+        arrays.update({c: stage.load_arrays(c) for c in missing if stage.is_done(c)})
+    return {c: arrays[c] for c in wanted if c in arrays}
+
+
+def halide_reference_table(phonons: pd.DataFrame, arrays_by_compound: dict[str, dict[str, np.ndarray]]) -> pd.DataFrame:
+    """Per compound (Fig. S1): halide, σ_ref from the summary database (``sigma_reference_db``, NaN
+    where missing or ≥ 2) and ⟨ω⟩ (THz, :func:`mean_phonon_frequency` of ``frequencies_reference``).
+
+    ``phonons``: :func:`phonon_table` rows (one per model and compound; reference values are the same
+    for every model); ``arrays_by_compound``: {compound: phonons-stage arrays}. Sorted by halide.
+    """
+    first = phonons.drop_duplicates("compound")
+    table = pd.DataFrame(
+        {
+            "compound": first["compound"].to_numpy(),
+            "halide": first["halide"].to_numpy(),
+            "sigma_reference_db": pd.to_numeric(first["sigma_reference_db"], errors="coerce").to_numpy(),
+            "mean_frequency_thz": [
+                mean_phonon_frequency(arrays_by_compound[c]["frequencies_reference"]) if c in arrays_by_compound else np.nan
+                for c in first["compound"]
+            ],
+        }
+    )
+    order = {h: k for k, h in enumerate(HALIDES)}
+    return table.sort_values(["halide", "compound"], key=lambda c: c.map(order) if c.name == "halide" else c).reset_index(drop=True)
+
+
+def band_grid_sentence(arrays_by_compound: dict[str, dict[str, np.ndarray]]) -> str:
+    """What a ⟨ω⟩ averages over, as prose: "all 30 bands at the 300 q-points" (sizes of the stored
+    ``frequencies_reference``, (n_q, n_bands); several sizes are joined with "or")."""
+    shapes = sorted({arrays["frequencies_reference"].shape for arrays in arrays_by_compound.values()})
+    if not shapes:
+        return "no stored bands"
+    bands = " or ".join(str(b) for b in sorted({b for _, b in shapes}))
+    points = " or ".join(str(q) for q in sorted({q for q, _ in shapes}))
+    return f"all {bands} bands at the {points} q-points"
+
+
+def halide_medians_sentence(table: pd.DataFrame, column: str, unit: str = "", digits: int = 2) -> str:
+    """Median of ``column`` per halide as prose, in the order F, Cl, Br, I: "F 4.1 THz (n = 5), Cl …";
+    halides without a value are left out."""
+    parts = []
+    for halide in HALIDES:
+        values = pd.to_numeric(table.loc[table["halide"] == halide, column], errors="coerce").dropna()
+        if len(values):
+            parts.append(f"{halide} {values.median():.{digits}f}{' ' + unit if unit else ''} (n = {len(values)})")
+    return ", ".join(parts) if parts else "no values"
 
 
 def lee_xia_metrics(phonons: pd.DataFrame) -> pd.DataFrame:
@@ -153,20 +415,56 @@ def md_table(dataset: str, models: Sequence[str], **kwargs) -> pd.DataFrame:
     return table
 
 
-def confusion(reference: Sequence[float], model: Sequence[float]) -> dict[str, Any]:
-    """Counts, row-normalised matrix and the fractions the paper quotes (off-diagonal triangles)."""
-    counts, normalised = confusion_matrix(reference, model)
-    unstable_rows = counts[1:].sum()
-    stable_rows = counts[:2].sum()
+def triangle_counts(counts: np.ndarray) -> dict[str, Any]:
+    """What a 3x3 confusion matrix (rows: reference class, most stable first) says, with denominators:
+    total, correct (diagonal), more stable than the reference (lower triangle, among the compounds not
+    in the most stable reference class) and less stable (upper triangle, among those not in the least
+    stable reference class). A fraction with a zero denominator is NaN."""
+    counts = np.asarray(counts, dtype=int)
+    total, correct = int(counts.sum()), int(np.trace(counts))
+    lower, lower_of = int(np.tril(counts, -1).sum()), int(counts[1:].sum())
+    upper, upper_of = int(np.triu(counts, 1).sum()), int(counts[:2].sum())
+
+    def ratio(a: int, b: int) -> float:
+        return a / b if b else float("nan")
+
     return {
-        "counts": counts,
-        "normalised": normalised,
-        "accuracy": float(np.trace(counts) / counts.sum()) if counts.sum() else float("nan"),
-        # more stable than the reference (lower triangle), among compounds not in the most stable class
-        "more_stable_fraction": float(np.tril(counts, -1).sum() / unstable_rows) if unstable_rows else float("nan"),
-        # less stable than the reference (upper triangle), among compounds not in the least stable class
-        "less_stable_fraction": float(np.triu(counts, 1).sum() / stable_rows) if stable_rows else float("nan"),
+        "total": total, "correct": correct, "correct_fraction": ratio(correct, total),
+        "more_stable_count": lower, "more_stable_denominator": lower_of, "more_stable_fraction": ratio(lower, lower_of),
+        "less_stable_count": upper, "less_stable_denominator": upper_of, "less_stable_fraction": ratio(upper, upper_of),
     }
+
+
+def confusion(reference: Sequence[float], model: Sequence[float]) -> dict[str, Any]:
+    """Counts, row-normalised matrix and the fractions the paper quotes (off-diagonal triangles), with
+    their counts and denominators (see ``triangle_counts``); ``accuracy`` is the correct fraction."""
+    counts, normalised = confusion_matrix(reference, model)
+    summary = triangle_counts(counts)
+    return {"counts": counts, "normalised": normalised, "accuracy": summary["correct_fraction"], **summary}
+
+
+def confusion_summary(panels: Sequence[dict[str, Any]]) -> pd.DataFrame:
+    """One row per confusion panel ({counts, and any descriptive keys such as source, model,
+    approach}): the descriptive keys, then n, correct / n, lower triangle / compounds outside the most
+    stable reference class, upper triangle / compounds outside the least stable one (percentages)."""
+    rows = []
+    for panel in panels:
+        summary = triangle_counts(panel["counts"])
+        rows.append(
+            {
+                **{k: v for k, v in panel.items() if k not in ("counts", "published", "title")},
+                "n": summary["total"],
+                "correct": summary["correct"],
+                "correct (%)": 100 * summary["correct_fraction"],
+                "more stable (lower triangle)": summary["more_stable_count"],
+                "of (outside the most stable class)": summary["more_stable_denominator"],
+                "more stable (%)": 100 * summary["more_stable_fraction"],
+                "less stable (upper triangle)": summary["less_stable_count"],
+                "of (outside the least stable class)": summary["less_stable_denominator"],
+                "less stable (%)": 100 * summary["less_stable_fraction"],
+            }
+        )
+    return pd.DataFrame(rows)
 
 
 def confusion_table(panels: Sequence[dict]) -> pd.DataFrame:
@@ -253,7 +551,7 @@ def book_settings(
     if kpca_frames is not None:
         overrides.append(f"kpca.max_frames_per_set={kpca_frames}")
     if discard is not None:
-        overrides += [f"sigma.discard={discard}", f"md.discard={discard}", f"kpca.discard={discard}"]
+        overrides += [f"sigma.discard={discard}", f"kpca.discard={discard}"]
     return settings.with_overrides(overrides)
 
 
@@ -375,6 +673,51 @@ def model_registry_table(models: Sequence[str] | None = None) -> pd.DataFrame:
     return table
 
 
+# The paper's Table 1 columns, from the registry fields that hold them.
+TABLE1_COLUMNS = {
+    "label": "Model name",
+    "elements_covered": "Elements covered",
+    "training_data": "Training dataset",
+    "level_of_theory": "Level of theory",
+    "notes": "Notes",
+}
+
+
+def table1(models: Sequence[str] | None = None) -> pd.DataFrame:
+    """The paper's Table 1 (Model name, Elements covered, Training dataset, Level of theory, Notes)
+    for every registered model, or those named, in registry order (the paper's four first).
+
+    Values are the registry's (``models/*.yaml``). A fine-tuned entry without its own takes
+    elements and level of theory from its base; "Elements covered" otherwise falls back to the
+    count of the entry's ``elements``. Unknown values are None. The index is the registry name.
+    """
+    from .calculators import parse_elements
+    from .models import registered_models
+
+    specs = registered_models()
+    rows = {}
+    for name, spec in specs.items():
+        if models is not None and name not in models:
+            continue
+        base = specs.get((spec.extra.get("finetune") or {}).get("base", ""))
+        elements = spec.elements_covered
+        if elements is None and spec.elements is not None:
+            elements = len(parse_elements(spec.elements, source=spec.source_file or name))
+        if elements is None and base is not None:
+            elements = base.elements_covered
+        notes = spec.notes
+        if notes is None and base is not None:
+            notes = f"Fine-tuned here (PFT) from {base.label or base.name}"
+        rows[name] = {
+            "Model name": spec.label or name,
+            "Elements covered": elements,
+            "Training dataset": spec.training_data,
+            "Level of theory": spec.level_of_theory or (base.level_of_theory if base is not None else None),
+            "Notes": notes,
+        }
+    return pd.DataFrame.from_dict(rows, orient="index", columns=list(TABLE1_COLUMNS.values()))
+
+
 def heldout_force_table(models: Sequence[str]) -> pd.DataFrame:
     """Per-compound force MAE of each demo model on the production frames it never saw."""
     import json
@@ -417,3 +760,164 @@ def book_execution_times() -> tuple[pd.DataFrame, dict[str, Any]] | None:
     record = json.loads(path.read_text())
     table = pd.DataFrame(record.get("pages", []), columns=["page", "seconds"]).set_index("page")
     return table, record
+
+
+# -- triangles, rank correlations and σ(t) traces (σ and model-MD pages) ----------------------------
+def fraction_text(count, denominator, percent=None) -> str:
+    """A fraction as a table cell: "3 of 5 (60 %)"; a published percentage without counts as
+    "38 % (counts not printed)"; "not printed" when there is nothing."""
+    def known(value) -> bool:
+        return value is not None and not (isinstance(value, float) and np.isnan(value))
+
+    if known(count) and known(denominator):
+        count, denominator = int(count), int(denominator)
+        return f"{count} of {denominator}" + (f" ({100 * count / denominator:.0f} %)" if denominator else "")
+    if known(percent):
+        return f"{percent:.0f} % (counts not printed)"
+    return "not printed"
+
+
+def readable_triangles(summary: pd.DataFrame, keys: Sequence[str]) -> pd.DataFrame:
+    """A ``confusion_summary`` (or one with published rows that carry percentages only) as text cells:
+    the ``keys`` columns, then n, correct, more stable, less stable as "k of n (p %)"."""
+    table = summary[list(keys)].copy()
+    table["n"] = [str(int(n)) if pd.notna(n) else "not printed" for n in summary["n"]]
+    for name, count, of, percent in (
+        ("correct (diagonal)", "correct", "n", "correct (%)"),
+        ("more stable (lower triangle)", "more stable (lower triangle)", "of (outside the most stable class)", "more stable (%)"),
+        ("less stable (upper triangle)", "less stable (upper triangle)", "of (outside the least stable class)", "less stable (%)"),
+    ):
+        table[name] = [fraction_text(c, o, p) for c, o, p in zip(summary[count], summary[of], summary[percent], strict=True)]
+    return table
+
+
+def published_fig3_summary() -> pd.DataFrame:
+    """``confusion_summary`` of the paper's eight Fig. 3 panels (source "paper Fig. 3")."""
+    from .published import PAPER_LABELS, PAPER_MODELS, fig3_counts
+
+    panels = [
+        {"source": "paper Fig. 3", "model": PAPER_LABELS[model], "approach": name, "counts": fig3_counts(model, approach)}
+        for approach, name in (("reference_fc", "Φ_ref (Φ_DFT)"), ("model_fc", "Φ_model (Φ_MACE)"))
+        for model in PAPER_MODELS
+    ]
+    return confusion_summary(panels)
+
+
+def md_triangles(md: pd.DataFrame, models: Sequence[str]) -> pd.DataFrame:
+    """Fig. 4a for every model (σ_model-only against σ_ref, ``confusion_summary`` columns), then the
+    paper's omat-0-medium row, which prints percentages only (lower and upper triangle)."""
+    from .published import FINDINGS
+
+    panels = [
+        {"source": "recomputed", "model": model,
+         "counts": confusion(md[md["model"] == model]["sigma_reference"], md[md["model"] == model]["sigma_model_only"])["counts"]}
+        for model in models
+    ]
+    table = confusion_summary(panels)
+    paper = {column: np.nan for column in table.columns}
+    paper.update({"source": "paper Fig. 4a", "model": "omat-0-medium", "more stable (%)": 100 * FINDINGS["md_lower_triangle"],
+                  "less stable (%)": 100 * FINDINGS["md_upper_triangle"]})
+    return pd.concat([table, pd.DataFrame([paper])], ignore_index=True)
+
+
+def halide_triangles(md: pd.DataFrame, models: Sequence[str]) -> pd.DataFrame:
+    """Fig. 4b behind "6 %, mostly fluorides": per model and halide the ``confusion_summary`` of
+    σ_model-only against σ_ref, and each halide's share of the model's upper-triangle compounds."""
+    panels = []
+    for model in models:
+        rows = md[md["model"] == model]
+        for halide in [h for h in HALIDES if h in set(rows["halide"])]:
+            group = rows[rows["halide"] == halide]
+            panels.append({"model": model, "halide": halide,
+                           "counts": confusion(group["sigma_reference"], group["sigma_model_only"])["counts"]})
+    table = confusion_summary(panels)
+    if not table.empty:
+        upper = table.groupby("model")["less stable (upper triangle)"].transform("sum")
+        table["share of the model's less-stable compounds (%)"] = np.where(
+            upper > 0, 100 * table["less stable (upper triangle)"] / upper.where(upper > 0, 1), np.nan)
+    return table
+
+
+def rank_correlations(merged: pd.DataFrame, models: Sequence[str], target: str = "abs_delta_sigma",
+                      against: Sequence[str] = ("rmse_omega2_thz2", "rmse_vg_thz_ang")) -> pd.DataFrame:
+    """Fig. 5 per model: Spearman ρ (and its two-sided p) of ``target`` against each ``against``
+    column, over the n compounds that have both values; NaN where ρ is undefined (n < 3 or a constant
+    column)."""
+    from scipy.stats import spearmanr
+
+    rows = []
+    for model in models:
+        data = merged[merged["model"] == model]
+        row: dict[str, Any] = {"model": model}
+        for column in against:
+            pair = data[[target, column]].apply(pd.to_numeric, errors="coerce").dropna()
+            rho = p = np.nan
+            if len(pair) >= 3 and pair[target].nunique() > 1 and pair[column].nunique() > 1:
+                result = spearmanr(pair[target], pair[column])
+                rho, p = float(result.statistic), float(result.pvalue)
+            row.update({f"n ({column})": len(pair), f"rho ({column})": rho, f"p ({column})": p})
+        rows.append(row)
+    return pd.DataFrame(rows)
+
+
+def trace_compounds(sigma: pd.DataFrame, model: str, column: str = "delta_sigma_model_fc") -> dict[str, str]:
+    """Compounds whose σ(t) the σ page draws (Fig. S7), {compound: why}: the one ``model`` makes most
+    stable against σ_ref (most negative ``column``; 'largest' shift if none is negative) and the one it
+    gets closest (smallest |column|)."""
+    data = sigma[sigma["model"] == model].dropna(subset=[column])
+    if data.empty:
+        return {}
+    lowest = data.loc[data[column].idxmin()]
+    closest = data.loc[data[column].abs().idxmin()]
+
+    def shift(value: float) -> str:
+        return f"Δσ = {value:+.2f}".replace("-", "−")
+
+    chosen = {}
+    if lowest[column] < 0:
+        chosen[lowest["compound"]] = f"most over-stabilised, {shift(lowest[column])}"
+    else:
+        chosen[lowest["compound"]] = f"lowest {shift(lowest[column])} (none over-stabilised)"
+    chosen.setdefault(closest["compound"], f"closest, {shift(closest[column])}")
+    return chosen
+
+
+def trace_summary(sigma: pd.DataFrame, model: str, chosen: dict[str, str]) -> str:
+    """The compounds of ``trace_compounds`` as a phrase for the page: each with why it was chosen and
+    its time-averaged σ_ref and σ_model(Φ_model) for ``model``."""
+    rows = sigma[sigma["model"] == model].set_index("compound")
+    parts = [
+        f"{compound} ({why}; σ_ref {rows.loc[compound, 'sigma_reference']:.2f}, "
+        f"σ_model(Φ_model) {rows.loc[compound, 'sigma_model_fc_model']:.2f})"
+        for compound, why in chosen.items()
+    ]
+    if not parts:
+        return "no compound with both scores"
+    return parts[0] if len(parts) == 1 else ", ".join(parts[:-1]) + " and " + parts[-1]
+
+
+def sigma_trace_table(arrays: dict[str, dict[str, np.ndarray]], timestep_fs: float = 1.0) -> pd.DataFrame:
+    """Long table of σ(t) on the reference frames ({compound: sigma-reference-frames stage arrays}):
+    compound, production file (its order), step in that file, time (fs) with the files placed end to
+    end (a file starts one step after the previous file's last step seen here), the file's start time,
+    and σ_ref(t), σ_model(Φ_ref)(t), σ_model(Φ_model)(t) (the data of Fig. S7)."""
+    parts = []
+    for compound, a in arrays.items():
+        source, index = np.asarray(a["frame_source"], dtype=int), np.asarray(a["frame_index"], dtype=int)
+        files = list(dict.fromkeys(source.tolist()))  # in the order the frames come
+        start, offsets = 0, {}
+        for file in files:
+            offsets[file] = start
+            start += int(index[source == file].max()) + 1
+        offset = np.array([offsets[f] for f in source])
+        parts.append(
+            pd.DataFrame(
+                {"compound": compound, "file": [files.index(f) for f in source], "frame_index": index,
+                 "time_fs": (offset + index) * timestep_fs, "file_start_fs": offset * timestep_fs,
+                 "sigma_reference": a["sigma_per_frame_reference"],
+                 "sigma_model_fc_reference": a["sigma_per_frame_model_fc_reference"],
+                 "sigma_model_fc_model": a["sigma_per_frame_model_fc_model"]}
+            )
+        )
+    columns = ["compound", "file", "frame_index", "time_fs", "file_start_fs", "sigma_reference", "sigma_model_fc_reference", "sigma_model_fc_model"]
+    return pd.concat(parts, ignore_index=True) if parts else pd.DataFrame(columns=columns)

@@ -111,11 +111,31 @@ def execution_times_path() -> Path:
     return generated_dir() / "execution_times.json"
 
 
+def verdicts_path() -> Path:
+    """The Markdown list of the paper's verdicts that ``book/intro.md`` includes."""
+    return generated_dir() / "verdicts.md"
+
+
+def write_verdicts() -> Path:
+    """Write the paper's verdicts (``published.verdicts_markdown``: numbers formatted from the
+    published constants) where the introduction's ``{include}`` reads them."""
+    from .published import verdicts_markdown
+    from .results import atomic_path
+
+    path = verdicts_path()
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with atomic_path(path) as tmp:
+        Path(tmp).write_text(verdicts_markdown())
+    return path
+
+
 def build(parameters: dict, *, notebooks: list[str] | None = None) -> Path:
     import datetime
     import time
 
     from .results import atomic_write_json
+
+    write_verdicts()  # before any page: a partial rebuild (--pages) renders the introduction too
 
     record = {
         "started_at": datetime.datetime.now(datetime.UTC).isoformat(timespec="seconds"),

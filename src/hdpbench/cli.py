@@ -7,6 +7,7 @@ import json
 import math
 import sys
 from collections.abc import Sequence
+from pathlib import Path
 
 from . import __version__
 from .errors import HdpbenchError, UsageError
@@ -117,6 +118,23 @@ def _gamma_acoustic_max_thz(compound) -> float:
     return acoustic_sum_rule_violation(phonon)["gamma_acoustic_max_thz"]
 
 
+def _frame_sets(dataset, compound, md_read: bool) -> dict:
+    """Which production files each stage reads (the authors' frame sets, io.authors.FrameSet) and how
+    many frames the σ stages use after the discard (None when the MD was not read: ``--no-md``)."""
+    from .io.authors import FrameSet
+
+    entry = dataset.entries()[compound.formula]
+    frames = {Path(t.source_files[0]).name: len(t) for t in compound.trajectories}
+    sigma_files = entry.production_files(FrameSet.PAPER)
+    start = entry.production_files(FrameSet.MD_START)
+    return {
+        "sigma_files": [f"{entry.path}:{name}" for name in sigma_files],
+        "sigma_frames": sum(frames.get(Path(name).name, 0) for name in sigma_files) if md_read else None,
+        "md_start_file": f"{entry.path}:{start[0]}" if start else None,
+        "extended_files": [f"{entry.path}:{name}" for name in entry.production_files(FrameSet.ALL)],
+    }
+
+
 def cmd_data_show(args) -> int:
     from .datasets import get_dataset
 
@@ -133,6 +151,7 @@ def cmd_data_show(args) -> int:
         "gamma_acoustic_max_thz": _gamma_acoustic_max_thz(compound),
         "production_files": [t.source_files[0] for t in compound.trajectories],
         "frames_per_file": [len(t) for t in compound.trajectories],
+        **_frame_sets(dataset, compound, md_read=not args.no_md),
         "summary": {k: v for k, v in compound.summary.items() if k != "raw"},
         "provenance": compound.provenance,
     }
@@ -166,8 +185,6 @@ def cmd_models_list(args) -> int:
 def _write_bench_report(args, report: dict) -> bool:
     """``--output``: write the JSON report there; ``--json``: print it (True, the caller prints nothing more)."""
     if args.output:
-        from pathlib import Path
-
         from .results import atomic_write_json
 
         atomic_write_json(Path(args.output), report)
@@ -288,8 +305,6 @@ def _read_structure(path):
 
 
 def _is_force_constant_file(value: str) -> bool:
-    from pathlib import Path
-
     from .errors import DataError
     from .io.force_constants import force_constants_format
 
@@ -464,7 +479,7 @@ def _mean_reference_frames(data, names, sigma_settings) -> int:
 
     counts = []
     for name in tqdm(names, desc="counting frames", unit="compound", disable=len(names) < 20):
-        frames = len(data.load(name, discard=sigma_settings.discard).trajectory)
+        frames = len(data.load(name, discard=sigma_settings.discard, frames=sigma_settings.frames).trajectory or [])
         counts.append(min(frames, sigma_settings.max_frames or frames))
     return max(1, round(sum(counts) / len(counts))) if counts else 0
 

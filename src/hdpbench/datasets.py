@@ -20,7 +20,15 @@ from . import paths
 from .compound import HALIDE_FOLDERS, Compound, halide_of
 from .errors import ArchiveError, DataError, DatasetUnavailableError, UnknownDatasetError
 from .io.archive import ARCHIVE_SUFFIXES, CompoundFiles, extract_archive, formula_of
-from .io.authors import DEFAULT_DISCARD, SUMMARY_DB, MemberInventory, load_compound, read_summary_db
+from .io.authors import (
+    DEFAULT_DISCARD,
+    SUMMARY_DB,
+    FrameSet,
+    MemberInventory,
+    frame_set,
+    load_compound,
+    read_summary_db,
+)
 from .registry import spec_from_yaml
 
 _FOLDER_HALIDE = {folder: halide for halide, folder in HALIDE_FOLDERS.items()}
@@ -98,6 +106,10 @@ class CompoundEntry:
             "sigma_reference": self.summary.get("sigma_reference"),
         }
 
+    def production_files(self, frames: str | FrameSet = FrameSet.ALL) -> list[str]:
+        """The production MD members a stage reading ``frames`` would read, in order."""
+        return frame_set(frames).select(self.inventory.production_files)
+
 
 class Dataset:
     """A folder of compounds in the authors' layout, with an optional summary database."""
@@ -167,14 +179,17 @@ class Dataset:
     def compounds(self, halide: str | None = None) -> list[str]:
         return [f for f, e in self.entries().items() if halide is None or e.halide == halide]
 
-    def load(self, formula: str, *, discard: int = DEFAULT_DISCARD, trajectories: bool = True) -> Compound:
-        """The full :class:`Compound` record of one compound."""
+    def load(
+        self, formula: str, *, discard: int = DEFAULT_DISCARD, trajectories: bool = True, frames: str | FrameSet = FrameSet.ALL
+    ) -> Compound:
+        """The full :class:`Compound` record of one compound; ``frames`` picks its production files
+        (:class:`~hdpbench.io.authors.FrameSet`: ``paper``, ``all`` or ``md-start``)."""
         entries = self.entries()
         if formula not in entries:
             raise DataError(self.root, f"no compound {formula!r} in dataset {self.name!r}")
         entry = entries[formula]
         compound = load_compound(
-            entry.path, discard=discard, trajectories=trajectories, summary=entry.summary, halide=entry.halide
+            entry.path, discard=discard, trajectories=trajectories, frames=frames, summary=entry.summary, halide=entry.halide
         )
         compound.provenance.update({"dataset": self.name, "dataset_version": self.spec.version})
         return compound

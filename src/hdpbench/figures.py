@@ -35,6 +35,27 @@ REFERENCE_STYLE = {"color": "0.25", "marker": "o"}
 MODEL_STYLE = {"color": "C3", "marker": "^"}
 
 
+def plain_log_ticks(ax) -> None:
+    """Log axes of ``ax`` labelled with plain numbers ("5", "0.2", "20", not "5×10⁰"), at most about
+    five labels an axis: within a factor of 3 evenly spaced ticks (5.2, 5.6, 6), within a decade
+    1-2-5 ticks, beyond that the decades. Call it after the data are drawn (it reads the limits)."""
+    from matplotlib import ticker
+
+    ax.autoscale_view()
+    plain = ticker.FuncFormatter(lambda value, _: f"{value:.3g}")
+    for axis, limits in ((ax.xaxis, ax.get_xlim()), (ax.yaxis, ax.get_ylim())):
+        if axis.get_scale() != "log":
+            continue
+        low, high = sorted(limits)
+        ratio = high / low if low > 0 else np.inf
+        if ratio < 3:
+            axis.set_major_locator(ticker.MaxNLocator(nbins=4, steps=[1, 2, 2.5, 5, 10]))
+        elif ratio < 10:
+            axis.set_major_locator(ticker.LogLocator(subs=(1, 2, 5)))
+        axis.set_major_formatter(plain)
+        axis.set_minor_formatter(ticker.NullFormatter())
+
+
 def use_book_style() -> None:
     """Fonts of at least 9 pt at page width, 150 dpi inline figures (called by every page)."""
     plt.rcParams.update(BOOK_STYLE)
@@ -75,8 +96,95 @@ def phonon_error_scatter(phonons: pd.DataFrame, model: str, dataset_label: str, 
             ax.annotate(f"{row['compound']} ({name})", (row["rmse_vg_thz_ang"], row["rmse_omega2_thz2"]), fontsize=9,
                         xytext=(-4 if on_right else 4, 4), textcoords="offset points", ha="right" if on_right else "left")
     ax.set_title(display_name(model) + (f", {halide} compounds" if halide else "") + f" (n = {len(data)})")
+    plain_log_ticks(ax)
     source_note(fig, dataset_label)
     fig.tight_layout(rect=(0, 0.04, 1, 1))  # room for the source note under the x label
+    return fig
+
+
+def _box_or_points(ax, values: np.ndarray, position: float, width: float, colour: str) -> None:
+    """A box at ``position`` for MIN_VALUES_FOR_BOX values or more, else the points with their median as a bar."""
+    if len(values) >= MIN_VALUES_FOR_BOX:
+        ax.boxplot([values], positions=[position], widths=width * 0.85, patch_artist=True,
+                   boxprops={"facecolor": colour, "alpha": 0.45}, medianprops={"color": "k", "lw": 1.5},
+                   flierprops={"markersize": 3})
+    elif len(values):
+        ax.scatter(np.full(len(values), position), values, color=colour, edgecolor="k", lw=0.4, s=30, zorder=3)
+        ax.hlines(np.median(values), position - width * 0.4, position + width * 0.4, color="k", lw=1.5, zorder=4)
+
+
+def halide_error_panels(phonons: pd.DataFrame, halide: str, models: Sequence[str], dataset_label: str):
+    """Figs. S3–S6: Fig. 1a for one halide, one panel per model (two per row): RMSE(ω²) (THz²)
+    against RMSE(v_g) (THz·Å) per compound on log axes, coloured by σ_ref (``sigma_reference_db``) on
+    one colour scale for all panels; compounds without σ_ref are grey squares; n per panel in its title.
+    A dataset without compounds of ``halide`` gives panels that say so."""
+    from .analysis import HALIDE_NAMES
+
+    columns = min(max(len(models), 1), 2)
+    rows = -(-max(len(models), 1) // columns)
+    fig, axes = plt.subplots(rows, columns, figsize=(PAGE_WIDTH_IN, 2.9 * rows + 0.7), squeeze=False)
+    data = phonons[phonons["halide"] == halide]
+    sigma = pd.to_numeric(data["sigma_reference_db"], errors="coerce")
+    limits = (float(sigma.min()), float(sigma.max())) if sigma.notna().any() else None
+    points, missing_drawn = None, False
+    for ax, model in zip(axes.flat, models, strict=False):
+        rows_model = data[data["model"] == model]
+        known = pd.to_numeric(rows_model["sigma_reference_db"], errors="coerce")
+        has = known.notna()
+        if has.any():
+            points = ax.scatter(rows_model.loc[has, "rmse_vg_thz_ang"], rows_model.loc[has, "rmse_omega2_thz2"], c=known[has],
+                                cmap="viridis", vmin=limits[0], vmax=limits[1], s=36, edgecolor="k", lw=0.4)
+        if (~has).any():
+            missing_drawn = True
+            ax.scatter(rows_model.loc[~has, "rmse_vg_thz_ang"], rows_model.loc[~has, "rmse_omega2_thz2"], s=36, facecolor="0.8",
+                       edgecolor="k", lw=0.4, marker="s")
+        if len(rows_model):
+            ax.set(xscale="log", yscale="log")
+            plain_log_ticks(ax)
+        else:  # the dataset has none, or this model has no results for them
+            text = f"no {HALIDE_NAMES.get(halide, halide)}\nin this dataset" if data.empty else "no results\nfor this model"
+            ax.text(0.5, 0.5, text, transform=ax.transAxes, ha="center", va="center", fontsize=10, color="0.35")
+            ax.set_xticks([])
+            ax.set_yticks([])
+        ax.set_title(f"{display_name(model)} (n = {len(rows_model)})")
+    for ax in axes.flat[len(models):]:
+        ax.set_visible(False)
+    for ax in axes[-1, :]:
+        ax.set_xlabel("RMSE(v_g) (THz·Å)")
+    for ax in axes[:, 0]:
+        ax.set_ylabel("RMSE(ω²) (THz²)")
+    title = f"{HALIDE_NAMES.get(halide, halide).capitalize()} ({halide})"
+    fig.suptitle(title + ("; grey squares: σ_ref missing (none, or ≥ 2)" if missing_drawn else ""), fontsize=10)
+    source_note(fig, dataset_label)
+    fig.tight_layout(rect=(0, 0.05, 0.88 if points is not None else 1, 1))
+    if points is not None:
+        bar = fig.add_axes((0.9, 0.2, 0.02, 0.6))
+        fig.colorbar(points, cax=bar, label="σ_ref")
+    return fig
+
+
+def halide_reference_distributions(table: pd.DataFrame, dataset_label: str):
+    """Fig. S1: (a) σ_ref (summary database) and (b) ⟨ω⟩ (THz, mean reference frequency) per halide,
+    from :func:`hdpbench.analysis.halide_reference_table`; a box for MIN_VALUES_FOR_BOX compounds or
+    more, else the points and their median as a bar; n per halide in each panel's tick labels."""
+    fig, axes = plt.subplots(1, 2, figsize=(PAGE_WIDTH_IN, 3.4))
+    halides = [h for h in HALIDE_ORDER if h in set(table["halide"])]
+    panels = [("sigma_reference_db", "σ_ref (summary database)", "(a) anharmonicity"),
+              ("mean_frequency_thz", "⟨ω⟩ (THz)", "(b) mean reference frequency")]
+    for ax, (column, label, title) in zip(axes, panels, strict=True):
+        counts = []
+        for h, halide in enumerate(halides):
+            values = pd.to_numeric(table.loc[table["halide"] == halide, column], errors="coerce").dropna().to_numpy()
+            counts.append(len(values))
+            _box_or_points(ax, values, h, 0.6, f"C{h}")
+        ax.set_xticks(range(len(halides)), [f"{halide}\nn = {n}" for halide, n in zip(halides, counts, strict=True)])
+        ax.set_xlim(-0.6, max(len(halides), 1) - 0.4)
+        ax.set(ylabel=label, title=title)
+    axes[0].axhline(0.5, color="0.6", lw=0.8, ls=":")  # the weak/strong anharmonicity class boundary
+    axes[0].text(0.98, 0.5, "weakly | strongly anharmonic ", transform=axes[0].get_yaxis_transform(), ha="right", va="top",
+                 fontsize=9, color="0.4")
+    source_note(fig, dataset_label)
+    fig.tight_layout(rect=(0, 0.04, 1, 1))
     return fig
 
 
@@ -92,16 +200,10 @@ def phonon_error_boxes(phonons: pd.DataFrame, models: Sequence[str], dataset_lab
             colour = f"C{k}"
             for h, halide in enumerate(halides):
                 values = phonons[(phonons["model"] == model) & (phonons["halide"] == halide)][column].dropna().to_numpy()
-                position = h + (k - (len(models) - 1) / 2) * width
-                if len(values) >= MIN_VALUES_FOR_BOX:
-                    ax.boxplot([values], positions=[position], widths=width * 0.85, patch_artist=True,
-                               boxprops={"facecolor": colour, "alpha": 0.45}, medianprops={"color": "k", "lw": 1.5},
-                               flierprops={"markersize": 3})
-                elif len(values):
-                    ax.scatter(np.full(len(values), position), values, color=colour, edgecolor="k", lw=0.4, s=30, zorder=3)
-                    ax.hlines(np.median(values), position - width * 0.4, position + width * 0.4, color="k", lw=1.5, zorder=4)
+                _box_or_points(ax, values, h + (k - (len(models) - 1) / 2) * width, width, colour)
             ax.scatter([], [], color=colour, edgecolor="k", lw=0.4, s=30, label=display_name(model))
         ax.set(yscale="log", ylabel=label)
+        plain_log_ticks(ax)
     counts = phonons.drop_duplicates("compound").groupby("halide").size()
     axes[1].set_xticks(range(len(halides)), [f"{h}\nn = {int(counts.get(h, 0))}" for h in halides])
     axes[0].legend(loc="best", title="black bar: median", title_fontsize=9)
@@ -480,4 +582,40 @@ def bands_before_after(panels: Sequence[tuple[str, dict[str, np.ndarray], dict[s
     fig.text(0.99, 0.002, "negative: imaginary", fontsize=9, color="0.35", ha="right", va="bottom")
     source_note(fig, dataset_label)
     fig.tight_layout(rect=(0, 0.05, 1, 1))
+    return fig
+
+
+# -- σ page: Fig. S7 ----------------------------------------------------------------------------------
+TRACE_STYLES = {
+    "sigma_reference": {"color": "k", "ls": "-", "label": "σ_ref(t): reference forces, Φ_ref"},
+    "sigma_model_fc_reference": {"color": "C0", "ls": "--", "label": "σ_model(Φ_ref)(t): model forces, Φ_ref"},
+    "sigma_model_fc_model": {"color": "C3", "ls": "-.", "label": "σ_model(Φ_model)(t): model forces, own Φ"},
+}
+
+
+def sigma_time_traces(traces: pd.DataFrame, descriptions: dict[str, str], model: str, dataset_label: str):
+    """Fig. S7: σ(t) against time for a few compounds (``analysis.sigma_trace_table`` rows), one panel
+    each, titled with ``descriptions[compound]``: σ_ref, σ_model(Φ_ref) and σ_model(Φ_model). Each
+    production file is its own line (never joined across a file boundary, marked by a dotted line);
+    the class limits σ = 0.5 and 1 are grey."""
+    compounds = [c for c in descriptions if c in set(traces["compound"])]
+    fig, axes = plt.subplots(len(compounds), 1, figsize=(PAGE_WIDTH_IN, 2.6 * len(compounds) + 1.0), squeeze=False)
+    for ax, compound in zip(axes[:, 0], compounds, strict=True):
+        rows = traces[traces["compound"] == compound].sort_values("time_fs")
+        for limit in (0.5, 1.0):
+            ax.axhline(limit, color="0.75", lw=0.8, zorder=0)
+        for k, (_, part) in enumerate(rows.groupby("file", sort=True)):
+            if k:  # the boundary between two production files
+                ax.axvline(part["file_start_fs"].iloc[0], color="0.4", lw=0.8, ls=":")
+            for column, style in TRACE_STYLES.items():
+                ax.plot(part["time_fs"], part[column], color=style["color"], ls=style["ls"], lw=1.1)
+        n_files = rows["file"].nunique()
+        ax.set(ylabel="σ(t)", title=f"{compound}: {descriptions[compound]} (n = {len(rows)} frames, {n_files} file{'s' if n_files > 1 else ''})")
+    axes[-1, 0].set_xlabel("time (fs), production files end to end (dotted: file boundary)")
+    handles = [plt.Line2D([], [], color=s["color"], ls=s["ls"], lw=1.1) for s in TRACE_STYLES.values()]
+    fig.legend(handles, [f"{s['label']}" for s in TRACE_STYLES.values()], loc="upper center", ncol=1, frameon=False,
+               title=f"model: {display_name(model)}", title_fontsize=9)
+    source_note(fig, dataset_label)
+    legend_height = 0.85 / fig.get_figheight()
+    fig.tight_layout(rect=(0, 0.03, 1, 1 - legend_height))
     return fig

@@ -74,8 +74,11 @@ class ModelSpec:
     sha256: str | None = None
     dtype: str = "float32"
     paper_order: int | None = None
+    # the columns of the paper's Table 1 (optional; a fine-tuned entry falls back to its base's)
+    elements_covered: int | str | None = None  # a count, or a count with its source ("94 (H–Pu)")
     training_data: str | None = None
     level_of_theory: str | None = None
+    notes: str | None = None
     parameters: int | None = None
     citation: str | None = None
     source_file: str | None = None  # the YAML this entry was read from
@@ -247,8 +250,10 @@ def model_table() -> list[dict[str, Any]]:
                 "sha256": spec.sha256,
                 "url": spec.url,
                 "elements": spec.elements,
+                "elements_covered": spec.elements_covered,
                 "training_data": spec.training_data,
                 "level_of_theory": spec.level_of_theory,
+                "notes": spec.notes,
                 "parameters": spec.parameters,
                 "finetune": spec.extra.get("finetune"),
             }

@@ -12,7 +12,8 @@ Each stage skips compounds already done with the same settings and resumes after
 from __future__ import annotations
 
 from collections.abc import Sequence
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, replace
+from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -24,8 +25,13 @@ from .validation import require_choice, require_positive, require_positive_int, 
 
 @dataclass(frozen=True)
 class PhononSettings:
+    """Φ_model by finite displacements. The authors use two displacements: 0.01 Å for the bands
+    (``phonon_plotter.py``) and their ``PhonopyWorker`` default, 0.02 Å, for the Φ_MACE that σ
+    reads (``mace/collect_data.py``); :meth:`for_sigma` gives the settings of the latter."""
+
     supercell: tuple[int, int, int] = (2, 2, 2)
-    displacement: float = 0.01
+    displacement: float = 0.01  # Å, bands and phonon metrics
+    sigma_displacement: float = 0.02  # Å, the Φ_model of σ_model(Φ_model), σ_model-only and the maps' σ
     symmetrize: bool = False
     points_per_segment: int = 50
     unstable_below_thz: float = -0.5
@@ -41,17 +47,24 @@ class PhononSettings:
             raise UsageError(f"phonons setting supercell={supercell!r}: expected three positive integers, e.g. [2, 2, 2]")
         object.__setattr__(self, "supercell", tuple(supercell))
         require_positive("phonons setting displacement", self.displacement)
+        require_positive("phonons setting sigma_displacement", self.sigma_displacement)
         require_positive_int("phonons setting points_per_segment", self.points_per_segment)
         _check_dtype("phonons", self.dtype)
+
+    def for_sigma(self) -> PhononSettings:
+        """The settings of the Φ_model that the σ stages read (displacement ``sigma_displacement``)."""
+        return replace(self, displacement=self.sigma_displacement)
 
 
 @dataclass(frozen=True)
 class SigmaSettings:
-    discard: int = 100  # frames dropped from the start of each production file
+    frames: str = "paper"  # production files read (io.authors.FrameSet): the authors' σ scripts read _1 and _2
+    discard: int = 100  # frames dropped from the start of each production file (the authors' read(index='100:'))
     max_frames: int | None = None  # evenly subsample the kept frames to at most this many
     dtype: str = "float32"
 
     def __post_init__(self):
+        _check_frames("sigma", self.frames, ("paper", "all"))
         require_positive_int("sigma setting discard", self.discard, allow_zero=True)
         if self.max_frames is not None:
             require_positive_int("sigma setting max_frames", self.max_frames)
@@ -60,6 +73,10 @@ class SigmaSettings:
 
 def _check_dtype(group: str, dtype) -> None:
     require_choice(f"{group} setting dtype", dtype, ("float32", "float64"))
+
+
+def _check_frames(group: str, frames, choices: tuple[str, ...]) -> None:
+    require_choice(f"{group} setting frames", frames, choices)
 
 
 def _dataset_and_model(dataset, model, device: str, dtype: str, compounds: Sequence[str] | None = None):
@@ -213,7 +230,7 @@ def run_sigma_reference_frames(
     from .io.force_constants import read_force_constants
 
     data, loaded = _dataset_and_model(dataset, model, device, settings.dtype, compounds)
-    phonon_settings = phonon_settings or PhononSettings(dtype=settings.dtype)
+    phonon_settings = (phonon_settings or PhononSettings(dtype=settings.dtype)).for_sigma()
     names = list(compounds) if compounds is not None else data.compounds()
     with_md = with_production_md(data, names)
     phonon_stage = run_phonons(
@@ -224,10 +241,8 @@ def run_sigma_reference_frames(
 
     def compute(name: str) -> dict[str, Any]:
         require_upstream(phonon_stage, name)
-        compound = data.load(name, discard=settings.discard)
-        trajectory = compound.trajectory
-        if trajectory is None:
-            raise ValueError(f"{name} has no production trajectory")
+        compound = data.load(name, discard=settings.discard, frames=settings.frames)
+        trajectory = require_frames(compound, settings.frames, settings.discard)
         if settings.max_frames and len(trajectory) > settings.max_frames:
             trajectory = trajectory.select(np.linspace(0, len(trajectory) - 1, settings.max_frames).round().astype(int))
         model_forces = evaluator.evaluate(trajectory.to_atoms_list()).forces_array()
@@ -243,6 +258,8 @@ def run_sigma_reference_frames(
             "compound": name,
             "halide": compound.halide,
             "n_frames": len(trajectory),
+            "frame_set": settings.frames,
+            "production_files": [Path(t.source_files[0]).name for t in compound.trajectories],
             "sigma_reference_db": compound.summary.get("sigma_reference"),
             "force_mae_ev_ang": float(np.abs(force_error).mean()),
             "force_rmse_ev_ang": float(np.sqrt((force_error**2).mean())),
@@ -260,6 +277,19 @@ def run_sigma_reference_frames(
     return stage
 
 
+def require_frames(compound, frames: str, discard: int):
+    """All frames of ``compound``'s production files of the frame set, or a clear error saying which
+    files the set needs (the stage records it for that compound)."""
+    from .io.authors import frame_set
+
+    if compound.trajectory is None:
+        raise ValueError(
+            f"{compound.formula}: no frames of frame set {frames!r} ({frame_set(frames).describe()}) "
+            f"left after dropping {discard} per file; found {compound.provenance.get('skipped_production_files') or 'no such file'}"
+        )
+    return compound.trajectory
+
+
 def collect(stage: StageResults, compounds: Sequence[str] | None = None) -> list[dict[str, Any]]:
     """The JSON results of every done compound (for tables and figures)."""
     names = stage.done() if compounds is None else [c for c in compounds if stage.is_done(c)]
@@ -273,16 +303,17 @@ class ModelMDSettings:
     temperature_K: float = 300.0
     timestep_fs: float = 1.0
     andersen_prob: float = 0.5
-    start_frame_max: int = 700  # start from a random AIMD frame with index 0..700
+    start_frames: str = "md-start"  # the AIMD file runs start from (io.authors.FrameSet): _2, else _1
+    start_frame_max: int = 700  # start from a random step 0..700 of it (no step dropped, as the authors)
     write_every: int = 1
-    discard: int = 100
     seed: int = 0
     dtype: str = "float32"
 
     def __post_init__(self):
         for name in ("runs_per_compound", "steps", "write_every"):
             require_positive_int(f"md setting {name}", getattr(self, name))
-        for name in ("start_frame_max", "discard", "seed"):
+        _check_frames("md", self.start_frames, ("md-start", "paper", "all"))
+        for name in ("start_frame_max", "seed"):
             require_positive_int(f"md setting {name}", getattr(self, name), allow_zero=True)
         for name in ("temperature_K", "timestep_fs"):
             require_positive(f"md setting {name}", getattr(self, name))
@@ -327,13 +358,12 @@ def run_model_md(
     pending = stage.pending(with_md)
     if not pending:
         return stage
-    replicas, owners, starts, halides, notes = [], [], {}, {}, {}
+    replicas, owners, starts, start_files, halides, notes = [], [], {}, {}, {}, {}
     unloadable: dict[str, BaseException] = {}
     for name in with_md:
         try:
-            compound = data.load(name, discard=settings.discard)
-            if compound.trajectory is None:
-                raise ValueError(f"{name}: no production frames left after discarding {settings.discard} per file")
+            compound = data.load(name, discard=0, frames=settings.start_frames)
+            require_frames(compound, settings.start_frames, 0)
         except Exception as error:  # one bad archive must not stop the batch: recorded below
             unloadable[name] = error
             continue
@@ -343,6 +373,7 @@ def run_model_md(
         rng = np.random.default_rng([settings.seed, zlib_crc(name)])
         last = min(settings.start_frame_max, len(trajectory) - 1)
         starts[name] = rng.integers(0, last + 1, size=settings.runs_per_compound).tolist()
+        start_files[name] = [f"{Path(trajectory.frame_file(k)).name} step {int(trajectory.frame_index[k])}" for k in starts[name]]
         for run, frame in enumerate(starts[name]):
             atoms = trajectory.atoms(frame)
             atoms.calc = None
@@ -383,6 +414,7 @@ def run_model_md(
             "compound": name,
             "halide": halides[name],
             "start_frames": starts[name],
+            "start_from": start_files[name],  # AIMD file and step of each run's first frame
             "mean_temperature_per_run": [float(np.mean(md.status[r].temperatures)) if md.status[r].temperatures else None for r in runs],
             "steps_per_run": [md.status[r].steps_done for r in runs],
             "stopped_runs": {str(k): md.status[r].stopped for k, r in enumerate(runs) if md.status[r].stopped},
@@ -432,7 +464,7 @@ def run_sigma_model_md(
     from .io.force_constants import read_force_constants
 
     data, loaded = _dataset_and_model(dataset, model, device, md_settings.dtype, compounds)
-    phonon_settings = phonon_settings or PhononSettings(dtype=md_settings.dtype)
+    phonon_settings = (phonon_settings or PhononSettings(dtype=md_settings.dtype)).for_sigma()
     names = list(compounds) if compounds is not None else data.compounds()
     with_md = with_production_md(data, names)
     phonon_stage = run_phonons(
@@ -483,10 +515,12 @@ def zlib_crc(text: str) -> int:
 @dataclass(frozen=True)
 class KPCASettings:
     max_frames_per_set: int = 100  # REMatch is O(frames²): reference and model frames are subsampled evenly
+    frames: str = "paper"  # AIMD files of the map (io.authors.FrameSet); "all" adds the extended AIMD of Fig. S11
     discard: int = 100
     dtype: str = "float32"
 
     def __post_init__(self):
+        _check_frames("kpca", self.frames, ("paper", "all"))
         require_positive_int("kpca setting max_frames_per_set", self.max_frames_per_set)
         require_positive_int("kpca setting discard", self.discard, allow_zero=True)
         _check_dtype("kpca", self.dtype)
@@ -525,10 +559,8 @@ def run_kpca(
 
     def compute(name: str) -> dict[str, Any]:
         require_upstream(sigma_md_stage, name)
-        compound = data.load(name, discard=settings.discard)
-        reference = compound.trajectory
-        if reference is None:
-            raise ValueError(f"{name}: no reference frames left after discarding {settings.discard} per production file")
+        compound = data.load(name, discard=settings.discard, frames=settings.frames)
+        reference = require_frames(compound, settings.frames, settings.discard)
         model_frames = ase.io.read(md_stage.path(name, ".md.extxyz"), index=":")
         result = configuration_map(
             reference.to_atoms_list(),
@@ -546,6 +578,8 @@ def run_kpca(
                 "n_reference_frames": int((result.labels == 0).sum()),
                 "n_model_frames": int((result.labels == 1).sum()),
                 "subsampled_from": {"reference": len(reference), "model": len(model_frames)},
+                "frame_set": settings.frames,
+                "production_files": [Path(t.source_files[0]).name for t in compound.trajectories],
                 **input_notes(compound),
             },
             "arrays": {

@@ -18,7 +18,9 @@ for training the demo models only).
 from __future__ import annotations
 
 import re
+from collections.abc import Sequence
 from dataclasses import dataclass, field
+from enum import StrEnum
 from pathlib import Path
 from typing import Any
 
@@ -49,6 +51,56 @@ def production_file_number(name: str) -> int | None:
     if not match:
         return None
     return int(match.group(1) or 0)
+
+
+class FrameSet(StrEnum):
+    """Which production files a stage reads, as the authors' scripts read them (public repository
+    yangjackie/futuremat, perovskite_screenings/halide_double_perovskites/; read for facts only).
+
+    * ``paper`` — ``vasprun_prod_1.xml`` then ``vasprun_prod_2.xml`` (``mace/anharmonic_score_benchmarking.py``:
+      σ_DFT and σ_MACE of Fig. 3, S7–S9, and the AIMD frames of the KPCA maps). ``vasprun_prod.xml`` is
+      not part of it.
+    * ``all`` — every ``vasprun_prod*.xml`` in file order: what ``collect_data.py`` reads for the
+      database's ``sigma_300K_single``, and the extended AIMD (files ``_3`` … ``_5``) of Fig. S11.
+    * ``md-start`` — the one file model-only MD starts from: ``vasprun_prod_2.xml``, else ``_1``
+      (``mace/mace_benchmarking.py``; a random step 0–700 of that file).
+    """
+
+    PAPER = "paper"
+    ALL = "all"
+    MD_START = "md-start"
+
+    def select(self, production_files: Sequence[str]) -> list[str]:
+        """The members of this set among ``production_files`` (member names), in reading order."""
+        by_number = {production_file_number(name): name for name in production_files}
+        if self is FrameSet.ALL:
+            return [by_number[k] for k in sorted(by_number)]
+        if self is FrameSet.PAPER:
+            return [by_number[k] for k in PAPER_SIGMA_FILES if k in by_number]
+        first = next((k for k in MD_START_FILES if k in by_number), None)
+        return [] if first is None else [by_number[first]]
+
+    def describe(self) -> str:
+        return FRAME_SET_DESCRIPTIONS[self]
+
+
+PAPER_SIGMA_FILES = (1, 2)  # vasprun_prod_1.xml, vasprun_prod_2.xml
+MD_START_FILES = (2, 1)  # vasprun_prod_2.xml, else vasprun_prod_1.xml
+FRAME_SET_DESCRIPTIONS = {
+    FrameSet.PAPER: "MD/vasprun_prod_1.xml and MD/vasprun_prod_2.xml",
+    FrameSet.ALL: "every MD/vasprun_prod*.xml",
+    FrameSet.MD_START: "MD/vasprun_prod_2.xml, else MD/vasprun_prod_1.xml",
+}
+
+
+def frame_set(value: str | FrameSet) -> FrameSet:
+    """``value`` as a :class:`FrameSet`; a clear error naming the choices otherwise."""
+    try:
+        return FrameSet(value)
+    except ValueError:
+        from ..errors import UsageError
+
+        raise UsageError(f"frame set {value!r} is not one of {[s.value for s in FrameSet]}") from None
 
 
 @dataclass
@@ -86,27 +138,35 @@ def load_compound(
     *,
     discard: int = DEFAULT_DISCARD,
     trajectories: bool = True,
+    frames: str | FrameSet = FrameSet.ALL,
     summary: dict[str, Any] | None = None,
     halide: str | None = None,
 ) -> Compound:
     """Read one compound in the authors' layout, in a single pass over its archive.
 
-    ``discard`` frames are dropped from the start of each production file. With
-    ``trajectories=False`` the MD files are skipped (fast: phonon stages need only cells and Φ).
+    ``frames`` picks the production files (:class:`FrameSet`); ``discard`` frames are dropped from the
+    start of each. With ``trajectories=False`` the MD files are skipped (fast: phonon stages need only
+    cells and Φ).
     """
     from ..validation import require_positive_int
 
     require_positive_int("discard", discard, allow_zero=True)
+    frames = frame_set(frames)
     files = CompoundFiles(path)
     formula = formula_of(path)
     wanted_static = {UNITCELL_MEMBER, SUPERCELL_MEMBER, FC_MEMBER, FORCE_SETS_MEMBER}
+    # Decided from the name alone, in one pass; md-start parses both candidates and keeps one below.
+    numbers = {FrameSet.PAPER: set(PAPER_SIGMA_FILES), FrameSet.MD_START: set(MD_START_FILES)}.get(frames)
     static: dict[str, bytes] = {}
     parsed: dict[int, Trajectory] = {}
     skipped: dict[str, str] = {}
     truncated: dict[str, str] = {}
 
     def wanted(name: str) -> bool:
-        return name in wanted_static or (trajectories and production_file_number(name) is not None)
+        number = production_file_number(name)
+        if number is None:
+            return name in wanted_static
+        return trajectories and (numbers is None or number in numbers)
 
     for name, stream in files.iter_members(wanted):
         number = production_file_number(name)
@@ -144,7 +204,11 @@ def load_compound(
         n_atoms=len(supercell),
     )
 
-    trajectory_list = [parsed[k] for k in sorted(parsed)]
+    if frames is FrameSet.MD_START:
+        first = next((k for k in MD_START_FILES if k in parsed), None)
+        parsed = {} if first is None else {first: parsed[first]}
+    order = PAPER_SIGMA_FILES if frames is FrameSet.PAPER else sorted(parsed)
+    trajectory_list = [parsed[k] for k in order if k in parsed]
     return Compound(
         formula=formula,
         halide=halide or halide_of(unitcell.get_chemical_symbols()),
@@ -158,6 +222,7 @@ def load_compound(
             "source": str(files.path),
             "layout": "authors",
             "force_constants_from": fc_member,
+            "frame_set": frames.value,
             "production_files": [t.source_files[0] for t in trajectory_list],
             "discarded_frames_per_file": discard,
             "skipped_production_files": skipped,
