@@ -28,6 +28,8 @@ dataset = "demo"
 models = ["demo-small-data", "demo-more-data"]
 # None = the paper's Table 2 compounds that the dataset has, else all
 compounds = None
+# Fig. S11: the maps redone with the extended AIMD, for the paper's two compounds where present
+extended_compounds = ["K2RbSbF6", "Rb2NiAgF6"]
 device = "cpu"
 dtype = "float32"
 results = None
@@ -66,6 +68,9 @@ glue("kp_dataset", analysis.prose(label), display=False)
 glue("kp_model", analysis.prose(last), display=False)
 glue("kp_compounds", analysis.prose(", ".join(chosen)), display=False)
 glue("kp_frames", settings.kpca.max_frames_per_set, display=False)
+paper_files = analysis.frame_set_files(dataset, chosen[0], settings.kpca.frames)
+glue("kp_compounds_first", analysis.prose(chosen[0]), display=False)
+glue("kp_paper_files", analysis.prose(" and ".join(f"`{name}`" for name in paper_files) or "none"), display=False)
 arrays = {compound: maps.load_arrays(compound) for compound in chosen}
 overlaps = pd.DataFrame(
     {
@@ -79,7 +84,10 @@ glue("kp_split_range", analysis.prose(f"{overlaps['reference_split'].min():.2f} 
 
 # %% [markdown]
 # {glue:md}`kp_dataset`. Model: {glue:md}`kp_model`; compounds: {glue:md}`kp_compounds`. Each map uses
-# at most {glue:text}`kp_frames` evenly spaced frames per set (REMatch costs O(frames²)).
+# at most {glue:text}`kp_frames` evenly spaced frames per set (REMatch costs O(frames²); the authors
+# used every frame). The reference frames are those of the paper's σ (their `soap_kernel.py` reads the
+# same `vasprun_prod_1.xml` and `_2.xml` with the first 100 steps of each dropped): here
+# {glue:md}`kp_paper_files` of {glue:md}`kp_compounds_first`.
 #
 # ## Fig. 6 — reference and model MD in one map
 #
@@ -120,6 +128,42 @@ plt.show()
 
 # %% [markdown]
 # {download}`Data of this figure (CSV) <kpca_maps_data/fig6.csv>` (the same table: column `sigma_per_frame`)
+
+# %% [markdown]
+# ## Fig. S11 — the maps with the extended AIMD
+#
+# To check that the maps are not biased by the model's longer runs, the paper extended the AIMD of
+# K2RbSbF6 and Rb2NiAgF6 to 4 ps (files `vasprun_prod_3.xml` … `_5.xml`) and redid the maps: the
+# divergence shrank for K2RbSbF6 and grew for Rb2NiAgF6. Here the maps' reference frames are every
+# production file (frame set `all`), for {glue:md}`kp_extended_compounds`:
+# {glue:md}`kp_extended_files`. {glue:md}`kp_extended_note`
+
+# %%
+extended = [c for c in extended_compounds if c in available] or chosen[:2]
+extended_settings = settings.with_overrides(["kpca.frames=all"])
+extended_maps = analysis.stage_results("kpca", dataset, last, compounds=extended, settings=extended_settings, device=device, results_root=results)
+extended_arrays = {compound: extended_maps.load_arrays(compound) for compound in extended}
+extended_files = analysis.frame_set_files(dataset, extended[0], "all")
+glue("kp_extended_compounds", analysis.prose(", ".join(extended)), display=False)
+glue("kp_extended_files", analysis.prose(f"{extended[0]} has " + ", ".join(f"`{name}`" for name in extended_files)), display=False)
+glue("kp_extended_note", analysis.prose(analysis.extended_aimd_note(dataset, extended[0])), display=False)
+fig = figures.kpca_grid(extended_arrays, last, label)
+plt.show()
+page.figure_data(analysis.kpca_table(extended_arrays), "kpca_maps", "figS11")
+
+# %% [markdown]
+# {download}`Data of this figure (CSV) <kpca_maps_data/figS11.csv>`
+
+# %%
+overlap_both = pd.DataFrame(
+    {
+        "compound": extended,
+        "overlap (paper's AIMD frames)": [maps.load_json(c)["overlap"] if c in chosen else np.nan for c in extended],
+        "overlap (extended AIMD)": [extended_maps.load_json(c)["overlap"] for c in extended],
+        "AIMD frames (extended, before subsampling)": [extended_maps.load_json(c)["subsampled_from"]["reference"] for c in extended],
+    }
+)
+display(page.readable(overlap_both, missing="not mapped above"))
 
 # %% [markdown]
 # ## Table 2 — recomputed beside the published one

@@ -210,3 +210,42 @@ def test_an_unknown_frame_set_is_refused_with_the_choices():
 
     with pytest.raises(UsageError, match="'paper', 'all', 'md-start'"):
         frame_set("first-two")
+
+
+def test_sigma_db_check_recomputes_the_stored_value_like_for_like(tmp_path, members_of):
+    """The database's σ is one pooled ratio of standard deviations over every production file with no
+    frame dropped (the authors' collect_data.py); the paper's σ is ⟨σ(t)⟩ over _1 and _2 after the
+    discard. Both recomputed here by hand with numpy, independently of hdpbench.anharmonicity."""
+    from hdpbench import analysis
+    from hdpbench.runner import _cached_dataset
+
+    from .builders import write_summary_db
+
+    members, built = members_of("Cs2AgBiBr6", n_files=3, frames_per_file=5)
+    root = tmp_path / "hdp"
+    write_tarball(root / "bromides" / "dpv_Cs2AgBiBr6.tar.gz", members, "dpv_Cs2AgBiBr6")
+    reference = built.supercell
+    phi = built.force_constants.transpose(0, 2, 1, 3).reshape(240, 240)
+
+    def residuals(frames):
+        fractional = (frames.positions - reference.positions) @ np.linalg.inv(reference.cell.array)
+        u = (fractional - np.round(fractional)) @ reference.cell.array
+        harmonic = -(u.reshape(len(u), -1) @ phi.T).reshape(u.shape)
+        return frames.forces, frames.forces - harmonic
+
+    pairs = [residuals(f) for f in built.frames]
+    forces = np.concatenate([f for f, _ in pairs])
+    residual = np.concatenate([r for _, r in pairs])
+    stored = residual.std() / forces.std()
+    write_summary_db(root / "double_halide_pv.db", {"Cs2AgBiBr6": {"sigma_300K_single": float(stored)}})
+    kept = [(f[1:], r[1:]) for f, r in pairs[1:3]]  # _1 and _2, one step dropped from each
+    paper = np.mean(np.concatenate([np.sqrt((r**2).sum(axis=(1, 2)) / (f**2).sum(axis=(1, 2))) for f, r in kept]))
+
+    _cached_dataset.cache_clear()
+    table = analysis.sigma_db_check(str(root), discard=1)
+    row = table.set_index("compound").loc["Cs2AgBiBr6"]
+    assert row["sigma_db_recomputed"] == pytest.approx(stored, rel=1e-6) and row["sigma_db"] == pytest.approx(stored)
+    assert row["sigma_paper"] == pytest.approx(paper, rel=1e-6)
+    assert row["frames_db"] == 15 and row["frames_paper"] == 8
+    assert "segment before `_1`" in analysis.extended_aimd_note(str(root), "Cs2AgBiBr6")
+    _cached_dataset.cache_clear()

@@ -152,17 +152,22 @@ def test_book_parameters_flow_to_each_notebook(monkeypatch, tmp_path):
 
 def test_section_pages_declare_the_same_parameters():
     """A page that read a stage with other sizes than the page that made it would recompute and
-    overwrite it (one result set per stage): all section pages must take the same parameters.
-    Only a page's figure choices (``fig…``: which halide/model a figure shows, no stage setting)
-    may be its own, and the book never sets them."""
-    from hdpbench import book
+    overwrite it (one result set per stage): every section page must take every parameter that
+    selects stage results (what ``analysis.book_settings`` turns into settings, and the data, models,
+    device and results folder). A page may add its own (which halide or compounds a figure shows),
+    as long as none of them is a stage setting or a size the book sets."""
+    import inspect
+
+    from hdpbench import analysis, book
     from hdpbench.book import declared_parameters
 
+    stage_parameters = set(inspect.signature(analysis.book_settings).parameters) | {"dataset", "models", "compounds", "device", "results"}
     declared = {name: declared_parameters(name) for name in SECTION_NOTEBOOKS}
-    shared = {name: {p for p in params if not p.startswith("fig")} for name, params in declared.items()}
-    assert all(params == shared["sigma"] for params in shared.values()), declared
-    assert declared["phonons"] - shared["phonons"] == {"fig1a_halide", "fig1a_model"}
-    assert not any(key.startswith("fig") for sizes in book.BOOK_SIZES.values() for key in sizes)
+    for name, params in declared.items():
+        assert stage_parameters <= params, (name, stage_parameters - params)
+        own = params - stage_parameters
+        assert not own & {key for sizes in book.BOOK_SIZES.values() for key in sizes}, (name, own)
+    assert declared["phonons"] - stage_parameters == {"fig1a_halide", "fig1a_model"}
 
 
 def test_demo_book_leaves_out_a_demo_model_not_trained_yet(monkeypatch, capsys):

@@ -125,3 +125,35 @@ def test_analytic_hessian_agrees_with_finite_displacements(tmp_path):
     scale = np.abs(analytic).max()
     assert scale > 1e-3
     assert np.abs(analytic - finite).max() < 1e-3 * scale  # O(h²) with h = 0.01 Å
+
+
+@pytest.mark.parametrize("name", ["NaCl", "CaTiO3"])
+def test_fig_s2_ticks_sit_where_phonopy_ends_each_segment(fixtures, name):
+    """Fig. S2 from the stored arrays: every tick at the path length where phonopy's own band structure
+    ends a segment (real VASP force sets), labelled with seekpath's points; a jump shows as "A|B"."""
+    from hdpbench import figures
+    from hdpbench.phonons import band_arrays, band_path, bands, make_phonopy
+
+    unitcell, fc = real_case(fixtures, name)
+    path = band_path(unitcell, 12)
+    computed = bands(make_phonopy(unitcell, np.diag([2, 2, 2]), fc), path)
+    arrays = band_arrays(computed, computed)
+    direct = make_phonopy(unitcell, np.diag([2, 2, 2]), fc)
+    direct.run_band_structure(path[0], path_connections=path[2], labels=path[1])
+    ends = [float(segment[-1]) for segment in direct.band_structure.distances]
+    starts = [float(segment[0]) for segment in direct.band_structure.distances]
+    positions, names = figures.band_ticks(arrays["distances"], arrays["segment_ends"], arrays["band_labels"], arrays["band_connections"])
+    np.testing.assert_allclose(positions, [starts[0], *ends], atol=1e-12)
+    fig = figures.band_comparison([(name, arrays)], "model", "test data")
+    np.testing.assert_allclose(fig.axes[0].get_xticks(), positions)
+    # seekpath's labels (LaTeX, e.g. "$\\mathrm{X}$"), one per point where segments meet, "X|Y" where the path jumps
+    plain = [label.replace("$", "").replace("\\mathrm{", "").replace("}", "").replace("\\Gamma", "Γ") for label in path[1]]
+    expected, label = [plain[0]], 1
+    for k, connected in enumerate(path[2]):
+        if connected or k == len(path[2]) - 1:
+            expected.append(plain[label])
+            label += 1
+        else:
+            expected.append(f"{plain[label]}|{plain[label + 1]}")
+            label += 2
+    assert names == expected

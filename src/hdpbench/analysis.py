@@ -52,6 +52,24 @@ def frame_set_files(dataset: str, compound: str, frames: str) -> list[str]:
     return _cached_dataset(str(dataset)).entries()[compound].production_files(frames)
 
 
+def extended_aimd_note(dataset: str, compound: str) -> str:
+    """What the extended frame set (``all``) adds to the paper's (``_1``, ``_2``) for one compound, in a
+    sentence: the authors' 4 ps extension is ``vasprun_prod_3.xml`` … ``_5.xml``."""
+    from .io.authors import PAPER_SIGMA_FILES, FrameSet, production_file_number
+
+    paper = set(frame_set_files(dataset, compound, FrameSet.PAPER))
+    extra = [name for name in frame_set_files(dataset, compound, FrameSet.ALL) if name not in paper]
+    later = [name for name in extra if production_file_number(name) > max(PAPER_SIGMA_FILES)]
+    if later:
+        return f"Files beyond the paper's σ frames: {', '.join(f'`{name}`' for name in later)}."
+    if extra:
+        return (
+            f"This dataset has no extension beyond `_2`; the extended set adds {', '.join(f'`{name}`' for name in extra)}, "
+            "the segment before `_1`: more AIMD frames, not a longer time."
+        )
+    return "This dataset has no production file beyond the paper's, so these maps equal the ones above."
+
+
 def sigma_db_check(dataset: str, compounds: Sequence[str] | None = None, *, discard: int = 100) -> pd.DataFrame:
     """Self-check of σ_DFT against the dataset's summary database, one row per compound with a stored value.
 
