@@ -202,7 +202,7 @@ glue("n_paper_models_here", int((paper_rows["weights here"] == "yes").sum()), di
 display(
     page.readable(table1(), index=False, missing="not stated")
     .set_caption("Table 1: models, training data and level of theory")
-    .set_table_styles([{"selector": "td", "props": "border-bottom: 1px solid #ddd; vertical-align: top;"},
+    .set_table_styles([{"selector": "td", "props": "border-bottom: 1px solid #ddd; vertical-align: top; padding-right: 0.8em;"},
                        {"selector": "td.col0", "props": "white-space: nowrap;"}], overwrite=False)
 )
 

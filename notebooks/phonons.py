@@ -15,7 +15,7 @@
 # two sets of phonon bands are compared on the same q-points, and why errors in ω² and in group
 # velocities tell different stories.
 #
-# **The physics in a few lines.** Displacing each symmetry-inequivalent atom by 0.01 Å in the 80-atom
+# **The physics in a few lines.** Displacing each symmetry-inequivalent atom by a small step $\Delta$ in the 80-atom
 # supercell and recording the forces gives $\Phi_{i\alpha,j\beta}=-\partial F_{i\alpha}/\partial u_{j\beta}$
 # (phonopy {cite:p}`togo2015phonopy`). Diagonalising the dynamical matrix $D(\mathbf q)$ gives
 # $\omega^2(\mathbf q)$; imaginary modes appear as negative $\omega^2$, so the comparison uses the
@@ -92,9 +92,19 @@ glue("ph_median_ratio", float(medians.max() / medians.min()), display=False)
 glue("ph_gamma_acoustic", float(best_rows["gamma_acoustic_max_thz_model"].median()), display=False)
 glue("ph_gamma_acoustic_reference", float(best_rows["gamma_acoustic_max_thz_reference"].median()), display=False)
 glue("ph_paper_finding", analysis.prose(published.FINDINGS["phonons"]), display=False)
+glue("ph_displacement", settings.phonons.displacement, display=False)
+glue("ph_sigma_displacement", settings.phonons.sigma_displacement, display=False)
+glue("ph_points", settings.phonons.points_per_segment, display=False)
 
 # %% [markdown]
 # {glue:md}`ph_dataset`. Models: {glue:md}`ph_models`; {glue:text}`ph_n_compounds` compounds.
+#
+# **Settings, as the authors ran them.** Φ_model of these bands: $\Delta$ = {glue:text}`ph_displacement` Å,
+# the authors' phonon-band script (`phonon_plotter.py`); the Φ_model that the σ pages read is a second
+# one at $\Delta$ = {glue:text}`ph_sigma_displacement` Å, their `PhonopyWorker` default (settings
+# `phonons.displacement` and `phonons.sigma_displacement`). Φ_model is computed on the reference's
+# relaxed cell, not re-relaxed with the model, and compared on {glue:text}`ph_points` q-points per
+# segment of the seekpath path, as published.
 #
 # ## Fig. 1a — the two errors per compound
 #
@@ -135,7 +145,7 @@ page.readable(
             "p_vg": "p (v_g)"},
     digits=2,
     missing="undefined",
-)
+).set_table_styles([{"selector": "td.col0", "props": "white-space: nowrap;"}], overwrite=False)
 
 # %% [markdown]
 # ## Figs. S3–S6 — the same, one figure per halide and one panel per model

@@ -83,10 +83,10 @@ def test_confusion_summary_and_its_text_cells():
     assert row["n"] == 18 and row["correct (%)"] == pytest.approx(100 * 12 / 18)
     assert row["of (outside the most stable class)"] == 12 and row["more stable (%)"] == pytest.approx(100 / 3)
     shown = analysis.readable_triangles(table, ["model"])
-    assert shown.iloc[0]["more stable (lower triangle)"] == "4 of 12 (33 %)"
-    assert shown.iloc[0]["correct (diagonal)"] == "12 of 18 (67 %)"
-    assert analysis.fraction_text(np.nan, np.nan, 38.0) == "38 % (counts not printed)"
-    assert analysis.fraction_text(None, None) == "not printed" and analysis.fraction_text(0, 0) == "0 of 0"
+    assert shown.iloc[0]["more stable (lower triangle)"] == "4\u00a0of\u00a012 (33\u00a0%)"
+    assert shown.iloc[0]["correct (diagonal)"] == "12\u00a0of\u00a018 (67\u00a0%)"
+    assert analysis.fraction_text(np.nan, np.nan, 38.0) == "38\u00a0% (counts not printed)"
+    assert analysis.fraction_text(None, None) == "not printed" and analysis.fraction_text(0, 0) == "0\u00a0of\u00a00"
 
 
 def test_published_fig3_summary_counts_the_paper_panels():
@@ -121,7 +121,7 @@ def test_md_triangles_every_model_then_the_paper_row():
     assert paper["source"] == "paper Fig. 4a" and np.isnan(paper["n"])
     assert paper["more stable (%)"] == pytest.approx(38) and paper["less stable (%)"] == pytest.approx(6)
     shown = analysis.readable_triangles(table, ["source", "model"])
-    assert shown.iloc[2]["less stable (upper triangle)"] == "6 % (counts not printed)"
+    assert shown.iloc[2]["less stable (upper triangle)"] == "6\u00a0% (counts not printed)"
 
 
 def test_halide_triangles_split_the_upper_triangle_by_halide():
@@ -158,7 +158,7 @@ def test_trace_compounds_pick_the_most_over_stabilised_and_the_closest():
     chosen = analysis.trace_compounds(sigma, "m")
     assert list(chosen) == ["A", "B"] and "over-stabilised" in chosen["A"] and "closest" in chosen["B"]
     positive = analysis.trace_compounds(sigma[sigma["compound"] != "A"], "m")
-    assert list(positive) == ["B"]  # lowest and closest are the same compound
+    assert list(positive) == ["B"] and positive["B"].endswith("also the closest")  # lowest and closest are one compound
 
 
 def trace_arrays():
@@ -208,3 +208,9 @@ def test_trace_summary_names_each_compound_with_its_scores():
     assert text == ("A (most over-stabilised; σ_ref 0.80, σ_model(Φ_model) 0.50) and "
                     "B (closest; σ_ref 0.30, σ_model(Φ_model) 0.31)")
     assert analysis.trace_summary(sigma, "m", {}) == "no compound with both scores"
+
+
+def test_less_stable_by_halide_names_each_model_and_its_halides():
+    halides = analysis.halide_triangles(md_rows(), ["a", "b"])
+    assert analysis.less_stable_by_halide(halides) == (
+        "a puts 1 compound in a less stable class (F: 1); b puts no compound in a less stable class")

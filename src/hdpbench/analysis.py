@@ -105,6 +105,50 @@ def sigma_db_check(dataset: str, compounds: Sequence[str] | None = None, *, disc
     return pd.DataFrame(rows)
 
 
+def md_start_sentence(dataset: str, md: pd.DataFrame, md_settings) -> str:
+    """Where the model-MD runs of this build started, as a sentence: the rule (the authors' file and
+    step range) and the files the stored runs actually started from (their ``start_from`` records)."""
+    from .io.authors import FrameSet, frame_set
+
+    started = sorted({entry.split(" step ")[0] for entries in md.get("start_from", pd.Series(dtype=object)).dropna() for entry in entries})
+    rule = (
+        f"Each run starts from a random step 0–{md_settings.start_frame_max} (none dropped) of "
+        f"{frame_set(md_settings.start_frames).describe()}"
+    )
+    if frame_set(md_settings.start_frames) is not FrameSet.MD_START:
+        rule += " (not the authors' rule, which is `vasprun_prod_2.xml`, else `_1`)"
+    return f"{rule}; in this build: {', '.join(f'`{name}`' for name in started) or 'no run'}."
+
+
+def sigma_db_note(dataset: str) -> str:
+    """Whose stored value the self-check tests: the authors' DFT database, or a database this project
+    generated itself (then agreement shows the convention was reproduced, not that DFT was)."""
+    from .datasets import registered_datasets
+
+    spec = registered_datasets().get(str(dataset))
+    if spec is not None and spec.demo:
+        return (
+            "On the demo the database was written by this project's generator in the authors' convention, so the left "
+            "panel checks that the convention is reproduced; with the authors' database the same check tests their data."
+        )
+    return "The stored values are the authors' own."
+
+
+def sigma_db_agreement(check: pd.DataFrame) -> dict[str, Any]:
+    """What the self-check found: the largest relative deviation of the like-for-like recomputation
+    from the stored σ, and the median relative difference between the paper's σ and the stored one."""
+    recomputed = (check["sigma_db_recomputed"] / check["sigma_db"] - 1).abs()
+    convention = check["sigma_paper"] / check["sigma_db"] - 1
+    return {
+        "n": len(check),
+        "max_relative_deviation": float(recomputed.max()) if len(check) else float("nan"),
+        "worst_compound": str(check.loc[recomputed.idxmax(), "compound"]) if len(check) else "",
+        "median_paper_vs_db": float(convention.median()) if len(check) else float("nan"),
+        "paper_vs_db_range": (float(convention.min()), float(convention.max())) if len(check) else (float("nan"),) * 2,
+        "same_class": int((sigma_class(check["sigma_paper"]) == sigma_class(check["sigma_db"])).sum()),
+    }
+
+
 def _rows(stage: StageResults, model: str, compounds: Sequence[str] | None) -> list[dict[str, Any]]:
     return [{"model": model, **row} for row in collect(stage, compounds)]
 
@@ -789,9 +833,10 @@ def fraction_text(count, denominator, percent=None) -> str:
 
     if known(count) and known(denominator):
         count, denominator = int(count), int(denominator)
-        return f"{count} of {denominator}" + (f" ({100 * count / denominator:.0f} %)" if denominator else "")
+        # no-break spaces: a narrow table column must not break "(100 %)" apart
+        return f"{count}\u00a0of\u00a0{denominator}" + (f" ({100 * count / denominator:.0f}\u00a0%)" if denominator else "")
     if known(percent):
-        return f"{percent:.0f} % (counts not printed)"
+        return f"{percent:.0f}\u00a0% (counts not printed)"
     return "not printed"
 
 
@@ -856,6 +901,21 @@ def halide_triangles(md: pd.DataFrame, models: Sequence[str]) -> pd.DataFrame:
     return table
 
 
+def less_stable_by_halide(halides: pd.DataFrame) -> str:
+    """A ``halide_triangles`` table as a phrase: per model, how many compounds it puts in a less
+    stable class and their halides ("m puts 3 compounds in a less stable class (F: 2, Cl: 1)")."""
+    parts = []
+    for model, rows in halides.groupby("model", sort=False):
+        counts = rows.set_index("halide")["less stable (upper triangle)"]
+        total = int(counts.sum())
+        if not total:
+            parts.append(f"{model} puts no compound in a less stable class")
+            continue
+        by_halide = ", ".join(f"{halide}: {int(n)}" for halide, n in counts.items() if n)
+        parts.append(f"{model} puts {total} compound{'s' if total > 1 else ''} in a less stable class ({by_halide})")
+    return "; ".join(parts) if parts else "no compounds"
+
+
 def rank_correlations(merged: pd.DataFrame, models: Sequence[str], target: str = "abs_delta_sigma",
                       against: Sequence[str] = ("rmse_omega2_thz2", "rmse_vg_thz_ang")) -> pd.DataFrame:
     """Fig. 5 per model: Spearman ρ (and its two-sided p) of ``target`` against each ``against``
@@ -895,8 +955,11 @@ def trace_compounds(sigma: pd.DataFrame, model: str, column: str = "delta_sigma_
     if lowest[column] < 0:
         chosen[lowest["compound"]] = f"most over-stabilised, {shift(lowest[column])}"
     else:
-        chosen[lowest["compound"]] = f"lowest {shift(lowest[column])} (none over-stabilised)"
-    chosen.setdefault(closest["compound"], f"closest, {shift(closest[column])}")
+        chosen[lowest["compound"]] = f"lowest {shift(lowest[column])}, none is over-stabilised"
+    if closest["compound"] in chosen:
+        chosen[closest["compound"]] += ", also the closest"
+    else:
+        chosen[closest["compound"]] = f"closest, {shift(closest[column])}"
     return chosen
 
 

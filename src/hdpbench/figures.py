@@ -93,8 +93,10 @@ def phonon_error_scatter(phonons: pd.DataFrame, model: str, dataset_label: str, 
     if len(data):
         for name, row in (("best", data.loc[data["rmse_omega2_thz2"].idxmin()]), ("worst", data.loc[data["rmse_omega2_thz2"].idxmax()])):
             on_right = row["rmse_vg_thz_ang"] > data["rmse_vg_thz_ang"].median()  # label inwards, not off the axes
+            below = name == "worst" and len(data) > 1  # the highest point: its label under it, inside the axes
             ax.annotate(f"{row['compound']} ({name})", (row["rmse_vg_thz_ang"], row["rmse_omega2_thz2"]), fontsize=9,
-                        xytext=(-4 if on_right else 4, 4), textcoords="offset points", ha="right" if on_right else "left")
+                        xytext=(-4 if on_right else 4, -5 if below else 4), textcoords="offset points",
+                        ha="right" if on_right else "left", va="top" if below else "bottom")
     ax.set_title(display_name(model) + (f", {halide} compounds" if halide else "") + f" (n = {len(data)})")
     plain_log_ticks(ax)
     source_note(fig, dataset_label)
@@ -316,6 +318,27 @@ def delta_sigma_vs_phonon_errors(merged: pd.DataFrame, dataset_label: str):
     axes[0].legend()
     source_note(fig, dataset_label)
     fig.tight_layout(rect=(0, 0.04, 1, 1))  # room for the source note under the x label
+    return fig
+
+
+def sigma_db_self_check(check: pd.DataFrame, dataset_label: str):
+    """σ_DFT stored in the summary database against (left) the same number recomputed like for like
+    (every production file, none dropped, pooled) and (right) the paper's σ of Fig. 3 (⟨σ(t)⟩ over
+    ``_1`` and ``_2`` after the discard); rows of :func:`hdpbench.analysis.sigma_db_check`."""
+    fig, axes = plt.subplots(1, 2, figsize=(PAGE_WIDTH_IN, 3.6))
+    columns = [("sigma_db_recomputed", "σ recomputed like for like"), ("sigma_paper", "σ_ref of Fig. 3 (paper's frames)")]
+    low = float(np.nanmin(check[["sigma_db", "sigma_db_recomputed", "sigma_paper"]].to_numpy())) * 0.8
+    high = float(np.nanmax(check[["sigma_db", "sigma_db_recomputed", "sigma_paper"]].to_numpy())) * 1.25
+    for ax, (column, label) in zip(axes, columns, strict=True):
+        ax.plot([low, high], [low, high], color="0.6", lw=0.8, zorder=0)
+        for k, halide in enumerate(h for h in HALIDE_ORDER if h in set(check["halide"])):
+            rows = check[check["halide"] == halide]
+            ax.scatter(rows["sigma_db"], rows[column], s=30, color=f"C{k}", label=halide, edgecolor="k", lw=0.4)
+        ax.set(xscale="log", yscale="log", xlim=(low, high), ylim=(low, high), xlabel=f"σ_DFT stored in the database (n = {len(check)})", ylabel=label)
+        plain_log_ticks(ax)
+    axes[0].legend(loc="upper left")
+    source_note(fig, dataset_label)
+    fig.tight_layout(rect=(0, 0.04, 1, 1))
     return fig
 
 

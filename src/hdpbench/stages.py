@@ -494,6 +494,7 @@ def run_sigma_model_md(
             "sigma_reference_db": compound.summary.get("sigma_reference"),
             "n_frames": len(trajectory),
             "stopped_runs": md_row["stopped_runs"],
+            "start_from": md_row.get("start_from"),
             "mean_temperature_per_run": md_row["mean_temperature_per_run"],
         }
         arrays = {
