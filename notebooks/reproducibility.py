@@ -12,7 +12,7 @@
 # # Rerunning everything: with a new model, on a GPU, on the full data
 #
 # Every stage of this book is a function in `hdpbench.stages`, run by the notebooks and by the
-# command line alike, and every result is stored once in `results/<dataset>/<model>/<stage>/` with a
+# command line alike, and every result is stored once in `results/<dataset>/<model>/<stage>/<key>/` with a
 # manifest (model, checkpoint sha256, settings, dataset and code versions). A rebuild reuses what is
 # there; changing a setting or a checkpoint recomputes only what depends on it.
 #

@@ -19,7 +19,7 @@ def stage(tmp_path, **settings):
 def test_layout_and_manifest(tmp_path):
     results = stage(tmp_path)
     results.save("Cs2AgBiBr6", json_data={"rmse": 0.5}, arrays={"omega2": np.arange(6.0)})
-    directory = tmp_path / "demo" / "tiny-mace" / "phonons"
+    directory = tmp_path / "demo" / "tiny-mace" / "phonons" / results.key
     assert sorted(p.name for p in directory.iterdir()) == [
         "Cs2AgBiBr6.done.json",
         "Cs2AgBiBr6.json",
@@ -47,7 +47,10 @@ def test_rerun_skips_done_and_changed_settings_recompute(tmp_path):
     assert changed.key != stage(tmp_path).key
     assert changed.pending(["A", "B", "C"]) == ["A", "B", "C"]
     changed.run(["A"], compute, progress=False)
-    assert calls[-1] == "A" and changed.is_done("A") and not stage(tmp_path).is_done("A")
+    # the other settings' result sits beside the first one, which stays done and is not recomputed
+    assert calls[-1] == "A" and changed.is_done("A") and stage(tmp_path).is_done("A")
+    assert changed.directory != stage(tmp_path).directory and changed.directory.parent == stage(tmp_path).directory.parent
+    assert stage(tmp_path).run(["A"], compute, progress=False) == {"A": "skipped"}
 
 
 def test_key_ignores_settings_order_but_not_model_checkpoint(tmp_path):

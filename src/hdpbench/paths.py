@@ -51,7 +51,7 @@ def model_registry_dir() -> Path:
 
 
 def results_dir() -> Path:
-    """Root of the results store ``results/<dataset>/<model>/<stage>/`` (``HDPBENCH_RESULTS``)."""
+    """Root of the results store ``results/<dataset>/<model>/<stage>/<key>/`` (``HDPBENCH_RESULTS``)."""
     return _from_env("HDPBENCH_RESULTS", project_root() / "results")
 
 

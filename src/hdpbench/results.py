@@ -1,4 +1,9 @@
-"""The results store: ``results/<dataset>/<model>/<stage>/<compound>.*`` plus a manifest per stage.
+"""The results store: ``results/<dataset>/<model>/<stage>/<key>/<compound>.*`` plus a manifest per key.
+
+``<key>`` is the stage key (a hash of model, checkpoint, dataset version, stage version and settings),
+so results of other settings live beside each other: the bands' Φ at 0.01 Å and σ's at 0.02 Å, the
+maps on the paper's frames and on the extended AIMD, a smoke run and a full one never overwrite one
+another.
 
 Expensive stages write here once; notebooks only read. Each compound's result is committed by a
 small ``<compound>.done.json`` marker written *after* its data files, holding the stage key; a result
@@ -218,6 +223,7 @@ class StageResults:
             / _safe_component(manifest.dataset, "dataset")
             / _safe_component(manifest.model, "model")
             / _safe_component(manifest.stage, "stage")
+            / manifest.key
         )
 
     @property

@@ -1,4 +1,4 @@
-"""Stages that compute once and store results for the notebooks: ``results/<dataset>/<model>/<stage>/``.
+"""Stages that compute once and store results for the notebooks: ``results/<dataset>/<model>/<stage>/<key>/``.
 
 * ``phonons`` — Φ_model by batched finite displacements on the reference unit cell, all phonon
   metrics against Φ_ref, the bands of both on the same q-points, Φ_model as a phonopy yaml.
