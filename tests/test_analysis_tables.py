@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 
 import numpy as np
+import pandas as pd
 import pytest
 
 from hdpbench import analysis
@@ -210,3 +211,28 @@ def test_reference_bands_come_from_the_first_model_that_has_each_compound(monkey
     opened.clear()
     analysis.reference_band_arrays("d", ["m1", "m2"], ["A"])
     assert opened == ["m1"]  # every compound found: no further stage opened
+
+
+def test_sigma_db_agreement_reports_the_worst_deviation_and_the_convention_gap():
+    from hdpbench import analysis
+
+    check = pd.DataFrame({"compound": ["A", "B", "C"], "sigma_db": [0.2, 0.4, 0.9], "sigma_db_recomputed": [0.2, 0.404, 0.9],
+                          "sigma_paper": [0.22, 0.38, 1.2]})
+    found = analysis.sigma_db_agreement(check)
+    assert found["n"] == 3 and found["worst_compound"] == "B"
+    assert found["max_relative_deviation"] == pytest.approx(0.01)
+    assert found["median_paper_vs_db"] == pytest.approx(0.1)
+    assert found["paper_vs_db_range"] == pytest.approx((-0.05, 1 / 3))
+    assert found["same_class"] == 2  # C moves from 0.5 ≤ σ ≤ 1 to σ > 1
+
+
+def test_md_start_sentence_states_the_rule_and_the_files_runs_started_from():
+    from hdpbench import analysis
+    from hdpbench.stages import ModelMDSettings
+
+    md = pd.DataFrame({"start_from": [["vasprun_prod_1.xml step 3"], ["vasprun_prod_2.xml step 600", "vasprun_prod_2.xml step 7"]]})
+    text = analysis.md_start_sentence("demo", md, ModelMDSettings())
+    assert "random step 0–700" in text and "MD/vasprun_prod_2.xml, else MD/vasprun_prod_1.xml" in text
+    assert text.endswith("`vasprun_prod_1.xml`, `vasprun_prod_2.xml`.") and "not the authors'" not in text
+    other = analysis.md_start_sentence("demo", md.iloc[:0], ModelMDSettings(start_frames="all", start_frame_max=10))
+    assert "not the authors' rule" in other and "random step 0–10" in other and other.endswith("no run.")

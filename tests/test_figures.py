@@ -67,7 +67,26 @@ def all_figures():
         "figS3to6_four_models": figures.halide_error_panels(sigma_rows(), "F", ["small", "more", "small", "more"], "test data"),
         "figS3to6_absent": figures.halide_error_panels(sigma_rows(), "I", ["small", "more"], "test data"),
         "figS1": figures.halide_reference_distributions(reference_rows(), "test data"),
+        "db_self_check": figures.sigma_db_self_check(db_check_rows(), "test data"),
     }
+
+
+def db_check_rows():
+    return pd.DataFrame({"compound": ["F0", "F1", "Cl0"], "halide": ["F", "F", "Cl"], "sigma_db": [0.2, 2.5, 0.3],
+                         "sigma_db_recomputed": [0.2, 2.5, 0.3], "sigma_paper": [0.22, 2.8, 0.29]})
+
+
+def test_db_self_check_puts_every_compound_on_both_panels_around_the_diagonal():
+    fig = figures.sigma_db_self_check(db_check_rows(), "test data")
+    left, right = fig.axes[:2]
+    for ax in (left, right):
+        points = np.concatenate([c.get_offsets() for c in ax.collections])
+        assert len(points) == 3 and ax.get_xscale() == "log"
+        assert ax.get_xlim()[0] <= points.min() and ax.get_xlim()[1] >= points.max()  # nothing clipped
+        assert "n = 3" in ax.get_xlabel()
+    diagonal = left.get_lines()[0]
+    np.testing.assert_allclose(diagonal.get_xdata(), diagonal.get_ydata())
+    np.testing.assert_allclose(sorted(np.concatenate([c.get_offsets() for c in right.collections])[:, 1]), [0.22, 0.29, 2.8])
 
 
 def sigma_rows():
