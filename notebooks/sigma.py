@@ -59,13 +59,8 @@ settings = analysis.book_settings(
 label = analysis.dataset_label(dataset)
 common = {"compounds": compounds, "settings": settings, "device": device, "results_root": results}
 sigma = analysis.sigma_table(dataset, models, **common)
-panels, accuracy = [], {}
-for approach, column, name in (("reference_fc", "sigma_model_fc_reference", "Φ_ref"), ("model_fc", "sigma_model_fc_model", "Φ_model")):
-    for model in models:
-        rows = sigma[sigma["model"] == model]
-        result = analysis.confusion(rows["sigma_reference"], rows[column])
-        accuracy[(model, approach)] = result["accuracy"]
-        panels.append({"counts": result["counts"], "title": f"{figures.display_name(model)}\n{name}", "published": published.fig3_counts(model, approach)})
+panels = analysis.sigma_confusion_panels(sigma, models)
+accuracy = {(panel["model"], panel["approach_key"]): panel["accuracy"] for panel in panels}
 glue("sg_paper_finding", analysis.prose(published.FINDINGS["sigma_model_fc"]), display=False)
 glue("sg_dataset", analysis.prose(label), display=False)
 glue("sg_n_compounds", int(sigma["compound"].nunique()), display=False)
@@ -92,9 +87,7 @@ glue("sg_pub_row_spread", int((reconciliation[class_columns].max() - reconciliat
 glue("sg_pub_same_totals", analysis.prose(
     "the same" if reconciliation.groupby("model")["total"].nunique().eq(1).all() else "not the same"), display=False)
 recomputed_summary = analysis.confusion_summary(
-    [{"source": "recomputed", "model": model, "approach": name, "counts": analysis.confusion(sigma[sigma["model"] == model]["sigma_reference"], sigma[sigma["model"] == model][column])["counts"]}
-     for approach, column, name in (("reference_fc", "sigma_model_fc_reference", "Φ_ref"), ("model_fc", "sigma_model_fc_model", "Φ_model"))
-     for model in models]
+    [{"source": "recomputed", "model": p["model"], "approach": p["approach"], "counts": p["counts"]} for p in panels]
 )
 fractions = pd.concat([recomputed_summary, analysis.published_fig3_summary()], ignore_index=True)
 first = sigma["compound"].iloc[0]

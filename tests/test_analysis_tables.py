@@ -236,3 +236,21 @@ def test_md_start_sentence_states_the_rule_and_the_files_runs_started_from():
     assert text.endswith("`vasprun_prod_1.xml`, `vasprun_prod_2.xml`.") and "not the authors'" not in text
     other = analysis.md_start_sentence("demo", md.iloc[:0], ModelMDSettings(start_frames="all", start_frame_max=10))
     assert "not the authors' rule" in other and "random step 0–10" in other and other.endswith("no run.")
+
+
+def test_sigma_confusion_panels_one_per_approach_and_model_with_published_counts_for_paper_models():
+    from hdpbench import analysis, published
+
+    sigma = pd.DataFrame({
+        "model": ["medium-omat-0"] * 3 + ["mine"] * 3,
+        "sigma_reference": [0.2, 0.7, 1.5] * 2,
+        "sigma_model_fc_reference": [0.2, 0.7, 0.9, 0.2, 0.2, 0.2],
+        "sigma_model_fc_model": [0.2, 0.3, 0.9, 0.6, 0.7, 1.5],
+    })
+    panels = analysis.sigma_confusion_panels(sigma, ["medium-omat-0", "mine"])
+    assert [(p["approach_key"], p["model"]) for p in panels] == [
+        ("reference_fc", "medium-omat-0"), ("reference_fc", "mine"), ("model_fc", "medium-omat-0"), ("model_fc", "mine")]
+    assert panels[0]["accuracy"] == pytest.approx(2 / 3) and panels[1]["accuracy"] == pytest.approx(1 / 3)
+    assert panels[2]["counts"].tolist() == [[1, 0, 0], [1, 0, 0], [0, 1, 0]]
+    np.testing.assert_array_equal(panels[0]["published"], published.fig3_counts("medium-omat-0", "reference_fc"))
+    assert panels[1]["published"] is None

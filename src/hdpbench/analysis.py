@@ -505,6 +505,30 @@ def confusion(reference: Sequence[float], model: Sequence[float]) -> dict[str, A
     return {"counts": counts, "normalised": normalised, "accuracy": summary["correct_fraction"], **summary}
 
 
+SIGMA_APPROACHES = (("reference_fc", "sigma_model_fc_reference", "Φ_ref"), ("model_fc", "sigma_model_fc_model", "Φ_model"))
+
+
+def sigma_confusion_panels(sigma: pd.DataFrame, models: Sequence[str]) -> list[dict[str, Any]]:
+    """Fig. 3 panels from :func:`sigma_table` rows: per approach (Φ_ref, then Φ_model) and model, the
+    counts against σ_ref, accuracy, a title and the published counts where the model is the paper's."""
+    from .figures import display_name
+    from .published import fig3_counts
+
+    panels = []
+    for approach, column, name in SIGMA_APPROACHES:
+        for model in models:
+            rows = sigma[sigma["model"] == model]
+            result = confusion(rows["sigma_reference"], rows[column])
+            panels.append(
+                {
+                    "model": model, "approach": name, "approach_key": approach, "counts": result["counts"],
+                    "accuracy": result["accuracy"], "title": f"{display_name(model)}\n{name}",
+                    "published": fig3_counts(model, approach),
+                }
+            )
+    return panels
+
+
 def confusion_summary(panels: Sequence[dict[str, Any]]) -> pd.DataFrame:
     """One row per confusion panel ({counts, and any descriptive keys such as source, model,
     approach}): the descriptive keys, then n, correct / n, lower triangle / compounds outside the most
@@ -514,7 +538,7 @@ def confusion_summary(panels: Sequence[dict[str, Any]]) -> pd.DataFrame:
         summary = triangle_counts(panel["counts"])
         rows.append(
             {
-                **{k: v for k, v in panel.items() if k not in ("counts", "published", "title")},
+                **{k: v for k, v in panel.items() if k not in ("counts", "published", "title", "approach_key", "accuracy")},
                 "n": summary["total"],
                 "correct": summary["correct"],
                 "correct (%)": 100 * summary["correct_fraction"],
@@ -918,21 +942,16 @@ def less_stable_by_halide(halides: pd.DataFrame) -> str:
 
 def rank_correlations(merged: pd.DataFrame, models: Sequence[str], target: str = "abs_delta_sigma",
                       against: Sequence[str] = ("rmse_omega2_thz2", "rmse_vg_thz_ang")) -> pd.DataFrame:
-    """Fig. 5 per model: Spearman ρ (and its two-sided p) of ``target`` against each ``against``
-    column, over the n compounds that have both values; NaN where ρ is undefined (n < 3 or a constant
-    column)."""
-    from scipy.stats import spearmanr
-
+    """Fig. 5 per model: Spearman ρ (and its two-sided p, :func:`spearman`) of ``target`` against each
+    ``against`` column, over the n compounds that have both values; NaN where ρ is undefined (n < 3 or
+    a constant column)."""
     rows = []
     for model in models:
         data = merged[merged["model"] == model]
         row: dict[str, Any] = {"model": model}
         for column in against:
             pair = data[[target, column]].apply(pd.to_numeric, errors="coerce").dropna()
-            rho = p = np.nan
-            if len(pair) >= 3 and pair[target].nunique() > 1 and pair[column].nunique() > 1:
-                result = spearmanr(pair[target], pair[column])
-                rho, p = float(result.statistic), float(result.pvalue)
+            rho, p = spearman(pair[target], pair[column])
             row.update({f"n ({column})": len(pair), f"rho ({column})": rho, f"p ({column})": p})
         rows.append(row)
     return pd.DataFrame(rows)
