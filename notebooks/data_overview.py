@@ -179,7 +179,7 @@ else:
 registry = model_registry_table()
 glue("n_models", len(registry), display=False)
 glue("n_models_here", int((registry["weights here"] == "yes").sum()), display=False)
-display(page.readable(registry))
+display(page.readable(registry.drop(columns=["source"])))  # where each checkpoint comes from: `hdpbench models list`
 
 # %% [markdown]
 # {glue:text}`n_models` models are registered; the weights of {glue:text}`n_models_here` are on

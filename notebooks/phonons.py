@@ -265,7 +265,7 @@ page.figure_data(
 
 # %%
 metrics = analysis.lee_xia_metrics(phonons)
-page.readable(metrics.T, index=True)
+page.readable(metrics.astype(object).T, index=True)  # object: the counts stay integers
 
 # %% [markdown]
 # ## Exercises

@@ -254,3 +254,14 @@ def test_sigma_confusion_panels_one_per_approach_and_model_with_published_counts
     assert panels[2]["counts"].tolist() == [[1, 0, 0], [1, 0, 0], [0, 1, 0]]
     np.testing.assert_array_equal(panels[0]["published"], published.fig3_counts("medium-omat-0", "reference_fc"))
     assert panels[1]["published"] is None
+
+
+def test_sigma_db_sentence_names_the_worst_compound_only_when_there_is_a_deviation():
+    from hdpbench import analysis
+
+    exact = {"n": 8, "max_relative_deviation": 0.0, "worst_compound": "A"}
+    assert analysis.sigma_db_sentence(exact).startswith("For all 8 compounds") and "A" not in analysis.sigma_db_sentence(exact)
+    off = {"n": 8, "max_relative_deviation": 0.012, "worst_compound": "Rb2NiAgF6"}
+    assert analysis.sigma_db_sentence(off) == (
+        "Over 8 compounds the like-for-like recomputation deviates from the stored value by at most 1.2 % (Rb2NiAgF6).")
+    assert "nothing to check" in analysis.sigma_db_sentence({"n": 0})

@@ -149,6 +149,19 @@ def sigma_db_agreement(check: pd.DataFrame) -> dict[str, Any]:
     }
 
 
+def sigma_db_sentence(agreement: dict[str, Any], tolerance: float = 1e-6) -> str:
+    """The self-check's finding on the like-for-like recomputation, in words (no compound is named when
+    all agree within ``tolerance``, relative)."""
+    if not agreement["n"]:
+        return "No compound of this dataset has a stored σ_DFT, so there is nothing to check."
+    if agreement["max_relative_deviation"] <= tolerance:
+        return f"For all {agreement['n']} compounds the like-for-like recomputation equals the stored value (relative deviation at most {tolerance:g})."
+    return (
+        f"Over {agreement['n']} compounds the like-for-like recomputation deviates from the stored value by at most "
+        f"{100 * agreement['max_relative_deviation']:.2g} % ({agreement['worst_compound']})."
+    )
+
+
 def _rows(stage: StageResults, model: str, compounds: Sequence[str] | None) -> list[dict[str, Any]]:
     return [{"model": model, **row} for row in collect(stage, compounds)]
 

@@ -325,6 +325,10 @@ def sigma_db_self_check(check: pd.DataFrame, dataset_label: str):
     """σ_DFT stored in the summary database against (left) the same number recomputed like for like
     (every production file, none dropped, pooled) and (right) the paper's σ of Fig. 3 (⟨σ(t)⟩ over
     ``_1`` and ``_2`` after the discard); rows of :func:`hdpbench.analysis.sigma_db_check`."""
+    from matplotlib import ticker
+
+    from .anharmonicity import CLASS_EDGES
+
     fig, axes = plt.subplots(1, 2, figsize=(PAGE_WIDTH_IN, 3.6))
     columns = [("sigma_db_recomputed", "σ recomputed like for like"), ("sigma_paper", "σ_ref of Fig. 3 (paper's frames)")]
     low = float(np.nanmin(check[["sigma_db", "sigma_db_recomputed", "sigma_paper"]].to_numpy())) * 0.8
@@ -334,8 +338,15 @@ def sigma_db_self_check(check: pd.DataFrame, dataset_label: str):
         for k, halide in enumerate(h for h in HALIDE_ORDER if h in set(check["halide"])):
             rows = check[check["halide"] == halide]
             ax.scatter(rows["sigma_db"], rows[column], s=30, color=f"C{k}", label=halide, edgecolor="k", lw=0.4)
+        for edge in CLASS_EDGES:  # the class limits: a point off the diagonal across one changes class
+            ax.axvline(edge, color="0.85", lw=0.8, ls=":", zorder=0)
+            ax.axhline(edge, color="0.85", lw=0.8, ls=":", zorder=0)
         ax.set(xscale="log", yscale="log", xlim=(low, high), ylim=(low, high), xlabel=f"σ_DFT stored in the database (n = {len(check)})", ylabel=label)
-        plain_log_ticks(ax)
+        ticks = [t for t in (0.05, 0.1, 0.2, 0.5, 1, 2, 5) if low <= t <= high]  # 1-2-5: σ spans about a decade
+        for axis in (ax.xaxis, ax.yaxis):
+            axis.set_major_locator(ticker.FixedLocator(ticks))
+            axis.set_major_formatter(ticker.FuncFormatter(lambda value, _: f"{value:g}"))
+            axis.set_minor_locator(ticker.NullLocator())
     axes[0].legend(loc="upper left")
     source_note(fig, dataset_label)
     fig.tight_layout(rect=(0, 0.04, 1, 1))
