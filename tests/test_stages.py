@@ -128,3 +128,19 @@ def test_kpca_stage(authors_dataset, tiny_model, tmp_path):
     assert row["n_reference_frames"] == 4 and row["n_model_frames"] == 4 and 0.0 <= row["overlap"] <= 1.0
     assert arrays["coordinates"].shape == (8, 2) and arrays["kernel"].shape == (8, 8)
     assert np.all(np.isfinite(arrays["sigma_per_frame"]))
+
+
+def test_a_compound_without_the_papers_files_is_recorded_with_the_files_it_lacks(tmp_path, members_of, tiny_model):
+    """Only vasprun_prod.xml: the paper's σ frame set (_1, _2) is empty, so the σ stage records a clear
+    failure for that compound (the authors' scripts skip it too) and the others are unaffected."""
+    from .builders import write_tarball
+
+    members, _ = members_of("Cs2AgBiBr6", n_files=1)
+    write_tarball(tmp_path / "hdp" / "bromides" / "dpv_Cs2AgBiBr6.tar.gz", members, "dpv_Cs2AgBiBr6")
+    stage = run_sigma_reference_frames(
+        get_dataset(tmp_path / "hdp"), tiny_model, settings=SigmaSettings(discard=0, dtype="float64"),
+        phonon_settings=PhononSettings(dtype="float64", points_per_segment=5), results_root=tmp_path / "results",
+        progress=False, errors="record",
+    )
+    failure = stage.failures()["Cs2AgBiBr6"]
+    assert "MD/vasprun_prod_1.xml and MD/vasprun_prod_2.xml" in failure["error"] and "none of these files" in failure["error"]

@@ -283,9 +283,11 @@ def require_frames(compound, frames: str, discard: int):
     from .io.authors import frame_set
 
     if compound.trajectory is None:
+        skipped = compound.provenance.get("skipped_production_files")
+        why = f"files too short: {skipped}" if skipped else "the compound has none of these files"
         raise ValueError(
             f"{compound.formula}: no frames of frame set {frames!r} ({frame_set(frames).describe()}) "
-            f"left after dropping {discard} per file; found {compound.provenance.get('skipped_production_files') or 'no such file'}"
+            f"left after dropping {discard} per file ({why})"
         )
     return compound.trajectory
 
