@@ -157,3 +157,22 @@ def test_fig_s2_ticks_sit_where_phonopy_ends_each_segment(fixtures, name):
             expected.append(f"{plain[label]}|{plain[label + 1]}")
             label += 2
     assert names == expected
+
+
+def test_the_reference_side_is_computed_once_and_reused_with_identical_metrics(fixtures, monkeypatch):
+    """Two models against one Φ_ref: the reference bands are computed once per process, and the
+    metrics equal those computed with an empty cache."""
+    from hdpbench import phonons
+
+    unitcell, fc = real_case(fixtures, "NaCl")
+    monkeypatch.setattr(phonons, "_REFERENCE_CACHE", {})
+    fresh = [compare(unitcell, fc, scale * fc, npoints=8)[0] for scale in (1.1, 1.2)]
+    calls = []
+    real_bands = phonons.bands
+    monkeypatch.setattr(phonons, "bands", lambda phonon, path: calls.append(1) or real_bands(phonon, path))
+    monkeypatch.setattr(phonons, "_REFERENCE_CACHE", {})
+    cached = [compare(unitcell, fc, scale * fc, npoints=8)[0] for scale in (1.1, 1.2)]
+    assert len(calls) == 3  # the reference once, each model once
+    assert cached == fresh
+    compare(unitcell, 1.01 * fc, fc, npoints=8)  # another Φ_ref is another entry
+    assert len(calls) == 5 and len(phonons._REFERENCE_CACHE) == 2

@@ -168,11 +168,16 @@ def compare(
     unstable_below: float = UNSTABLE_BELOW_THZ,
     thermal: bool = True,
 ) -> tuple[dict[str, Any], Bands, Bands]:
-    """All phonon metrics of ``model_fc`` against ``reference_fc`` on the same unit cell and q-points."""
+    """All phonon metrics of ``model_fc`` against ``reference_fc`` on the same unit cell and q-points.
+
+    The reference side (its bands, Γ acoustic check and thermal properties) is the same for every model
+    and displacement: it is computed once per process and reused (band group velocities dominate the
+    cost of this function)."""
     path = band_path(unitcell, npoints)
     reference = make_phonopy(unitcell, supercell_matrix, reference_fc)
     model = make_phonopy(unitcell, supercell_matrix, model_fc)
-    ref_bands, model_bands = bands(reference, path), bands(model, path)
+    reference_side = _reference_side(unitcell, reference_fc, reference, path, supercell_matrix, npoints, thermal)
+    ref_bands, model_bands = reference_side["bands"], bands(model, path)
     metrics: dict[str, Any] = {
         "rmse_omega2_thz2": float(np.sqrt(np.mean((model_bands.omega2 - ref_bands.omega2) ** 2))),
         "rmse_vg_thz_ang": float(np.sqrt(np.mean((model_bands.group_velocities - ref_bands.group_velocities) ** 2))),
@@ -183,15 +188,11 @@ def compare(
         "n_bands": int(ref_bands.frequencies.shape[1]),
         "unstable_below_thz": unstable_below,
     }
-    for owner, phonon in (("reference", reference), ("model", model)):
-        for key, value in acoustic_sum_rule_violation(phonon).items():
+    for owner, violation in (("reference", reference_side["acoustic"]), ("model", acoustic_sum_rule_violation(model))):
+        for key, value in violation.items():
             metrics[f"{key}_{owner}"] = value
     if thermal:
-        with warnings.catch_warnings():
-            # phonopy warns when Γ acoustic modes are far from zero; that is reported above as
-            # gamma_acoustic_max_thz_*, and the modes are excluded from the thermal sums.
-            warnings.filterwarnings("ignore", message="The acoustic frequencies at Gamma")
-            ref_thermal, model_thermal = thermal_properties(reference), thermal_properties(model)
+        ref_thermal, model_thermal = reference_side["thermal"], _thermal(model)
         metrics["min_freq_reference_thz"] = min(metrics["min_freq_reference_thz"], ref_thermal["mesh_min_freq_thz"])
         metrics["min_freq_model_thz"] = min(metrics["min_freq_model_thz"], model_thermal["mesh_min_freq_thz"])
         metrics["thermal_reference"] = ref_thermal
@@ -202,6 +203,39 @@ def compare(
     metrics["stable_model"] = metrics["min_freq_model_thz"] >= unstable_below
     metrics["stability_agrees"] = metrics["stable_reference"] == metrics["stable_model"]
     return metrics, ref_bands, model_bands
+
+
+def _thermal(phonon) -> dict[str, Any]:
+    with warnings.catch_warnings():
+        # phonopy warns when Γ acoustic modes are far from zero; that is reported as
+        # gamma_acoustic_max_thz_*, and the modes are excluded from the thermal sums.
+        warnings.filterwarnings("ignore", message="The acoustic frequencies at Gamma")
+        return thermal_properties(phonon)
+
+
+_REFERENCE_CACHE: dict[str, dict[str, Any]] = {}
+_REFERENCE_CACHE_SIZE = 64
+
+
+def _reference_side(unitcell: Atoms, reference_fc, reference, path, supercell_matrix, npoints: int, thermal: bool) -> dict[str, Any]:
+    """Bands, Γ acoustic check and (optionally) thermal properties of Φ_ref, cached by a digest of every
+    input (cell, positions, species, Φ_ref bytes, supercell, q-points per segment)."""
+    import hashlib
+
+    digest = hashlib.sha256()
+    for array in (unitcell.cell.array, unitcell.positions, unitcell.numbers, np.asarray(reference_fc), _matrix(supercell_matrix)):
+        digest.update(np.ascontiguousarray(array).tobytes())
+    digest.update(f"{npoints}|{thermal}".encode())
+    key = digest.hexdigest()
+    if key not in _REFERENCE_CACHE:
+        if len(_REFERENCE_CACHE) >= _REFERENCE_CACHE_SIZE:
+            _REFERENCE_CACHE.pop(next(iter(_REFERENCE_CACHE)))
+        _REFERENCE_CACHE[key] = {
+            "bands": bands(reference, path),
+            "acoustic": acoustic_sum_rule_violation(reference),
+            "thermal": _thermal(reference) if thermal else None,
+        }
+    return _REFERENCE_CACHE[key]
 
 
 def band_arrays(reference_bands: Bands, model_bands: Bands) -> dict[str, np.ndarray]:
