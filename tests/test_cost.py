@@ -39,11 +39,13 @@ def test_estimate_command_prints_the_paper_workload(capsys):
 
 
 def test_estimate_on_a_local_dataset_counts_its_frames(authors_dataset, capsys):
-    root, _ = authors_dataset  # two production files of 6 frames per compound
+    root, _ = authors_dataset  # vasprun_prod.xml and _1.xml of 6 frames per compound: the paper's σ reads _1
     args = ["run", "sigma-reference-frames", "--dataset", str(root), "--model", "a", "--estimate", "--device", "cpu"]
     assert main([*args, "--set", "sigma.discard=2"]) == 0
+    assert "2 compounds (4 reference frames each)" in capsys.readouterr().out
+    assert main([*args, "--set", "sigma.discard=2", "--set", "sigma.frames=all"]) == 0
     assert "2 compounds (8 reference frames each)" in capsys.readouterr().out
-    assert main([*args, "--set", "sigma.discard=2", "--set", "sigma.max_frames=5"]) == 0
+    assert main([*args, "--set", "sigma.discard=2", "--set", "sigma.frames=all", "--set", "sigma.max_frames=5"]) == 0
     assert "(5 reference frames each)" in capsys.readouterr().out
     assert main([*args, "--frames-per-compound", "300"]) == 0
     assert "(300 reference frames each)" in capsys.readouterr().out

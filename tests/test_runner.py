@@ -88,7 +88,7 @@ def test_killed_run_resumes_to_byte_identical_results(three_compounds, tmp_path)
     md_dir = None
     deadline = time.time() + 240
     while time.time() < deadline and process.poll() is None:
-        markers = list(results.rglob("md/*.done.json"))
+        markers = list(results.rglob("md/*/*.done.json"))  # md/<key>/<compound>.done.json
         checkpoints = list(results.rglob("_md_work/*/checkpoint*"))
         if markers and checkpoints:  # one shard finished, at least one other mid-trajectory
             md_dir = markers[0].parent
