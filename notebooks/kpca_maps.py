@@ -87,7 +87,9 @@ glue("kp_split_range", analysis.prose(f"{overlaps['reference_split'].min():.2f} 
 # at most {glue:text}`kp_frames` evenly spaced frames per set (REMatch costs O(frames²); the authors
 # used every frame). The reference frames are those of the paper's σ (their `soap_kernel.py` reads the
 # same `vasprun_prod_1.xml` and `_2.xml` with the first 100 steps of each dropped): here
-# {glue:md}`kp_paper_files` of {glue:md}`kp_compounds_first`.
+# {glue:md}`kp_paper_files` of {glue:md}`kp_compounds_first`. One deviation, stated: the authors' script
+# passes a list of atomic numbers as dscribe's SOAP `centers`, which dscribe reads as atom indices;
+# this book follows the paper's text instead, every atom a centre.
 #
 # ## Fig. 6 — reference and model MD in one map
 #
