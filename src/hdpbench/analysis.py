@@ -80,8 +80,10 @@ def sigma_db_check(dataset: str, compounds: Sequence[str] | None = None, *, disc
     ⟨σ(t)⟩ over ``vasprun_prod_1.xml`` and ``_2.xml`` after dropping ``discard`` steps of each.
     Dimensionless; frame counts are of the two frame sets.
     """
+    from pathlib import Path
+
     from .anharmonicity import sigma
-    from .io.authors import FrameSet
+    from .io.authors import PAPER_SIGMA_FILES, FrameSet, production_file_number
     from .runner import _cached_dataset
 
     data = _cached_dataset(str(dataset))
@@ -90,16 +92,23 @@ def sigma_db_check(dataset: str, compounds: Sequence[str] | None = None, *, disc
         stored = data.entries()[name].summary.get("raw", {}).get("sigma_300K_single")
         if stored is None:
             continue
+        # one read of the archive: the paper's frames (_1 then _2, file order) are a subset of all of them
         every = data.load(name, discard=0, frames=FrameSet.ALL)
-        paper = data.load(name, discard=discard, frames=FrameSet.PAPER)
-        pooled = sigma(every.trajectory, every.reference_supercell, every.force_constants).sigma_pooled if every.trajectory else np.nan
-        averaged = (
-            sigma(paper.trajectory, paper.reference_supercell, paper.force_constants).sigma_mean_per_frame if paper.trajectory else np.nan
-        )
+        trajectory = every.trajectory
+        pooled = averaged = np.nan
+        kept = np.zeros(0, dtype=int)
+        if trajectory is not None:
+            pooled = sigma(trajectory, every.reference_supercell, every.force_constants).sigma_pooled
+            numbers = [production_file_number(f"MD/{Path(source.rsplit(':', 1)[-1]).name}") for source in trajectory.source_files]
+            in_paper = np.array([numbers[k] in PAPER_SIGMA_FILES for k in trajectory.frame_source], dtype=bool)
+            kept = np.flatnonzero(in_paper & (trajectory.frame_index >= discard))
+            if len(kept):
+                paper = trajectory.select(kept)
+                averaged = sigma(paper, every.reference_supercell, every.force_constants).sigma_mean_per_frame
         rows.append(
             {
                 "compound": name, "halide": every.halide, "sigma_db": float(stored), "sigma_db_recomputed": pooled,
-                "sigma_paper": averaged, "frames_db": every.n_frames, "frames_paper": paper.n_frames,
+                "sigma_paper": averaged, "frames_db": every.n_frames, "frames_paper": len(kept),
             }
         )
     return pd.DataFrame(rows)
