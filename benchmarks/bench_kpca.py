@@ -11,9 +11,9 @@ import os
 import time
 
 from hdpbench import __version__
-from hdpbench.benchmarking import hardware, hdp_frames
-from hdpbench.kpca import rematch_kernel, soap_descriptors
-from hdpbench.results import atomic_write_json
+from hdpbench.core.storage import atomic_write_json
+from hdpbench.physics.kpca import rematch_kernel, soap_descriptors
+from hdpbench.pipeline.benchmarking import hardware, hdp_frames
 
 
 def main() -> None:

@@ -15,11 +15,11 @@ from ase import units
 from ase.md.andersen import Andersen
 from ase.md.velocitydistribution import MaxwellBoltzmannDistribution
 
-from hdpbench.benchmarking import hardware, hdp_frames
-from hdpbench.evaluate import load_model
-from hdpbench.mace_models import build_mace, save_model
-from hdpbench.md import BatchedAndersen, MDSettings, model_forces
-from hdpbench.results import atomic_write_json
+from hdpbench.core.storage import atomic_write_json
+from hdpbench.models.evaluate import load_model
+from hdpbench.models.mace import build_mace, save_model
+from hdpbench.physics.md import BatchedAndersen, MDSettings, model_forces
+from hdpbench.pipeline.benchmarking import hardware, hdp_frames
 
 
 def main() -> None:

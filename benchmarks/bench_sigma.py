@@ -15,10 +15,10 @@ import numpy as np
 from ase.geometry import find_mic
 
 from hdpbench import __version__
-from hdpbench.anharmonicity import sigma
-from hdpbench.compound import Trajectory
-from hdpbench.results import atomic_write_json
-from hdpbench.structures import double_perovskite, make_supercell
+from hdpbench.core.compound import Trajectory
+from hdpbench.core.storage import atomic_write_json
+from hdpbench.core.structures import double_perovskite, make_supercell
+from hdpbench.physics.anharmonicity import sigma
 
 
 def main() -> None:

@@ -42,9 +42,9 @@ def replicate(source: Path, steps: int, target: Path) -> Path:
 
 def hdp_trajectory(steps: int, target: Path) -> Path:
     """An 80-atom Cs2AgBiBr6 supercell with random displacements and forces (format timing only)."""
-    from hdpbench.compound import Trajectory
+    from hdpbench.core.compound import Trajectory
+    from hdpbench.core.structures import double_perovskite, make_supercell
     from hdpbench.io.vasprun import write_vasprun
-    from hdpbench.structures import double_perovskite, make_supercell
 
     supercell = make_supercell(double_perovskite("Cs", "Ag", "Bi", "Br", 11.25, 0.245), np.diag([2, 2, 2]))
     rng = np.random.default_rng(0)

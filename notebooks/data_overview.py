@@ -28,8 +28,9 @@ import pandas as pd
 from IPython.display import Markdown, display
 from myst_nb import glue
 
-from hdpbench import book, figures, page
-from hdpbench.datasets import dataset_status, get_dataset, registered_datasets
+from hdpbench.book import build as book
+from hdpbench.book import figures, page
+from hdpbench.data.datasets import dataset_status, get_dataset, registered_datasets
 
 figures.use_book_style()
 
@@ -44,7 +45,7 @@ display(page.readable(statuses[["name", "available", "title", "doi"]].assign(
 # of them are on this machine.
 
 # %%
-from hdpbench.errors import DatasetUnavailableError
+from hdpbench.core.errors import DatasetUnavailableError
 
 try:
     data = get_dataset(dataset, download=False)
@@ -63,7 +64,7 @@ if data is not None:
 # the method, every setting, the seed rule and the versions of the codes.
 
 # %%
-from hdpbench.analysis import (
+from hdpbench.book.analysis import (
     demo_validation_table,
     generation_record,
     heldout_force_table,

@@ -17,7 +17,7 @@
 # {cite:p}`pft2026`, which trains the model's energy Hessian directly on DFT force constants.
 # This page runs that experiment on the demo and on real DFT data, and reports whatever it shows.
 #
-# **The method in a few lines** (`hdpbench.finetune`, `hdpbench finetune --help`).
+# **The method in a few lines** (`hdpbench.training.finetune`, `hdpbench finetune --help`).
 # - At every step random columns j of Φ_ref are drawn per structure (PFT: one; here
 #   {glue:text}`ft_columns` for the demo models). Each model column is one Hessian-vector product,
 #   $H e_j = \partial(\nabla E\cdot e_j)/\partial x$, by double backpropagation through the MACE
@@ -49,7 +49,7 @@ n_frames = None
 md_steps = None
 md_runs = None
 discard = None
-dry_run = False  # tiny settings (smoke tests)
+smoke = False  # tiny settings: every code path runs, the numbers mean nothing (tests)
 
 # %%
 import matplotlib.pyplot as plt
@@ -57,15 +57,18 @@ import pandas as pd
 from IPython.display import Markdown, display
 from myst_nb import glue
 
-from hdpbench import analysis, book, figures, finetune_report, page, realdata
-from hdpbench.datasets import get_dataset
-from hdpbench.models import display_name
+from hdpbench.book import analysis, figures, finetune_report, page
+from hdpbench.pipeline.names import StageName
+from hdpbench.book import build as book
+from hdpbench.data.datasets import get_dataset
+from hdpbench.models.registry import display_name
+from hdpbench.pipeline import realdata
 
 if isinstance(finetuned, str):
     finetuned = finetuned.split()
 figures.use_book_style()
 dataset = "demo"  # the fine-tuned demo models know the demo's elements only
-settings = analysis.book_settings(dtype=dtype, n_frames=n_frames, md_steps=md_steps, md_runs=md_runs, discard=discard, dry_run=dry_run)
+settings = analysis.book_settings(dtype=dtype, n_frames=n_frames, md_steps=md_steps, md_runs=md_runs, discard=discard, smoke=smoke)
 label = analysis.dataset_label(dataset)
 records = {name: finetune_report.finetune_record(name) for name in finetuned}
 pairs = {name: record["base"] for name, record in records.items()}
@@ -188,8 +191,8 @@ page.figure_data(table[["model", "base", "compound", "split", "rmse_vg_thz_ang_b
 last = finetuned[-1]
 band_panels, band_rows = [], []
 for compound in held_out:
-    before = analysis.stage_results("phonons", dataset, pairs[last], compounds=[compound], **common).load_arrays(compound)
-    after = analysis.stage_results("phonons", dataset, last, compounds=[compound], **common).load_arrays(compound)
+    before = analysis.stage_results(StageName.PHONONS, dataset, pairs[last], compounds=[compound], **common).load_arrays(compound)
+    after = analysis.stage_results(StageName.PHONONS, dataset, last, compounds=[compound], **common).load_arrays(compound)
     band_panels.append((compound, before, after))
     rows = analysis.band_table(before, compound).rename(columns={"frequency_model_thz": "frequency_base_thz"})
     rows["frequency_finetuned_thz"] = analysis.band_table(after, compound)["frequency_model_thz"].to_numpy()

@@ -41,7 +41,7 @@ md_steps = None
 md_runs = None
 kpca_frames = None
 discard = None
-dry_run = False  # tiny settings (smoke tests)
+smoke = False  # tiny settings: every code path runs, the numbers mean nothing (tests)
 
 # %%
 import matplotlib.pyplot as plt
@@ -50,11 +50,15 @@ import pandas as pd
 from IPython.display import Markdown, display
 from myst_nb import glue
 
-from hdpbench import analysis, book, figures, kpca, page, published
+from hdpbench.book import analysis, figures, page
+from hdpbench.book import build as book
+from hdpbench.data import published
+from hdpbench.physics import kpca
+from hdpbench.pipeline.names import StageName
 
 figures.use_book_style()
 settings = analysis.book_settings(
-    dtype=dtype, n_frames=n_frames, md_steps=md_steps, md_runs=md_runs, kpca_frames=kpca_frames, discard=discard, dry_run=dry_run
+    dtype=dtype, n_frames=n_frames, md_steps=md_steps, md_runs=md_runs, kpca_frames=kpca_frames, discard=discard, smoke=smoke
 )
 label = analysis.dataset_label(dataset)
 available = analysis.dataset_compounds(dataset)
@@ -62,7 +66,7 @@ table2 = [row["compound"] for row in published.TABLE2 if row["compound"] in avai
 chosen = list(compounds) if compounds is not None else (table2 or available)
 common = {"compounds": chosen, "settings": settings, "device": device, "results_root": results}
 last = models[-1]
-maps = analysis.stage_results("kpca", dataset, last, **common)
+maps = analysis.stage_results(StageName.KPCA, dataset, last, **common)
 md = analysis.md_table(dataset, [last], **common)
 glue("kp_dataset", analysis.prose(label), display=False)
 glue("kp_model", analysis.prose(last), display=False)
@@ -143,7 +147,7 @@ plt.show()
 # %%
 extended = [c for c in extended_compounds if c in available] or chosen[:2]
 extended_settings = settings.with_overrides(["kpca.frames=all"])
-extended_maps = analysis.stage_results("kpca", dataset, last, compounds=extended, settings=extended_settings, device=device, results_root=results)
+extended_maps = analysis.stage_results(StageName.KPCA, dataset, last, compounds=extended, settings=extended_settings, device=device, results_root=results)
 extended_arrays = {compound: extended_maps.load_arrays(compound) for compound in extended}
 extended_files = analysis.frame_set_files(dataset, extended[0], "all")
 glue("kp_extended_compounds", analysis.prose(", ".join(extended)), display=False)

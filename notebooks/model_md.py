@@ -38,18 +38,21 @@ md_steps = None
 md_runs = None
 kpca_frames = None
 discard = None
-dry_run = False  # tiny settings (smoke tests)
+smoke = False  # tiny settings: every code path runs, the numbers mean nothing (tests)
 
 # %%
 import matplotlib.pyplot as plt
 from IPython.display import Markdown, display
 from myst_nb import glue
 
-from hdpbench import analysis, book, figures, page, published
+from hdpbench.book import analysis, figures, page
+from hdpbench.pipeline.names import StageName
+from hdpbench.book import build as book
+from hdpbench.data import published
 
 figures.use_book_style()
 settings = analysis.book_settings(
-    dtype=dtype, n_frames=n_frames, md_steps=md_steps, md_runs=md_runs, kpca_frames=kpca_frames, discard=discard, dry_run=dry_run
+    dtype=dtype, n_frames=n_frames, md_steps=md_steps, md_runs=md_runs, kpca_frames=kpca_frames, discard=discard, smoke=smoke
 )
 label = analysis.dataset_label(dataset)
 common = {"compounds": compounds, "settings": settings, "device": device, "results_root": results}
@@ -191,7 +194,7 @@ display(page.readable(correlations, digits=2, labels=correlation_labels, missing
 # %%
 traces = {}
 for model in models:
-    stage = analysis.stage_results("md", dataset, model, **common)
+    stage = analysis.stage_results(StageName.MD, dataset, model, **common)
     traces[model] = {compound: stage.load_arrays(compound)["temperatures"] for compound in md[md["model"] == model]["compound"]}
 temperatures = analysis.temperature_table(traces)
 n_atoms = analysis.supercell_atoms(dataset, md["compound"].iloc[0])

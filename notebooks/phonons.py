@@ -51,7 +51,7 @@ md_steps = None
 md_runs = None
 kpca_frames = None
 discard = None
-dry_run = False  # tiny settings (smoke tests)
+smoke = False  # tiny settings: every code path runs, the numbers mean nothing (tests)
 # this page only (they choose what Fig. 1a shows, no stage result): the paper's chlorides with omat-0-medium
 fig1a_halide = "Cl"
 fig1a_model = "medium-omat-0"
@@ -62,11 +62,14 @@ import pandas as pd
 from IPython.display import Markdown, display
 from myst_nb import glue
 
-from hdpbench import analysis, book, figures, page, published
+from hdpbench.book import analysis, figures, page
+from hdpbench.pipeline.names import StageName
+from hdpbench.book import build as book
+from hdpbench.data import published
 
 figures.use_book_style()
 settings = analysis.book_settings(
-    dtype=dtype, n_frames=n_frames, md_steps=md_steps, md_runs=md_runs, kpca_frames=kpca_frames, discard=discard, dry_run=dry_run
+    dtype=dtype, n_frames=n_frames, md_steps=md_steps, md_runs=md_runs, kpca_frames=kpca_frames, discard=discard, smoke=smoke
 )
 label = analysis.dataset_label(dataset)
 common = {"compounds": compounds, "settings": settings, "device": device, "results_root": results}
@@ -236,7 +239,7 @@ page.readable(phonons.groupby("model", sort=False)[["rmse_omega2_thz2", "rmse_vg
 # q-points of the seekpath path.
 
 # %%
-stage = analysis.stage_results("phonons", dataset, selection["model"], **common)
+stage = analysis.stage_results(StageName.PHONONS, dataset, selection["model"], **common)
 band_panels = [(f"{row['compound']} ({which})", stage.load_arrays(row["compound"])) for which, row in (("best", best), ("worst", worst))]
 fig = figures.band_comparison(band_panels, selection["model"], label)
 plt.show()

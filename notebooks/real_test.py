@@ -51,9 +51,10 @@ import pandas as pd
 from IPython.display import Markdown, display
 from myst_nb import glue
 
-from hdpbench import analysis, book, figures, page, paths, realdata
-from hdpbench.datasets import get_dataset
-from hdpbench.models import display_name, get_model_spec
+from hdpbench.book import analysis, figures, page
+from hdpbench.data.datasets import get_dataset
+from hdpbench.models.registry import display_name, get_model_spec
+from hdpbench.pipeline import realdata
 
 if isinstance(real_models, str):  # one name or a space-separated list from BOOK_PARAMS
     real_models = real_models.split()

@@ -11,7 +11,7 @@
 # %% [markdown]
 # # Rerunning everything: with a new model, on a GPU, on the full data
 #
-# Every stage of this book is a function in `hdpbench.stages`, run by the notebooks and by the
+# Every stage of this book is a function in `hdpbench.pipeline.compute`, run by the notebooks and by the
 # command line alike, and every result is stored once in `results/<dataset>/<model>/<stage>/<key>/` with a
 # manifest (model, checkpoint sha256, settings, dataset and code versions). A rebuild reuses what is
 # there; changing a setting or a checkpoint recomputes only what depends on it.
@@ -25,14 +25,17 @@
 # ## The full paper, at scale
 #
 # ```bash
+# hdpbench run kpca --dataset hdp --model medium-omat-0 --dry-run             # the plan and its cost; writes nothing
 # hdpbench run phonons --dataset hdp --model medium-omat-0 --device cuda       # one Dask worker per GPU
 # hdpbench run sigma-reference-frames --dataset hdp --model medium-omat-0 --device cuda
-# hdpbench run sigma-md --dataset hdp --model medium-omat-0 --device cuda      # runs md first
+# hdpbench run sigma-md --dataset hdp --model medium-omat-0 --device cuda      # runs phonons and md first
 # hdpbench run kpca --dataset hdp --model medium-omat-0 --compounds Rb3AlF6 Rb2NiAgF6 Cs2NaRuF6 K2InAgF6 K2RbSbF6
 # make book DATASET=hdp MODELS="mace-matpes-pbe-0 medium-mpa-0 medium-0b3 medium-omat-0" DEVICE=cuda
 # ```
 #
-# Compounds are split into fixed shards, so serial and distributed runs give byte-identical files
+# Each stage is declared once in the stage table (`hdpbench.pipeline.stages`) with the stages it
+# needs; a run walks the needs, and a stage's results key includes their settings. A run can be saved
+# as a file (`--config run.yaml`, the same keys as `--set`). Compounds are split into fixed shards, so serial and distributed runs give byte-identical files
 # (with the same torch thread count, recorded in each manifest), and a run killed at any moment,
 # MD included, completes only what is missing when restarted. A compound whose input fails is
 # recorded with its error and file, the others still run, and a rerun retries only it. On a SLURM
@@ -56,9 +59,9 @@ import pandas as pd
 from IPython.display import Markdown, display
 from myst_nb import glue
 
-from hdpbench import analysis, book, figures, page
-
-from hdpbench.cost import Workload, estimate, measured_rates
+from hdpbench.book import analysis, figures, page
+from hdpbench.book import build as book
+from hdpbench.pipeline.cost import Workload, estimate, measured_rates
 
 figures.use_book_style()
 

@@ -42,7 +42,7 @@ md_steps = None
 md_runs = None
 kpca_frames = None
 discard = None
-dry_run = False  # tiny settings (smoke tests)
+smoke = False  # tiny settings: every code path runs, the numbers mean nothing (tests)
 
 # %%
 import matplotlib.pyplot as plt
@@ -50,11 +50,14 @@ import pandas as pd
 from IPython.display import Markdown, display
 from myst_nb import glue
 
-from hdpbench import analysis, book, figures, page, published
+from hdpbench.book import analysis, figures, page
+from hdpbench.pipeline.names import StageName
+from hdpbench.book import build as book
+from hdpbench.data import published
 
 figures.use_book_style()
 settings = analysis.book_settings(
-    dtype=dtype, n_frames=n_frames, md_steps=md_steps, md_runs=md_runs, kpca_frames=kpca_frames, discard=discard, dry_run=dry_run
+    dtype=dtype, n_frames=n_frames, md_steps=md_steps, md_runs=md_runs, kpca_frames=kpca_frames, discard=discard, smoke=smoke
 )
 label = analysis.dataset_label(dataset)
 common = {"compounds": compounds, "settings": settings, "device": device, "results_root": results}
@@ -189,7 +192,7 @@ page.figure_data(sigma[shift_columns], "sigma", "figS9")
 
 # %%
 chosen = analysis.trace_compounds(sigma, last)
-frames_stage = analysis.stage_results("sigma-reference-frames", dataset, last, **common)
+frames_stage = analysis.stage_results(StageName.SIGMA_REFERENCE_FRAMES, dataset, last, **common)
 traces = analysis.sigma_trace_table({compound: frames_stage.load_arrays(compound) for compound in chosen})
 glue("sg_s7_compounds", analysis.prose(analysis.trace_summary(sigma, last, chosen)), display=False)
 fig = figures.sigma_time_traces(traces, chosen, last, label)

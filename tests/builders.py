@@ -18,9 +18,9 @@ from ase.calculators.lj import LennardJones
 from ase.io import write
 from phonopy.file_IO import write_force_constants_to_hdf5, write_FORCE_SETS
 
-from hdpbench.compound import Trajectory
+from hdpbench.core.compound import Trajectory
+from hdpbench.core.structures import double_perovskite, from_phonopy_atoms, to_phonopy_atoms
 from hdpbench.io.vasprun import write_vasprun
-from hdpbench.structures import double_perovskite, from_phonopy_atoms, to_phonopy_atoms
 
 SITES = {
     "Cs2AgBiBr6": ("Cs", "Ag", "Bi", "Br", 11.25),

@@ -5,7 +5,7 @@ from pathlib import Path
 
 import pytest
 
-from hdpbench import paths
+from hdpbench.core import paths
 
 from .builders import BuiltCompound, compound_members, write_folder, write_summary_db, write_tarball
 

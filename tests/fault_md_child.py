@@ -38,8 +38,8 @@ def main() -> int:
     import numpy as np
     from ase.build import bulk
 
-    from hdpbench import md as md_module
-    from hdpbench.md import BatchedAndersen, MDSettings
+    from hdpbench.physics import md as md_module
+    from hdpbench.physics.md import BatchedAndersen, MDSettings
 
     kind, _, count = os.environ.get("HDPBENCH_TEST_FAULT", "").partition(":")
     target = int(count) if count else 0

@@ -8,7 +8,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from hdpbench import analysis
+from hdpbench.book import analysis
 
 
 def test_band_table_keeps_every_q_point_and_band():
@@ -74,8 +74,8 @@ def test_data_show_reports_the_gamma_acoustic_frequency_of_the_shipped_force_con
 
 def test_every_demo_force_constant_set_is_translationally_clean():
     """Measured on the Φ_ref each archive ships, not read from the generator's report."""
-    from hdpbench.datasets import get_dataset
-    from hdpbench.phonons import acoustic_sum_rule_violation, make_phonopy
+    from hdpbench.data.datasets import get_dataset
+    from hdpbench.physics.phonons import acoustic_sum_rule_violation, make_phonopy
 
     dataset = get_dataset("demo", download=False)
     acoustic = {}
@@ -214,7 +214,7 @@ def test_reference_bands_come_from_the_first_model_that_has_each_compound(monkey
 
 
 def test_sigma_db_agreement_reports_the_worst_deviation_and_the_convention_gap():
-    from hdpbench import analysis
+    from hdpbench.book import analysis
 
     check = pd.DataFrame({"compound": ["A", "B", "C"], "sigma_db": [0.2, 0.4, 0.9], "sigma_db_recomputed": [0.2, 0.404, 0.9],
                           "sigma_paper": [0.22, 0.38, 1.2]})
@@ -227,19 +227,20 @@ def test_sigma_db_agreement_reports_the_worst_deviation_and_the_convention_gap()
 
 
 def test_md_start_sentence_states_the_rule_and_the_files_runs_started_from():
-    from hdpbench import analysis
-    from hdpbench.stages import ModelMDSettings
+    from hdpbench.book import analysis
+    from hdpbench.physics.md import MDSettings
 
     md = pd.DataFrame({"start_from": [["vasprun_prod_1.xml step 3"], ["vasprun_prod_2.xml step 600", "vasprun_prod_2.xml step 7"]]})
-    text = analysis.md_start_sentence("demo", md, ModelMDSettings())
+    text = analysis.md_start_sentence("demo", md, MDSettings())
     assert "random step 0–700" in text and "MD/vasprun_prod_2.xml, else MD/vasprun_prod_1.xml" in text
     assert text.endswith("`vasprun_prod_1.xml`, `vasprun_prod_2.xml`.") and "not the authors'" not in text
-    other = analysis.md_start_sentence("demo", md.iloc[:0], ModelMDSettings(start_frames="all", start_frame_max=10))
+    other = analysis.md_start_sentence("demo", md.iloc[:0], MDSettings(start_frames="all", start_frame_max=10))
     assert "not the authors' rule" in other and "random step 0–10" in other and other.endswith("no run.")
 
 
 def test_sigma_confusion_panels_one_per_approach_and_model_with_published_counts_for_paper_models():
-    from hdpbench import analysis, published
+    from hdpbench.book import analysis
+    from hdpbench.data import published
 
     sigma = pd.DataFrame({
         "model": ["medium-omat-0"] * 3 + ["mine"] * 3,
@@ -257,7 +258,7 @@ def test_sigma_confusion_panels_one_per_approach_and_model_with_published_counts
 
 
 def test_sigma_db_sentence_names_the_worst_compound_only_when_there_is_a_deviation():
-    from hdpbench import analysis
+    from hdpbench.book import analysis
 
     exact = {"n": 8, "max_relative_deviation": 0.0, "worst_compound": "A"}
     assert analysis.sigma_db_sentence(exact).startswith("For all 8 compounds") and "A" not in analysis.sigma_db_sentence(exact)

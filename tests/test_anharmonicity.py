@@ -9,7 +9,10 @@ import phonopy
 import pytest
 from ase.build import bulk
 
-from hdpbench.anharmonicity import (
+from hdpbench.core.compound import Trajectory
+from hdpbench.core.structures import from_phonopy_atoms
+from hdpbench.io.trajectories import read_fhi_vibes
+from hdpbench.physics.anharmonicity import (
     confusion_matrix,
     displacements,
     harmonic_forces,
@@ -17,9 +20,6 @@ from hdpbench.anharmonicity import (
     sigma_class,
     sigma_from_forces,
 )
-from hdpbench.compound import Trajectory
-from hdpbench.io.trajectories import read_fhi_vibes
-from hdpbench.structures import from_phonopy_atoms
 
 
 @pytest.fixture
@@ -111,7 +111,7 @@ def test_edge_cases_single_frame_zero_displacement_and_single_atom_species():
 
 
 def test_mismatched_trajectory_is_refused():
-    from hdpbench.errors import TrajectoryMismatchError
+    from hdpbench.core.errors import TrajectoryMismatchError
 
     atoms = bulk("NaCl", "rocksalt", a=5.6, cubic=True)
     wrong = Trajectory(atoms.numbers[::-1], atoms.positions, atoms.cell.array, np.ones((8, 3)))

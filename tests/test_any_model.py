@@ -11,11 +11,12 @@ import numpy as np
 import pytest
 from ase.calculators.lj import LennardJones
 
-from hdpbench import cli, paths
-from hdpbench.calculators import CalculatorModel, parse_elements
-from hdpbench.errors import DataError, HdpbenchError
-from hdpbench.evaluate import UnknownElementError, load_model
-from hdpbench.models import get_model_spec, registered_models
+from hdpbench import cli
+from hdpbench.core import paths
+from hdpbench.core.errors import DataError, HdpbenchError
+from hdpbench.models.calculators import CalculatorModel, parse_elements
+from hdpbench.models.evaluate import UnknownElementError, load_model
+from hdpbench.models.registry import get_model_spec, registered_models
 
 CHGNET_MODELS = ["chgnet-0.3.0", "chgnet-0.2.0", "chgnet-r2scan"]
 EXTERNAL = paths.project_root() / "data" / "external"
@@ -112,7 +113,7 @@ def test_elements_ranges_and_symbols():
 def test_chgnet_batched_equals_chgnet_calculator_per_structure(name):
     from chgnet.model.dynamics import CHGNetCalculator
 
-    from hdpbench.benchmarking import hdp_frames
+    from hdpbench.pipeline.benchmarking import hdp_frames
 
     model = load_model(name)
     assert model.batched is not None and model.checkpoint_sha256 == get_model_spec(name).sha256
@@ -136,18 +137,18 @@ def test_chgnet_batched_equals_chgnet_calculator_per_structure(name):
 
 
 def test_unknown_element_fails_before_any_compute_naming_compound_and_element(tmp_path):
-    from hdpbench.stages import run_phonons
+    from hdpbench.pipeline.stages import run_stage
 
     restricted = CalculatorModel(name="lj-no-bi", calculator=LennardJones(), device="cpu", dtype="float64", atomic_numbers=[11, 17, 35, 47, 49, 55])
     with pytest.raises(UnknownElementError, match=r"Cs2AgBiBr6 contains \['Bi'\], which model lj-no-bi"):
-        run_phonons("demo", restricted, compounds=["Cs2NaInCl6", "Cs2AgBiBr6"], results_root=tmp_path)
+        run_stage("phonons", "demo", restricted, compounds=["Cs2NaInCl6", "Cs2AgBiBr6"], results_root=tmp_path)
     assert not any(tmp_path.rglob("*.json"))  # nothing computed, not even the compound the model knows
 
 
 def test_an_ase_calculator_object_runs_the_phonon_stage(tmp_path):
-    from hdpbench.stages import run_phonons
+    from hdpbench.pipeline.stages import run_stage
 
-    stage = run_phonons("demo", LennardJones(sigma=2.6, epsilon=0.01, rc=6.0), compounds=["Cs2NaInCl6"], results_root=tmp_path, progress=False)
+    stage = run_stage("phonons", "demo", LennardJones(sigma=2.6, epsilon=0.01, rc=6.0), compounds=["Cs2NaInCl6"], results_root=tmp_path, progress=False)
     row = stage.load_json("Cs2NaInCl6")
     assert np.isfinite(row["rmse_omega2_thz2"]) and row["n_bands"] == 30
     assert stage.manifest.model == "LennardJones" and stage.manifest.model_sha256.startswith("calculator:")
@@ -159,8 +160,8 @@ def test_an_ase_calculator_object_runs_the_phonon_stage(tmp_path):
 def test_force_constants_of_the_supercell_itself_equal_those_from_the_unit_cell(fixtures):
     """model_sigma takes Φ_model from displacements of the reference supercell (matrix 1): the same Φ
     as phonopy's unit cell x 2x2x2 route, for a smooth model (Lennard-Jones) on real NaCl."""
-    from hdpbench.phonons import model_force_constants
-    from hdpbench.structures import from_phonopy_atoms, read_poscar
+    from hdpbench.core.structures import from_phonopy_atoms, read_poscar
+    from hdpbench.physics.phonons import model_force_constants
 
     unitcell = read_poscar(fixtures / "phonopy" / "NaCl" / "POSCAR-unitcell")
     calculator = LennardJones(sigma=2.8, epsilon=0.05, rc=5.5, smooth=True)
@@ -209,7 +210,7 @@ def test_phonons_compare_cli_with_a_registry_model_on_real_vasp_data(fixtures, c
 
 
 def test_external_copies_match_their_provenance_and_the_fixtures(fixtures):
-    from hdpbench.results import sha256_file
+    from hdpbench.core.storage import sha256_file
 
     for provenance in EXTERNAL.glob("*/provenance.json"):
         record = json.loads(provenance.read_text())
@@ -225,8 +226,8 @@ def test_external_copies_match_their_provenance_and_the_fixtures(fixtures):
 
 
 def test_reference_systems_load_and_reproduce_fhi_vibes_sigma():
-    from hdpbench.anharmonicity import sigma
-    from hdpbench.datasets import get_dataset
+    from hdpbench.data.datasets import get_dataset
+    from hdpbench.physics.anharmonicity import sigma
 
     systems = get_dataset("external")
     assert systems.systems() == ["CsPbI3", "NaCl", "CaTiO3", "KCl"]
@@ -249,7 +250,7 @@ def test_bench_calculator_reports_ratio_and_force_difference_in_one_run(capsys):
 
 
 def test_reference_system_whose_files_do_not_hold_the_declared_formula_is_refused():
-    from hdpbench.datasets import get_dataset
+    from hdpbench.data.datasets import get_dataset
 
     systems = get_dataset("external")
     systems.declared["NaCl"] = {**systems.declared["NaCl"], "formula": "KCl"}

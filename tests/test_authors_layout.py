@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from hdpbench.datasets import get_dataset
+from hdpbench.data.datasets import get_dataset
 from hdpbench.io.archive import CompoundFiles
 from hdpbench.io.authors import load_compound, read_summary_db
 
@@ -142,7 +142,7 @@ def test_real_vasp_md_file_streamed_from_a_tarball(fixtures, tmp_path):
 
 
 def test_a_corrupt_archive_is_listed_with_its_problem(authors_dataset):
-    from hdpbench.errors import ArchiveError
+    from hdpbench.core.errors import ArchiveError
 
     root, _ = authors_dataset
     (root / "iodides").mkdir()
@@ -205,7 +205,7 @@ def test_data_show_reports_the_frames_the_sigma_stages_read(tmp_path, members_of
 
 
 def test_an_unknown_frame_set_is_refused_with_the_choices():
-    from hdpbench.errors import UsageError
+    from hdpbench.core.errors import UsageError
     from hdpbench.io.authors import frame_set
 
     with pytest.raises(UsageError, match="'paper', 'all', 'md-start'"):
@@ -215,9 +215,9 @@ def test_an_unknown_frame_set_is_refused_with_the_choices():
 def test_sigma_db_check_recomputes_the_stored_value_like_for_like(tmp_path, members_of):
     """The database's σ is one pooled ratio of standard deviations over every production file with no
     frame dropped (the authors' collect_data.py); the paper's σ is ⟨σ(t)⟩ over _1 and _2 after the
-    discard. Both recomputed here by hand with numpy, independently of hdpbench.anharmonicity."""
-    from hdpbench import analysis
-    from hdpbench.runner import _cached_dataset
+    discard. Both recomputed here by hand with numpy, independently of hdpbench.physics.anharmonicity."""
+    from hdpbench.book import analysis
+    from hdpbench.pipeline.runner import cached_dataset
 
     from .builders import write_summary_db
 
@@ -241,11 +241,11 @@ def test_sigma_db_check_recomputes_the_stored_value_like_for_like(tmp_path, memb
     kept = [(f[1:], r[1:]) for f, r in pairs[1:3]]  # _1 and _2, one step dropped from each
     paper = np.mean(np.concatenate([np.sqrt((r**2).sum(axis=(1, 2)) / (f**2).sum(axis=(1, 2))) for f, r in kept]))
 
-    _cached_dataset.cache_clear()
+    cached_dataset.cache_clear()
     table = analysis.sigma_db_check(str(root), discard=1)
     row = table.set_index("compound").loc["Cs2AgBiBr6"]
     assert row["sigma_db_recomputed"] == pytest.approx(stored, rel=1e-6) and row["sigma_db"] == pytest.approx(stored)
     assert row["sigma_paper"] == pytest.approx(paper, rel=1e-6)
     assert row["frames_db"] == 15 and row["frames_paper"] == 8
     assert "segment before `_1`" in analysis.extended_aimd_note(str(root), "Cs2AgBiBr6")
-    _cached_dataset.cache_clear()
+    cached_dataset.cache_clear()

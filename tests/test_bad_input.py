@@ -8,8 +8,8 @@ import tarfile
 import numpy as np
 import pytest
 
-from hdpbench.compound import Compound, Trajectory, check_force_constants
-from hdpbench.errors import (
+from hdpbench.core.compound import Compound, Trajectory, check_force_constants
+from hdpbench.core.errors import (
     ArchiveError,
     CompoundFailures,
     DataError,
@@ -24,7 +24,7 @@ from hdpbench.io.archive import CompoundFiles, extract_archive
 from hdpbench.io.authors import load_compound
 from hdpbench.io.force_constants import read_force_constants
 from hdpbench.io.vasprun import write_vasprun
-from hdpbench.results import StageManifest, StageResults
+from hdpbench.pipeline.store import StageManifest, StageResults
 
 from .builders import production_name, write_folder, write_tarball
 

@@ -7,14 +7,14 @@ import re
 
 import pytest
 
-from hdpbench import paths
-from hdpbench.book import (
+from hdpbench.book.build import (
     FINETUNE_NOTEBOOK,
     NOTEBOOKS,
     REAL_DATA_NOTEBOOK,
     SECTION_NOTEBOOKS,
     execute_notebook,
 )
+from hdpbench.core import paths
 
 
 def check_page_output(output, page: str, csv_folder, *, figures: int, verdict: str) -> None:
@@ -51,7 +51,7 @@ def test_notebook_executes_with_parameters(tmp_path, name, authors_dataset):
 def test_failing_cell_fails_loudly(tmp_path, monkeypatch):
     import papermill
 
-    from hdpbench import paths
+    from hdpbench.core import paths
 
     notebooks = tmp_path / "notebooks"
     notebooks.mkdir()
@@ -64,7 +64,7 @@ def test_failing_cell_fails_loudly(tmp_path, monkeypatch):
 @pytest.fixture(scope="module")
 def section_inputs(tmp_path_factory):
     """Two compounds in the authors' layout and a tiny MACE checkpoint, shared by the section notebooks."""
-    from hdpbench.mace_models import build_mace, save_model
+    from hdpbench.models.mace import build_mace, save_model
 
     from .builders import compound_members, write_folder, write_summary_db, write_tarball
 
@@ -84,7 +84,7 @@ def section_inputs(tmp_path_factory):
 @pytest.mark.parametrize("name", SECTION_NOTEBOOKS)
 def test_section_notebook_runs_with_tiny_parameters(tmp_path, name, section_inputs):
     root, models, results = section_inputs
-    parameters = {"dataset": root, "models": models, "results": results, "dtype": "float64", "dry_run": True}
+    parameters = {"dataset": root, "models": models, "results": results, "dtype": "float64", "smoke": True}
     if name != "phonons":
         parameters["discard"] = 0
     output = execute_notebook(name, parameters, output_dir=tmp_path, timeout=600)
@@ -109,7 +109,7 @@ def test_real_data_chapter_runs_with_tiny_sizes_and_writes_the_data_behind_its_f
 
 def test_finetuning_page_runs_with_tiny_sizes_from_the_committed_checkpoints(tmp_path):
     """The page reads the committed fine-tuned models (never trains) and writes every CSV it links."""
-    parameters = {"results": str(tmp_path / "results"), "dry_run": True, "discard": 0}
+    parameters = {"results": str(tmp_path / "results"), "smoke": True, "discard": 0}
     output = execute_notebook(FINETUNE_NOTEBOOK, parameters, output_dir=tmp_path, timeout=900)
     check_page_output(output, FINETUNE_NOTEBOOK, tmp_path / "finetuning_data", figures=6, verdict="on the 3 held-out compounds fine-tuning")
 
@@ -119,19 +119,19 @@ def test_book_parameters_flow_to_each_notebook(monkeypatch, tmp_path):
     the parameters its cell declares, the demo its reduced sizes unless overridden."""
     import subprocess
 
-    from hdpbench import book
+    from hdpbench.book import build as book
 
     calls = {}
     monkeypatch.setattr(book, "execute_notebook", lambda name, parameters: calls.setdefault(name, parameters))
     monkeypatch.setattr(subprocess, "run", lambda *args, **kwargs: None)
     monkeypatch.setattr(book, "NOTEBOOKS", ["data_overview", "sigma", "model_md"])
     monkeypatch.setattr(book, "generated_dir", lambda: tmp_path)
-    book.main(["--dataset", "demo", "--param", "md_steps=1000", "--param", "n_frames=None", "--param", "dry_run=True"])
+    book.main(["--dataset", "demo", "--param", "md_steps=1000", "--param", "n_frames=None", "--param", "smoke=True"])
     # each page's execution time is recorded for the reproducibility page, with the build's parameters
     record = json.loads(book.execution_times_path().read_text())
     assert [page["page"] for page in record["pages"]] == ["data_overview", "sigma", "model_md"] and record["parameters"]["md_steps"] == 1000
     assert calls["model_md"]["md_steps"] == 1000 and calls["model_md"]["md_runs"] == book.BOOK_SIZES["demo"]["md_runs"]
-    assert calls["sigma"]["n_frames"] is None and calls["sigma"]["dry_run"] is True
+    assert calls["sigma"]["n_frames"] is None and calls["sigma"]["smoke"] is True
     # every section page gets the same stage sizes, so no page recomputes another's results
     assert calls["sigma"] == calls["model_md"]
     assert calls["sigma"]["models"] == book.default_models("demo")
@@ -158,8 +158,9 @@ def test_section_pages_declare_the_same_parameters():
     as long as none of them is a stage setting or a size the book sets."""
     import inspect
 
-    from hdpbench import analysis, book
-    from hdpbench.book import declared_parameters
+    from hdpbench.book import analysis
+    from hdpbench.book import build as book
+    from hdpbench.book.build import declared_parameters
 
     stage_parameters = set(inspect.signature(analysis.book_settings).parameters) | {"dataset", "models", "compounds", "device", "results"}
     declared = {name: declared_parameters(name) for name in SECTION_NOTEBOOKS}
@@ -171,14 +172,15 @@ def test_section_pages_declare_the_same_parameters():
 
 
 def test_demo_book_leaves_out_a_demo_model_not_trained_yet(monkeypatch, capsys):
-    from hdpbench import book, models
+    from hdpbench.book import build as book
+    from hdpbench.models.registry import registry as models
 
     monkeypatch.setattr(models, "is_available", lambda spec: spec.name == "demo-small-data")
     assert book.default_models("demo") == ["demo-small-data"]
     assert "demo-more-data" in capsys.readouterr().err
     monkeypatch.setattr(models, "is_available", lambda spec: True)
     assert book.default_models("demo") == ["demo-small-data", "demo-more-data"]
-    from hdpbench.published import PAPER_MODELS
+    from hdpbench.data.published import PAPER_MODELS
 
     assert book.default_models("hdp") == PAPER_MODELS
 
@@ -189,7 +191,7 @@ def test_phonon_scatter_keeps_compounds_without_sigma_reference():
     matplotlib.use("Agg")
     import pandas as pd
 
-    from hdpbench.figures import phonon_error_scatter
+    from hdpbench.book.figures import phonon_error_scatter
 
     phonons = pd.DataFrame(
         {
@@ -210,7 +212,7 @@ def test_phonon_scatter_keeps_compounds_without_sigma_reference():
 def test_per_species_sigma_table_orders_elements_and_keeps_every_model():
     import pandas as pd
 
-    from hdpbench.analysis import per_species_sigma_table
+    from hdpbench.book.analysis import per_species_sigma_table
 
     per_species = {"Cs": 3.6, "Ag": 0.3, "Br": 0.2}
     sigma = pd.DataFrame(
@@ -235,7 +237,7 @@ def test_temperature_traces_one_panel_per_model_and_one_colour_per_compound():
     matplotlib.use("Agg")
     import numpy as np
 
-    from hdpbench.figures import temperature_traces
+    from hdpbench.book.figures import temperature_traces
 
     runs = np.full((2, 5), 300.0)
     traces = {"m1": {"A": runs, "B": runs}, "m2": {"B": runs}}

@@ -18,8 +18,8 @@ from html.parser import HTMLParser
 
 import pytest
 
-from hdpbench import paths
-from hdpbench.book import NOTEBOOKS
+from hdpbench.book.build import NOTEBOOKS
+from hdpbench.core import paths
 
 CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")
 pytestmark = pytest.mark.skipif(

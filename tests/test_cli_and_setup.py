@@ -9,8 +9,8 @@ import sys
 import pytest
 
 from hdpbench import cli
-from hdpbench.datasets import DatasetSpec, fetch, get_dataset, registered_datasets
-from hdpbench.errors import DatasetUnavailableError, UnknownDatasetError
+from hdpbench.core.errors import DatasetUnavailableError, UnknownDatasetError
+from hdpbench.data.datasets import DatasetSpec, fetch, get_dataset, registered_datasets
 
 
 def run_cli(capsys, *argv):
@@ -103,7 +103,7 @@ def test_e3nn_and_mace_import_after_torch_setup():
     """In a fresh interpreter: e3nn 0.4.4 under torch ≥ 2.6 needs `slice` as a safe global."""
     # e3nn first: mace's own import switches weights-only loading off process-wide, which would hide the fix.
     code = (
-        "from hdpbench.torch_setup import import_mace, import_e3nn\n"
+        "from hdpbench.core.torch_setup import import_mace, import_e3nn\n"
         "import_e3nn(); import_mace()\n"
         "from mace.modules import MACE\n"
         "import e3nn.o3\n"

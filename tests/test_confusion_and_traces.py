@@ -14,7 +14,8 @@ import numpy as np  # noqa: E402
 import pandas as pd  # noqa: E402
 import pytest  # noqa: E402
 
-from hdpbench import analysis, figures, published  # noqa: E402
+from hdpbench.book import analysis, figures
+from hdpbench.data import published  # noqa: E402
 
 COUNTS = np.array([[5, 1, 0], [2, 3, 1], [1, 1, 4]])
 
@@ -47,7 +48,8 @@ def test_verdicts_carry_the_published_numbers_and_follow_the_constants(monkeypat
 def test_book_build_writes_the_verdicts_the_introduction_includes(monkeypatch, tmp_path):
     import subprocess
 
-    from hdpbench import book, paths
+    from hdpbench.book import build as book
+    from hdpbench.core import paths
 
     monkeypatch.setattr(book, "generated_dir", lambda: tmp_path)
     monkeypatch.setattr(book, "execute_notebook", lambda name, parameters: None)

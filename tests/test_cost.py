@@ -5,7 +5,7 @@ import json
 import pytest
 
 from hdpbench.cli import main
-from hdpbench.cost import Workload, estimate, measured_rates
+from hdpbench.pipeline.cost import Workload, estimate, measured_rates
 
 
 def write(directory, name, report):
@@ -31,16 +31,22 @@ def test_estimate_from_measured_rates(tmp_path):
 
 
 def test_estimate_command_prints_the_paper_workload(capsys):
-    assert main(["run", "md", "--dataset", "hdp", "--model", "a", "b", "--estimate", "--device", "cpu"]) == 0
+    assert main(["run", "md", "--dataset", "hdp", "--model", "medium-omat-0", "medium-mpa-0", "--estimate", "--device", "cpu"]) == 0
     out = capsys.readouterr().out
     assert "1682 compounds" in out and "for 2 model(s)" in out and "md_cpu" in out
-    assert main(["run", "md", "--dataset", "hdp", "--model", "a", "--estimate", "--device", "rocm"]) == 0
+    assert main(["run", "md", "--dataset", "hdp", "--model", "medium-omat-0", "--estimate", "--device", "rocm"]) == 0
     assert "not measured on this device" in capsys.readouterr().out
+    # the estimate of a stage covers the stages it runs, needs first; an unknown model is refused
+    assert main(["run", "sigma-md", "--dataset", "hdp", "--model", "medium-omat-0", "--estimate", "--json"]) == 0
+    result = json.loads(capsys.readouterr().out)
+    assert list(result["seconds_per_stage"]) == ["phonons", "md", "sigma-md"] and result["workload"]["compounds"] == 1682
+    assert main(["run", "md", "--dataset", "hdp", "--model", "medium-omat", "--estimate"]) == 2
+    assert "did you mean medium-omat-0" in capsys.readouterr().err
 
 
 def test_estimate_on_a_local_dataset_counts_its_frames(authors_dataset, capsys):
     root, _ = authors_dataset  # vasprun_prod.xml and _1.xml of 6 frames per compound: the paper's σ reads _1
-    args = ["run", "sigma-reference-frames", "--dataset", str(root), "--model", "a", "--estimate", "--device", "cpu"]
+    args = ["run", "sigma-reference-frames", "--dataset", str(root), "--model", "medium-omat-0", "--estimate", "--device", "cpu"]
     assert main([*args, "--set", "sigma.discard=2"]) == 0
     assert "2 compounds (4 reference frames each)" in capsys.readouterr().out
     assert main([*args, "--set", "sigma.discard=2", "--set", "sigma.frames=all"]) == 0

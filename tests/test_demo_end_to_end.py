@@ -9,10 +9,11 @@ import json
 import numpy as np
 import pytest
 
-from hdpbench.datasets import get_dataset
-from hdpbench.models import checkpoint_path, get_model_spec, is_available
-from hdpbench.results import sha256_file
-from hdpbench.runner import RunSettings, run_stage_in_process
+from hdpbench.core.storage import sha256_file
+from hdpbench.data.datasets import get_dataset
+from hdpbench.models.registry import checkpoint_path, get_model_spec, is_available
+from hdpbench.pipeline.runner import run_stage_in_process
+from hdpbench.pipeline.settings import RunSettings
 
 COMPOUND = "Rb3AlF6"
 MODEL = "demo-small-data"

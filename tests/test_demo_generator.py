@@ -8,7 +8,7 @@ import sys
 import numpy as np
 import pytest
 
-from hdpbench import paths
+from hdpbench.core import paths
 from hdpbench.demo.compounds import (
     DEMO_COMPOUNDS,
     REPLACEMENTS,
@@ -123,7 +123,7 @@ class NoisyLennardJones:
 
 
 def _primitive():
-    from hdpbench.structures import double_perovskite
+    from hdpbench.core.structures import double_perovskite
 
     return double_perovskite("Cs", "Ag", "Bi", "Br", a=11.0, x=0.25)
 

@@ -7,10 +7,10 @@ import ase.io
 import numpy as np
 import pytest
 
-from hdpbench.datasets import get_dataset
+from hdpbench.core.errors import MissingMemberError
+from hdpbench.data.datasets import get_dataset
 from hdpbench.demo.generate import staged_pool_dir
 from hdpbench.demo.train import fitted_e0s, select_training_structures, training_pool_sources
-from hdpbench.errors import MissingMemberError
 from hdpbench.io.authors import read_provenance
 
 from .builders import calculator, write_tarball

@@ -6,9 +6,9 @@ import numpy as np
 import pytest
 from ase.build import bulk
 
-from hdpbench.evaluate import BatchedEvaluator, UnknownElementError, evaluate, load_model
-from hdpbench.mace_models import build_mace, save_model
-from hdpbench.structures import double_perovskite
+from hdpbench.core.structures import double_perovskite
+from hdpbench.models.evaluate import BatchedEvaluator, UnknownElementError, evaluate, load_model
+from hdpbench.models.mace import build_mace, save_model
 
 ELEMENTS = [55, 47, 83, 35, 11, 49, 17, 37, 28, 9]  # Cs Ag Bi Br Na In Cl Rb Ni F
 

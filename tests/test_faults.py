@@ -26,7 +26,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from hdpbench.errors import (
+from hdpbench.core.errors import (
     ArchiveTooLargeError,
     CompoundFailures,
     ForceConstantsShapeError,
@@ -34,9 +34,10 @@ from hdpbench.errors import (
     UnsafeArchiveMemberError,
 )
 from hdpbench.io.archive import CompoundFiles
-from hdpbench.mace_models import build_mace, save_model
-from hdpbench.results import StageManifest, StageResults
-from hdpbench.runner import RunSettings, run
+from hdpbench.models.mace import build_mace, save_model
+from hdpbench.pipeline.runner import run
+from hdpbench.pipeline.settings import RunSettings
+from hdpbench.pipeline.store import StageManifest, StageResults
 
 from .builders import compound_members, write_folder, write_tarball
 
@@ -113,7 +114,7 @@ def demo_supercell(path: Path) -> Path:
     the first-call difference; an 8-channel untrained model or a 10-atom cell does not."""
     from ase.io import write
 
-    from hdpbench.structures import double_perovskite
+    from hdpbench.core.structures import double_perovskite
 
     cell = double_perovskite("Cs", "Na", "In", "Cl", a=10.5, x=0.245).repeat(2)
     cell.rattle(0.05, seed=1)
@@ -137,7 +138,7 @@ def test_mace_md_resumed_in_a_new_process_equals_an_uninterrupted_run(tmp_path):
 FIRST_CALLS = """
 import sys, numpy as np, torch
 from ase.io import read
-from hdpbench.evaluate import ReplicaForces, load_model
+from hdpbench.models.evaluate import ReplicaForces, load_model
 atoms = read(sys.argv[1])
 forces = ReplicaForces(load_model("demo-small-data"), [atoms])
 positions = torch.as_tensor(atoms.positions, dtype=torch.float64)
@@ -165,8 +166,8 @@ def test_the_first_force_call_of_a_process_gives_the_same_bits_as_later_calls(tm
 def test_md_checkpoint_of_another_system_or_a_shortened_file_is_refused(uninterrupted_md, tmp_path):
     from ase.build import bulk
 
-    from hdpbench.errors import DataError
-    from hdpbench.md import BatchedAndersen, MDSettings
+    from hdpbench.core.errors import DataError
+    from hdpbench.physics.md import BatchedAndersen, MDSettings
 
     assert run_child(tmp_path, "step:20").returncode == -signal.SIGKILL
     first = tmp_path / "replica_000.extxyz"
@@ -179,8 +180,8 @@ def test_md_checkpoint_of_another_system_or_a_shortened_file_is_refused(uninterr
 
 # ---- determinism ------------------------------------------------------------------------------------
 def test_cold_and_warm_batch_size_cache_give_the_same_bits(tmp_path, monkeypatch):
-    from hdpbench.evaluate import load_model
-    from hdpbench.structures import double_perovskite
+    from hdpbench.core.structures import double_perovskite
+    from hdpbench.models.evaluate import load_model
 
     monkeypatch.setenv("HDPBENCH_CACHE", str(tmp_path / "cache"))
     model = load_model(save_model(build_mace(ELEMENTS, channels=8, r_max=5.0, seed=1), tmp_path / "tiny.model"))
@@ -203,7 +204,7 @@ def test_cold_and_warm_batch_size_cache_give_the_same_bits(tmp_path, monkeypatch
 def test_threads_are_pinned_and_recorded(tmp_path):
     import torch
 
-    from hdpbench.torch_setup import pin_threads, pinned_threads
+    from hdpbench.core.torch_setup import pin_threads, pinned_threads
 
     before = torch.get_num_threads()
     try:
@@ -228,7 +229,7 @@ def good_and_corrupt(tmp_path_factory):
     return str(root), str(model)
 
 
-SMALL = RunSettings.dry_run().with_dtype("float64").with_overrides(["md.start_frame_max=4", "md.steps=4", "sigma.discard=0"])
+SMALL = RunSettings.smoke().with_dtype("float64").with_overrides(["md.start_frame_max=4", "md.steps=4", "sigma.discard=0"])
 
 
 @pytest.mark.parametrize("stage", ["phonons", "sigma-reference-frames", "md"])
@@ -249,11 +250,11 @@ def test_a_corrupt_archive_fails_alone_and_reruns_retry_only_it(stage, good_and_
 
 
 def test_a_stage_called_from_python_saves_the_others_then_raises(good_and_corrupt, tmp_path):
-    from hdpbench.stages import run_phonons
+    from hdpbench.pipeline.stages import run_stage
 
     dataset, model = good_and_corrupt
     with pytest.raises(CompoundFailures, match="Cs2NaInCl6") as caught:
-        run_phonons(dataset, model, settings=SMALL.phonons, results_root=tmp_path, progress=False)
+        run_stage("phonons", dataset, model, settings=SMALL, results_root=tmp_path, progress=False)
     assert list(caught.value.failures) == ["Cs2NaInCl6"]
     assert (Path(caught.value.directory) / "Cs2AgBiBr6.done.json").is_file()
 
@@ -340,19 +341,17 @@ def test_a_truncated_vasprun_is_recorded_in_the_result_provenance(tmp_path, memb
     (location, message), = compound.provenance["truncated_production_files"].items()
     assert location.endswith("vasprun_prod_1.xml") and "5 complete ionic steps" in message
 
-    from hdpbench.stages import run_sigma_reference_frames
+    from hdpbench.pipeline.stages import run_stage
 
     model = save_model(build_mace(ELEMENTS, channels=8, r_max=5.0, seed=1), tmp_path / "tiny.model")
     with pytest.warns(UserWarning, match="truncated"):
-        stage = run_sigma_reference_frames(
-            tmp_path, model, settings=SMALL.sigma, phonon_settings=SMALL.phonons, results_root=tmp_path / "results", progress=False
-        )
+        stage = run_stage("sigma-reference-frames", tmp_path, model, settings=SMALL, results_root=tmp_path / "results", progress=False)
     assert stage.load_json("Cs2AgBiBr6")["truncated_production_files"] == {location: message}
 
 
 def test_force_constants_of_a_wrong_shape_name_the_shape(tmp_path, members_of):
+    from hdpbench.core.structures import double_perovskite
     from hdpbench.io.force_constants import read_force_constants
-    from hdpbench.structures import double_perovskite
 
     unitcell = double_perovskite("Cs", "Ag", "Bi", "Br", a=11.25, x=0.245)
     path = tmp_path / "force_constants.hdf5"
@@ -395,7 +394,7 @@ def test_a_read_only_cache_folder_is_skipped(tmp_path, monkeypatch):
 
 
 def test_an_unwritable_results_folder_is_refused_before_any_work(good_and_corrupt, tmp_path, monkeypatch):
-    import hdpbench.runner as runner
+    import hdpbench.pipeline.runner as runner
 
     dataset, model = good_and_corrupt
     monkeypatch.setattr(runner, "run_shard", lambda *a, **k: pytest.fail("computed before checking the results folder"))
@@ -423,7 +422,7 @@ def test_results_files_get_the_users_umask(tmp_path):
     try:
         import importlib
 
-        import hdpbench.results as results
+        import hdpbench.pipeline.store as results
 
         importlib.reload(results)
         results.atomic_write_json(tmp_path / "x.json", {"a": 1})
@@ -434,14 +433,14 @@ def test_results_files_get_the_users_umask(tmp_path):
 
 
 def test_dask_scratch_lives_under_the_cache(tmp_path, monkeypatch):
-    from hdpbench.runner import _dask_scratch
+    from hdpbench.pipeline.runner import _dask_scratch
 
     monkeypatch.setenv("HDPBENCH_CACHE", str(tmp_path / "cache"))
     assert _dask_scratch() == str(tmp_path / "cache" / "dask-scratch")
 
 
 def test_temporaries_of_other_hosts_are_never_swept(tmp_path):
-    from hdpbench.results import remove_orphaned_temporaries
+    from hdpbench.core.storage import remove_orphaned_temporaries
 
     other_host = tmp_path / ".x.json.node42.999999.abc.tmp"  # pid 999999 is dead here, but on node42?
     other_host.write_text("")
@@ -472,9 +471,9 @@ def test_negative_or_zero_counts_exit_2_naming_the_option(argv, capsys):
 @pytest.mark.parametrize(
     ("setting", "message"),
     [
-        ("md.steps=-5", "md setting steps=-5: expected an integer ≥ 1"),
-        ("md.steps=abc", "md setting steps='abc': expected an integer"),
-        ("phonons.supercell=3", "phonons setting supercell=3: expected three positive integers"),
+        ("md.steps=-5", "md setting steps=-5: expected an integer ≥ 0"),
+        ("md.steps=abc", "md.steps='abc': expected an integer"),
+        ("phonons.supercell=3", "phonons.supercell=3: expected a list of 3 integers"),
         ("sigma.discard=-5", "sigma setting discard=-5: expected an integer ≥ 0"),
         ("md.andersen_prob=2", "expected a probability between 0 and 1"),
     ],
@@ -487,15 +486,15 @@ def test_bad_settings_exit_2_before_any_work(setting, message, capsys):
 
 
 def test_library_calls_refuse_negative_discards(tmp_path, members_of):
-    from hdpbench.errors import UsageError
+    from hdpbench.core.errors import UsageError
     from hdpbench.io.authors import load_compound
-    from hdpbench.md import MDSettings
+    from hdpbench.physics.md import MDSettings
 
     members, _ = members_of("Cs2AgBiBr6")
     archive = write_tarball(tmp_path / "dpv_Cs2AgBiBr6.tar.gz", members, "dpv_Cs2AgBiBr6")
     with pytest.raises(UsageError, match="discard=-5"):
         load_compound(archive, discard=-5)
-    with pytest.raises(UsageError, match="MD setting steps=-5"):
+    with pytest.raises(UsageError, match="md setting steps=-5"):
         MDSettings(steps=-5)
 
 
@@ -504,7 +503,7 @@ def test_two_identical_concurrent_runs_give_valid_identical_results(good_and_cor
     dataset, model = good_and_corrupt
     command = [
         sys.executable, "-m", "hdpbench", "run", "phonons", "--dataset", dataset, "--model", model, "--workers", "0",
-        "--results", str(tmp_path), "--quiet", "--dry-run", "--dtype", "float64",
+        "--results", str(tmp_path), "--quiet", "--smoke", "--dtype", "float64",
     ]
     first = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     second = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)

@@ -12,8 +12,8 @@ import numpy as np  # noqa: E402
 import pandas as pd  # noqa: E402
 import pytest  # noqa: E402
 
-from hdpbench import figures  # noqa: E402
-from hdpbench.phonons import POINTS_PER_SEGMENT, Bands, band_arrays  # noqa: E402
+from hdpbench.book import figures  # noqa: E402
+from hdpbench.physics.phonons import Bands, PhononSettings, band_arrays  # noqa: E402
 
 
 @pytest.fixture(autouse=True)
@@ -34,10 +34,10 @@ def phonon_rows():
 
 def bands_arrays():
     n_segments = 3
-    distances = np.concatenate([np.linspace(k, k + 1, POINTS_PER_SEGMENT) for k in range(n_segments)])
+    distances = np.concatenate([np.linspace(k, k + 1, PhononSettings().points_per_segment) for k in range(n_segments)])
     frequencies = np.tile(np.linspace(-1, 5, 6), (len(distances), 1))
     bands = Bands(distances, frequencies, np.zeros((*frequencies.shape, 3)), ["$\\Gamma$", "X", "U", "K", "$\\Gamma$"],
-                  np.cumsum([POINTS_PER_SEGMENT] * n_segments), [True, False, True])
+                  np.cumsum([PhononSettings().points_per_segment] * n_segments), [True, False, True])
     return band_arrays(bands, bands)
 
 

@@ -9,14 +9,14 @@ import json
 import numpy as np
 import pytest
 
-from hdpbench import finetune
-from hdpbench.errors import UsageError
+from hdpbench.core.errors import UsageError
+from hdpbench.training import finetune
 
 
 @pytest.fixture(scope="module")
 def small_cell():
     """A rattled 10-atom unit cell of a demo fluoride (periodic images inside the 5 Å cutoff)."""
-    from hdpbench.datasets import get_dataset
+    from hdpbench.data.datasets import get_dataset
 
     atoms = get_dataset("demo").load("K2NaAlF6", trajectories=False).unitcell.copy()
     atoms.positions += np.random.default_rng(3).normal(0, 0.03, atoms.positions.shape)
@@ -25,13 +25,13 @@ def small_cell():
 
 @pytest.fixture(scope="module")
 def model():
-    from hdpbench.evaluate import load_model
+    from hdpbench.models.evaluate import load_model
 
     return load_model("demo-small-data", dtype="float64")
 
 
 def test_hessian_vector_product_equals_finite_differences_of_forces(small_cell, model):
-    from hdpbench.evaluate import evaluate
+    from hdpbench.models.evaluate import evaluate
 
     rng = np.random.default_rng(0)
     vector = rng.normal(size=(len(small_cell), 3))
@@ -49,7 +49,7 @@ def test_hessian_vector_product_equals_finite_differences_of_forces(small_cell, 
 
 
 def test_hessian_columns_equal_mace_hessian(small_cell, model):
-    from hdpbench.phonons import analytic_force_constants
+    from hdpbench.physics.phonons import analytic_force_constants
 
     hessian = analytic_force_constants(small_cell, model)  # mace-torch's compute_hessian, (N, N, 3, 3)
     target = finetune.PhononTarget("cell", small_cell, hessian)
@@ -61,7 +61,7 @@ def test_hessian_columns_equal_mace_hessian(small_cell, model):
 
 
 def test_phonon_target_rejects_a_wrong_shape(small_cell):
-    from hdpbench.errors import DataError
+    from hdpbench.core.errors import DataError
 
     with pytest.raises(DataError, match=r"expected \(10, 10, 3, 3\)"):
         finetune.PhononTarget("cell", small_cell, np.zeros((10, 9, 3, 3)))
@@ -76,8 +76,8 @@ def test_settings_refuse_bad_values(field, value):
 @pytest.fixture(scope="module")
 def training_inputs(small_cell):
     """Φ of the same cell by the other demo model: a target the base does not already match."""
-    from hdpbench.evaluate import load_model
-    from hdpbench.phonons import analytic_force_constants
+    from hdpbench.models.evaluate import load_model
+    from hdpbench.physics.phonons import analytic_force_constants
 
     other = load_model("demo-more-data", dtype="float64")
     targets = [finetune.PhononTarget("cell", small_cell, analytic_force_constants(small_cell, other))]
@@ -85,7 +85,7 @@ def training_inputs(small_cell):
     for seed in range(3):
         atoms = small_cell.copy()
         atoms.positions += np.random.default_rng(seed + 10).normal(0, 0.05, atoms.positions.shape)
-        from hdpbench.evaluate import evaluate
+        from hdpbench.models.evaluate import evaluate
 
         result = evaluate(other, [atoms], progress=False)
         atoms.info["REF_energy"] = float(result.energies[0])
@@ -105,7 +105,7 @@ def test_finetuning_lowers_the_phi_error(tmp_path, training_inputs):
     assert [entry["epoch"] for entry in run.log] == [0, 1, 2, 3, 4, 5, 6]
     assert after < 0.7 * before, (before, after)
     # the written checkpoint is a loadable MACE model whose Hessian is the trained one
-    from hdpbench.evaluate import load_model
+    from hdpbench.models.evaluate import load_model
 
     trained = load_model(str(run.checkpoint), dtype="float64")
     unit = np.zeros((len(targets[0].atoms), 3))
@@ -147,8 +147,8 @@ def test_changed_inputs_start_afresh(tmp_path, training_inputs):
 def test_register_writes_a_readable_entry(tmp_path, monkeypatch, training_inputs):
     import shutil
 
-    from hdpbench import paths
-    from hdpbench.models import get_model_spec, is_available, model_table
+    from hdpbench.core import paths
+    from hdpbench.models.registry import get_model_spec, is_available, model_table
 
     registry = tmp_path / "models"
     shutil.copytree(paths.project_root() / "models", registry, ignore=shutil.ignore_patterns("*.model"))
@@ -207,9 +207,9 @@ def test_kcl_split_holds_out_a_fifth_and_cotraining_uses_only_the_training_part(
 def test_a_committed_experiment_is_done_until_its_base_is_retrained(tmp_path, monkeypatch):
     import shutil
 
-    from hdpbench import paths
+    from hdpbench.core import paths
     from hdpbench.demo import pft
-    from hdpbench.models import get_model_spec
+    from hdpbench.models.registry import get_model_spec
 
     item = pft.experiment("kcl-small-pft")
     assert pft.is_done(item)  # the committed checkpoint, made from the committed base
@@ -224,8 +224,8 @@ def test_a_committed_experiment_is_done_until_its_base_is_retrained(tmp_path, mo
 def test_cli_finetunes_registers_and_lists_the_model(tmp_path, monkeypatch, capsys):
     import shutil
 
-    from hdpbench import paths
     from hdpbench.cli import main
+    from hdpbench.core import paths
 
     registry = tmp_path / "models"  # a scratch registry: the command writes the entry and checkpoint there
     registry.mkdir()

@@ -5,7 +5,8 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from hdpbench.kpca import (
+from hdpbench.core.structures import double_perovskite
+from hdpbench.physics.kpca import (
     configuration_map,
     overlap_score,
     reference_split_overlap,
@@ -14,7 +15,6 @@ from hdpbench.kpca import (
     soap_descriptors,
     subsample,
 )
-from hdpbench.structures import double_perovskite
 
 
 def frames(n, amplitude=0.08, seed=0):
@@ -93,7 +93,7 @@ def test_sigma_colours_follow_the_subsampled_frames():
 @pytest.fixture(scope="module")
 def demo_aimd_descriptors():
     """SOAP of 14 real demo AIMD frames (GFN1-xTB, 300 K, 80 atoms) of one compound."""
-    from hdpbench.datasets import get_dataset
+    from hdpbench.data.datasets import get_dataset
 
     data = get_dataset("demo")
     reference = data.load(data.compounds()[0], discard=100).trajectory.to_atoms_list()
@@ -120,7 +120,7 @@ def test_batched_rematch_rectangular_and_mixed_sizes_equal_dscribe(demo_aimd_des
 
 def test_batched_rematch_equals_dscribe_on_dft_aimd_frames():
     """CsPbI3 FHI-vibes AIMD (PBEsol, 700 K, 135 atoms), shipped in data/external."""
-    from hdpbench.datasets import get_dataset
+    from hdpbench.data.datasets import get_dataset
 
     frames = get_dataset("external").load("CsPbI3").trajectory.to_atoms_list()
     descriptors = soap_descriptors(frames[:6])

@@ -11,8 +11,8 @@ from ase.md.velocitydistribution import MaxwellBoltzmannDistribution, Stationary
 from ase.md.verlet import VelocityVerlet
 from scipy import stats
 
-from hdpbench.md import BatchedAndersen, MDSettings, model_forces
-from hdpbench.structures import double_perovskite, make_supercell
+from hdpbench.core.structures import double_perovskite, make_supercell
+from hdpbench.physics.md import BatchedAndersen, MDSettings, model_forces
 
 
 def lj():
@@ -115,7 +115,7 @@ def test_interrupted_run_resumes_to_the_same_trajectory(tmp_path):
 def test_mace_forces_through_the_batched_evaluator_match_ase_with_mace_calculator(tmp_path):
     from mace.calculators import MACECalculator
 
-    from hdpbench.mace_models import build_mace, save_model
+    from hdpbench.models.mace import build_mace, save_model
 
     path = save_model(build_mace([55, 47, 83, 35], channels=8, r_max=5.0, seed=5), tmp_path / "tiny.model")
     atoms = hdp()
@@ -135,7 +135,7 @@ def test_md_cli(tmp_path, capsys):
     import ase.io
 
     from hdpbench import cli
-    from hdpbench.mace_models import build_mace, save_model
+    from hdpbench.models.mace import build_mace, save_model
 
     model = save_model(build_mace([37, 28, 47, 9], channels=8, r_max=4.0, seed=1), tmp_path / "tiny.model")
     ase.io.write(tmp_path / "POSCAR", double_perovskite("Rb", "Ni", "Ag", "F", 8.6, 0.24), format="vasp")
@@ -152,7 +152,7 @@ def test_md_cli(tmp_path, capsys):
 def test_device_resident_md_equals_the_atoms_path_for_200_steps_in_float64(tmp_path):
     """Graphs built from tensors on the device (no ASE Atoms per step) give the same trajectories as
     graphs built from Atoms by mace-torch, to 1e-8 Å over 200 steps, for replicas of two sizes."""
-    from hdpbench.mace_models import build_mace, save_model
+    from hdpbench.models.mace import build_mace, save_model
 
     path = save_model(build_mace([55, 47, 83, 35, 11, 49, 17], channels=8, r_max=5.0, seed=5), tmp_path / "tiny.model")
     forces = model_forces(str(path), dtype="float64")
@@ -170,8 +170,8 @@ def test_device_resident_md_equals_the_atoms_path_for_200_steps_in_float64(tmp_p
 
 
 def test_device_resident_forces_skip_stopped_replicas_and_need_no_atoms():
-    from hdpbench.evaluate import ReplicaForces, load_model
-    from hdpbench.mace_models import build_mace
+    from hdpbench.models.evaluate import ReplicaForces, load_model
+    from hdpbench.models.mace import build_mace
 
     model = load_model(build_mace([55, 47, 83, 35], channels=8, r_max=5.0, seed=2), dtype="float64")
     structures = [hdp(seed=1), hdp(seed=2)]

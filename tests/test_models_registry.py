@@ -9,8 +9,8 @@ import urllib.error
 import pytest
 
 from hdpbench import cli
-from hdpbench.errors import DataError
-from hdpbench.models import (
+from hdpbench.core.errors import DataError
+from hdpbench.models.registry import (
     ModelSpec,
     ModelUnavailableError,
     UnknownModelError,
@@ -41,7 +41,7 @@ def test_paper_models_are_registered_in_paper_order_with_release_urls():
         assert spec.label == label and spec.license == licence and spec.dtype == "float32"
         assert spec.url.endswith(release_file)
         # The registry URL is the one mace-torch itself downloads for that name.
-        from hdpbench.torch_setup import import_mace
+        from hdpbench.core.torch_setup import import_mace
 
         import_mace()
         from mace.calculators.foundations_models import mace_mp_urls
@@ -58,7 +58,7 @@ def test_cache_path_is_where_mace_torch_looks(tmp_path):
 
 
 def test_offline_download_error_says_which_file_to_place_where(monkeypatch, tmp_path):
-    from hdpbench.torch_setup import import_mace
+    from hdpbench.core.torch_setup import import_mace
 
     import_mace()
     import mace.calculators.foundations_models as foundations
@@ -109,7 +109,7 @@ def test_models_list_json(capsys):
 
 
 def test_figures_name_models_by_label_or_file_stem(tmp_path):
-    from hdpbench.models import display_name
+    from hdpbench.models.registry import display_name
 
     assert display_name("medium-omat-0") == "omat-0-medium"  # the paper's own label
     checkpoint = tmp_path / "runs" / "my-model.model"
@@ -125,7 +125,7 @@ TABLE1 = {  # paper label -> (elements covered, training dataset, level of theor
 
 
 def test_paper_models_carry_the_columns_of_table_1(capsys):
-    from hdpbench.analysis import table1
+    from hdpbench.book.analysis import table1
 
     table = table1()
     assert list(table.columns) == ["Model name", "Elements covered", "Training dataset", "Level of theory", "Notes"]
@@ -138,7 +138,7 @@ def test_paper_models_carry_the_columns_of_table_1(capsys):
 
 
 def test_table_1_of_a_fine_tuned_model_falls_back_to_its_base_and_counts_listed_elements():
-    from hdpbench.analysis import table1
+    from hdpbench.book.analysis import table1
 
     table = table1(["demo-small-data", "demo-small-data-pft", "kcl-small"])
     assert table.loc["demo-small-data-pft", "Elements covered"] == table.loc["demo-small-data", "Elements covered"] == 15

@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 from ase.build import bulk
 
-from hdpbench.benchmarking import hdp_frames
+from hdpbench.pipeline.benchmarking import hdp_frames
 
 
 def edge_set(sender, receiver, unit_shifts):
@@ -16,7 +16,7 @@ def test_tensor_neighbour_list_equals_mace_get_neighborhood():
     import torch
     from mace.data.neighborhood import get_neighborhood
 
-    from hdpbench.neighbours import neighbour_list
+    from hdpbench.models.neighbours import neighbour_list
 
     frames = hdp_frames(3)
     frames[0].positions[3] += [30.0, -12.0, 5.0]  # unwrapped MD positions far outside the cell

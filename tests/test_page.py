@@ -8,7 +8,8 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from hdpbench import book, page
+from hdpbench.book import build as book
+from hdpbench.book import page
 
 
 @pytest.mark.parametrize(

@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 
 from hdpbench.io.force_constants import read_force_constants
-from hdpbench.phonons import (
+from hdpbench.physics.phonons import (
     acoustic_sum_rule_violation,
     analytic_force_constants,
     compare,
@@ -99,9 +99,9 @@ def test_stability_accuracy():
 def test_model_force_constants_batched_equals_ase_calculator(tmp_path):
     from mace.calculators import MACECalculator
 
-    from hdpbench.evaluate import load_model
-    from hdpbench.mace_models import build_mace, save_model
-    from hdpbench.structures import double_perovskite
+    from hdpbench.core.structures import double_perovskite
+    from hdpbench.models.evaluate import load_model
+    from hdpbench.models.mace import build_mace, save_model
 
     unitcell = double_perovskite("Cs", "Ag", "Bi", "Br", 11.2, 0.25)
     path = save_model(build_mace([55, 47, 83, 35], channels=8, r_max=5.0, seed=1), tmp_path / "tiny.model")
@@ -114,9 +114,9 @@ def test_model_force_constants_batched_equals_ase_calculator(tmp_path):
 
 
 def test_analytic_hessian_agrees_with_finite_displacements(tmp_path):
-    from hdpbench.evaluate import load_model
-    from hdpbench.mace_models import build_mace
-    from hdpbench.structures import double_perovskite
+    from hdpbench.core.structures import double_perovskite
+    from hdpbench.models.evaluate import load_model
+    from hdpbench.models.mace import build_mace
 
     unitcell = double_perovskite("Rb", "Ni", "Ag", "F", 8.6, 0.24)  # 10 atoms: a cheap Hessian
     model = load_model(build_mace([37, 28, 47, 9], channels=8, r_max=5.0, seed=2), dtype="float64")
@@ -131,8 +131,8 @@ def test_analytic_hessian_agrees_with_finite_displacements(tmp_path):
 def test_fig_s2_ticks_sit_where_phonopy_ends_each_segment(fixtures, name):
     """Fig. S2 from the stored arrays: every tick at the path length where phonopy's own band structure
     ends a segment (real VASP force sets), labelled with seekpath's points; a jump shows as "A|B"."""
-    from hdpbench import figures
-    from hdpbench.phonons import band_arrays, band_path, bands, make_phonopy
+    from hdpbench.book import figures
+    from hdpbench.physics.phonons import band_arrays, band_path, bands, make_phonopy
 
     unitcell, fc = real_case(fixtures, name)
     path = band_path(unitcell, 12)
@@ -162,7 +162,7 @@ def test_fig_s2_ticks_sit_where_phonopy_ends_each_segment(fixtures, name):
 def test_the_reference_side_is_computed_once_and_reused_with_identical_metrics(fixtures, monkeypatch):
     """Two models against one Φ_ref: the reference bands are computed once per process, and the
     metrics equal those computed with an empty cache."""
-    from hdpbench import phonons
+    from hdpbench.physics import phonons
 
     unitcell, fc = real_case(fixtures, "NaCl")
     monkeypatch.setattr(phonons, "_REFERENCE_CACHE", {})

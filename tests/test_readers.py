@@ -10,11 +10,11 @@ import phonopy
 import pytest
 from phonopy.file_IO import write_FORCE_CONSTANTS, write_force_constants_to_hdf5
 
-from hdpbench.compound import Trajectory
-from hdpbench.errors import DataError
+from hdpbench.core.compound import Trajectory
+from hdpbench.core.errors import DataError
+from hdpbench.core.structures import double_perovskite, supercell_matrix_between, to_phonopy_atoms
 from hdpbench.io.force_constants import read_force_constants, read_phonopy_yaml
 from hdpbench.io.trajectories import read_fhi_vibes, read_trajectory
-from hdpbench.structures import double_perovskite, supercell_matrix_between, to_phonopy_atoms
 
 
 def test_full_and_compact_hdf5_and_text_give_the_same_full_fc(tmp_path, members_of):
@@ -120,8 +120,8 @@ def test_generated_double_perovskite_is_fm3m_with_wyckoff_sites():
 def test_compound_from_a_users_own_files(tmp_path, members_of):
     from phonopy.file_IO import write_FORCE_CONSTANTS
 
-    from hdpbench.datasets import compound_from_files
-    from hdpbench.errors import TrajectoryMismatchError
+    from hdpbench.core.errors import TrajectoryMismatchError
+    from hdpbench.data.datasets import compound_from_files
 
     _, built = members_of()
     ase.io.write(tmp_path / "POSCAR", built.unitcell, format="vasp", direct=True)

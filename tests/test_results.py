@@ -8,7 +8,8 @@ import os
 import numpy as np
 import pytest
 
-from hdpbench.results import StageManifest, StageResults, atomic_path, atomic_write_json
+from hdpbench.core.storage import atomic_path, atomic_write_json
+from hdpbench.pipeline.store import StageManifest, StageResults
 
 
 def stage(tmp_path, **settings):
@@ -29,7 +30,10 @@ def test_layout_and_manifest(tmp_path):
     manifest = json.loads((directory / "manifest.json").read_text())
     assert manifest["model_sha256"] == "ab12" and manifest["settings"] == {"displacement": 0.01}
     assert manifest["key"] == results.key and manifest["hdpbench_version"]
-    assert results.load_json("Cs2AgBiBr6") == {"rmse": 0.5}
+    data = {"rmse": 0.5}
+    assert results.load_json("Cs2AgBiBr6") == {"rmse": 0.5, "settings_key": results.key}  # every result names its settings
+    results.save("Cs2AgBiBr6", json_data=data)
+    assert data == {"rmse": 0.5}  # the caller's dict is not changed
     np.testing.assert_array_equal(results.load_arrays("Cs2AgBiBr6")["omega2"], np.arange(6.0))
 
 
@@ -76,7 +80,7 @@ def test_interrupted_compound_is_recomputed(tmp_path):
     assert not results.path("A", ".phonopy.yaml").exists()  # no half-written file under the final name
     assert not list(results.directory.glob(".*.tmp"))  # and no temporary left behind
     results.run(["A"], lambda name: {"json_data": {"ok": 2}}, progress=False)
-    assert results.load_json("A") == {"ok": 2}
+    assert results.load_json("A") == {"ok": 2, "settings_key": results.key}
 
 
 def test_missing_data_file_means_not_done(tmp_path):
@@ -108,10 +112,10 @@ def test_orphaned_temporaries_of_dead_writers_are_removed(tmp_path):
     import subprocess
     import sys
 
-    from hdpbench.results import remove_orphaned_temporaries
+    from hdpbench.core.storage import remove_orphaned_temporaries
 
     dead = subprocess.run([sys.executable, "-c", "import os; print(os.getpid())"], capture_output=True, text=True).stdout.strip()
-    from hdpbench.results import _HOST
+    from hdpbench.core.storage import _HOST
 
     orphan = tmp_path / f".X.npz.{_HOST}.{dead}.abc123.tmp"
     live = tmp_path / f".Y.npz.{_HOST}.{os.getpid()}.def456.tmp"

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 import signal
 import subprocess
@@ -11,12 +12,14 @@ from pathlib import Path
 
 import pytest
 
-from hdpbench.mace_models import build_mace, save_model
-from hdpbench.runner import STAGES, RunSettings, run, shards
+from hdpbench.models.mace import build_mace, save_model
+from hdpbench.pipeline.runner import run, shards
+from hdpbench.pipeline.settings import RunSettings
+from hdpbench.pipeline.stages import STAGES
 
 from .builders import write_folder, write_tarball
 
-SETTINGS = RunSettings.dry_run().with_dtype("float64").with_overrides(["md.start_frame_max=4", "md.steps=6", "sigma.discard=0", "kpca.discard=0"])
+SETTINGS = RunSettings.smoke().with_dtype("float64").with_overrides(["md.start_frame_max=4", "md.steps=6", "sigma.discard=0", "kpca.discard=0"])
 
 
 @pytest.fixture(scope="module")
@@ -55,8 +58,8 @@ def test_shards_do_not_depend_on_order_or_workers():
 def test_settings_overrides_are_checked():
     changed = RunSettings().with_overrides(["md.steps=10", "phonons.displacement=0.02", "sigma.max_frames=null"])
     assert changed.md.steps == 10 and changed.phonons.displacement == 0.02 and changed.sigma.max_frames is None
-    for bad in ["md.stepz=1", "steps=1", "md.steps"]:
-        with pytest.raises(ValueError, match="bad setting"):
+    for bad, message in [("md.stepz=1", "unknown setting md.stepz"), ("steps=1", "expected GROUP.FIELD=VALUE"), ("md.steps", "expected GROUP.FIELD=VALUE")]:
+        with pytest.raises(ValueError, match=message):
             RunSettings().with_overrides([bad])
 
 
@@ -81,7 +84,7 @@ def test_killed_run_resumes_to_byte_identical_results(three_compounds, tmp_path)
     results = tmp_path / "killed"
     command = [
         sys.executable, "-m", "hdpbench", "run", "md", "--dataset", dataset, "--model", model, "--workers", "2",
-        "--shard-size", "1", "--results", str(results), "--dtype", "float64", "--dry-run", "--quiet",
+        "--shard-size", "1", "--results", str(results), "--dtype", "float64", "--smoke", "--quiet",
         *[f"--set={item}" for item in ["md.start_frame_max=4", "md.steps=60"]],
     ]
     process = subprocess.Popen(command, start_new_session=True, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
@@ -116,3 +119,82 @@ def test_a_failing_shard_does_not_lose_the_others(three_compounds, tmp_path):
     )
     assert report.done == ["Cs2AgBiBr6"] and list(report.failed) == ["NoSuchCompound"]
     assert "1/2 compounds done, 1 FAILED" in report.summary_line() and "no compound 'NoSuchCompound'" in report.failed["NoSuchCompound"]
+
+
+def test_dry_run_prints_the_plan_and_writes_nothing(three_compounds, tmp_path, capsys):
+    from hdpbench.cli import main
+
+    dataset, model = three_compounds
+    results = tmp_path / "results"
+    base = ["run", "kpca", "--dataset", dataset, "--model", model, "--results", str(results), "--dtype", "float64", "--shard-size", "2"]
+    assert main([*base, "--dry-run", "--json", "--set", "md.steps=6"]) == 0
+    plan = json.loads(capsys.readouterr().out)
+    assert plan["stages"] == ["phonons", "md", "sigma-md", "kpca"] and plan["shards"] == 2
+    assert plan["compounds"] == ["Cs2AgBiBr6", "Cs2NaInCl6", "Rb2NiAgF6"]
+    (entry,) = plan["models"]
+    assert [s["stage"] for s in entry["stages"]] == plan["stages"]
+    assert all(s["done"] == [] and len(s["to_compute"]) == 3 and s["key"] for s in entry["stages"])
+    assert ".md.extxyz" in entry["stages"][1]["files_per_compound"]
+    assert set(plan["estimate"]["seconds_per_stage"]) == set(plan["stages"])
+    assert not results.exists()  # nothing written, not even the folder
+
+    # after a run of the md stage, the plan knows what is done, under the same folder and key
+    smoke = RunSettings.smoke().with_dtype("float64").with_overrides(["md.steps=6", "md.start_frame_max=4"])
+    report = run("md", dataset, model, settings=smoke, shard_size=2, workers=0, results_root=results, progress=False)
+    assert report.failed == {}
+    assert main([*base, "--dry-run", "--json", "--smoke", "--set", "md.steps=6", "--set", "md.start_frame_max=4"]) == 0
+    md_step = json.loads(capsys.readouterr().out)["models"][0]["stages"][1]
+    assert md_step["directory"] == report.directory and md_step["to_compute"] == [] and len(md_step["done"]) == 3
+    assert main([*base, "--dry-run"]) == 0
+    assert "nothing is computed or written" in capsys.readouterr().out
+
+
+def test_config_file_with_command_line_overrides(three_compounds, tmp_path, capsys):
+    from hdpbench.cli import main
+
+    dataset, model = three_compounds
+    config = tmp_path / "run.yaml"
+    config.write_text(
+        f"dataset: {dataset}\nmodels: [{model}]\ncompounds: [Cs2AgBiBr6, Rb2NiAgF6]\ndtype: float64\n"
+        "md: {steps: 7, runs_per_compound: 1}\nphonons: {supercell: [2, 2, 2]}\n"
+    )
+    assert main(["run", "md", "--config", str(config), "--set", "md.steps=9", "--results", str(tmp_path / "r"), "--dry-run", "--json"]) == 0
+    plan = json.loads(capsys.readouterr().out)
+    assert plan["compounds"] == ["Cs2AgBiBr6", "Rb2NiAgF6"]
+    manifest_key = plan["models"][0]["stages"][0]["key"]
+    expected = RunSettings().with_dtype("float64").with_overrides(["md.steps=9", "md.runs_per_compound=1"])
+    from hdpbench.pipeline.stages import get_stage, key_settings
+
+    assert key_settings(get_stage("md"), expected)["steps"] == 9 and manifest_key
+
+    for text, message in [
+        ("md: {steps: many}\n", "md.steps='many': expected an integer"),
+        ("mdd: {steps: 3}\n", "unknown key(s) mdd"),
+        ("models: 5\n", "models=5: expected a name or a list of names"),
+        ("phonons: {supercell: 2}\n", "phonons.supercell=2: expected a list of 3 integers"),
+        ("[1, 2]\n", "expected a mapping"),
+    ]:
+        config.write_text(text)
+        assert main(["run", "md", "--config", str(config), "--model", model, "--dry-run"]) == 2
+        error = capsys.readouterr().err
+        assert message in error and str(config) in error
+    config.write_text(f"dataset: {dataset}\n")
+    assert main(["run", "md", "--config", str(config), "--model", model, "--compounds", "Cs2AgBiBr", "--dry-run"]) == 2
+    assert "did you mean Cs2AgBiBr6" in capsys.readouterr().err
+    assert main(["run", "md", "--config", str(tmp_path / "missing.yaml"), "--model", model]) == 2
+    assert "no such file" in capsys.readouterr().err
+
+
+def test_smoke_runs_write_into_their_own_folder(three_compounds, tmp_path, monkeypatch, capsys):
+    from hdpbench.cli import main
+
+    dataset, model = three_compounds
+    monkeypatch.setenv("HDPBENCH_RESULTS", str(tmp_path / "real"))
+    monkeypatch.setenv("HDPBENCH_SMOKE_RESULTS", str(tmp_path / "smoke"))
+    args = ["run", "phonons", "--dataset", dataset, "--model", model, "--compounds", "Cs2AgBiBr6", "--workers", "0", "--dtype", "float64"]
+    assert main([*args, "--smoke", "--json"]) == 0
+    report = json.loads(capsys.readouterr().out)
+    assert report["smoke"] is True and report["settings"]["phonons"]["points_per_segment"] == 5
+    (only,) = report["runs"]
+    assert only["done"] == ["Cs2AgBiBr6"] and only["directory"].startswith(str(tmp_path / "smoke"))
+    assert not (tmp_path / "real").exists()

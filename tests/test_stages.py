@@ -7,17 +7,25 @@ import json
 import numpy as np
 import pytest
 
-from hdpbench.anharmonicity import sigma
-from hdpbench.datasets import get_dataset
-from hdpbench.evaluate import load_model
-from hdpbench.mace_models import build_mace
-from hdpbench.stages import (
-    PhononSettings,
-    SigmaSettings,
-    collect,
-    run_phonons,
-    run_sigma_reference_frames,
-)
+from hdpbench.data.datasets import get_dataset
+from hdpbench.models.evaluate import load_model
+from hdpbench.models.mace import build_mace
+from hdpbench.physics.anharmonicity import SigmaSettings, sigma
+from hdpbench.physics.kpca import KPCASettings
+from hdpbench.physics.md import MDSettings
+from hdpbench.physics.phonons import PhononSettings
+from hdpbench.pipeline.compute import collect
+from hdpbench.pipeline.names import StageName
+from hdpbench.pipeline.settings import RunSettings
+from hdpbench.pipeline.stages import run_stage
+
+
+def run_phonons(dataset, model, *, settings, **kwargs):
+    return run_stage(StageName.PHONONS, dataset, model, settings=RunSettings(phonons=settings), **kwargs)
+
+
+def run_sigma_reference_frames(dataset, model, *, settings, phonon_settings, **kwargs):
+    return run_stage(StageName.SIGMA_REFERENCE_FRAMES, dataset, model, settings=RunSettings(sigma=settings, phonons=phonon_settings), **kwargs)
 
 
 @pytest.fixture(scope="module")
@@ -80,16 +88,13 @@ def test_phonon_and_sigma_stages(authors_dataset, tiny_model, tmp_path):
 
 
 def test_model_md_stage(authors_dataset, tiny_model, tmp_path):
-    from hdpbench.stages import ModelMDSettings, run_model_md, run_sigma_model_md
-
     root, _ = authors_dataset
     dataset = get_dataset(root)
-    settings = ModelMDSettings(steps=4, dtype="float64", start_frame_max=5)
+    settings = MDSettings(steps=4, dtype="float64", start_frame_max=5)
     phonon_settings = PhononSettings(dtype="float64", points_per_segment=5)
-    stage = run_sigma_model_md(
-        dataset, tiny_model, md_settings=settings, phonon_settings=phonon_settings, results_root=tmp_path, progress=False
-    )
-    md_stage = run_model_md(dataset, tiny_model, settings=settings, results_root=tmp_path, progress=False)
+    run_settings = RunSettings(md=settings, phonons=phonon_settings)
+    stage = run_stage(StageName.SIGMA_MD, dataset, tiny_model, settings=run_settings, results_root=tmp_path, progress=False)
+    md_stage = run_stage(StageName.MD, dataset, tiny_model, settings=run_settings, results_root=tmp_path, progress=False)
     assert sorted(stage.done()) == sorted(md_stage.done()) == ["Cs2AgBiBr6", "Cs2NaInCl6"]
     md_row = md_stage.load_json("Cs2AgBiBr6")
     assert md_row["n_frames"] == 8 and len(md_row["start_frames"]) == 2 and all(0 <= f <= 5 for f in md_row["start_frames"])
@@ -102,7 +107,7 @@ def test_model_md_stage(authors_dataset, tiny_model, tmp_path):
     # σ_model-only is σ of the written frames with the model's own Φ.
     import ase.io
 
-    from hdpbench.compound import Trajectory
+    from hdpbench.core.compound import Trajectory
     from hdpbench.io.force_constants import read_force_constants
 
     frames = ase.io.read(md_stage.path("Cs2AgBiBr6", ".md.extxyz"), index=":")
@@ -113,16 +118,13 @@ def test_model_md_stage(authors_dataset, tiny_model, tmp_path):
 
 
 def test_kpca_stage(authors_dataset, tiny_model, tmp_path):
-    from hdpbench.stages import KPCASettings, ModelMDSettings, run_kpca
-
     root, _ = authors_dataset
-    stage = run_kpca(
-        get_dataset(root), tiny_model, compounds=["Cs2NaInCl6"],
-        settings=KPCASettings(max_frames_per_set=4, discard=0, dtype="float64"),
-        md_settings=ModelMDSettings(steps=3, dtype="float64", start_frame_max=5),
-        phonon_settings=PhononSettings(dtype="float64", points_per_segment=5),
-        results_root=tmp_path, progress=False,
+    settings = RunSettings(
+        kpca=KPCASettings(max_frames_per_set=4, discard=0, dtype="float64"),
+        md=MDSettings(steps=3, dtype="float64", start_frame_max=5),
+        phonons=PhononSettings(dtype="float64", points_per_segment=5),
     )
+    stage = run_stage(StageName.KPCA, get_dataset(root), tiny_model, compounds=["Cs2NaInCl6"], settings=settings, results_root=tmp_path, progress=False)
     row = stage.load_json("Cs2NaInCl6")
     arrays = stage.load_arrays("Cs2NaInCl6")
     assert row["n_reference_frames"] == 4 and row["n_model_frames"] == 4 and 0.0 <= row["overlap"] <= 1.0

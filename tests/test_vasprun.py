@@ -9,8 +9,8 @@ import ase.io
 import numpy as np
 import pytest
 
-from hdpbench.compound import Trajectory
-from hdpbench.errors import DataError
+from hdpbench.core.compound import Trajectory
+from hdpbench.core.errors import DataError
 from hdpbench.io.vasprun import iter_vasprun, read_vasprun, write_vasprun
 
 REAL_FILES = ["vasp_md/Si64_vasp6_gamma_md_vasprun.xml", "phonopy/NaCl/vasprun.xml-001", "phonopy/NaCl/vasprun.xml-002"]

@@ -3,26 +3,27 @@
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import json
 import math
 import sys
 from collections.abc import Sequence
 from pathlib import Path
 
-from . import __version__
-from .errors import HdpbenchError, UsageError
+from hdpbench import __version__
+from hdpbench.core.errors import HdpbenchError, UsageError
 
 
 def _print_json(obj) -> None:
-    from .results import _json_default
+    from hdpbench.core.storage import json_default
 
-    json.dump(obj, sys.stdout, indent=2, default=_json_default)
+    json.dump(obj, sys.stdout, indent=2, default=json_default)
     sys.stdout.write("\n")
 
 
 def _count(lowest: int):
     """argparse type: an integer ≥ ``lowest`` (0 or 1); a bad value exits 2 naming the option."""
-    from .validation import require_positive_int
+    from hdpbench.core.validation import require_positive_int
 
     def parse(text: str) -> int:
         try:
@@ -35,7 +36,7 @@ def _count(lowest: int):
 
 
 def _positive_float(text: str) -> float:
-    from .validation import require_positive
+    from hdpbench.core.validation import require_positive
 
     try:
         return require_positive("value", float(text))
@@ -52,8 +53,8 @@ def _table(rows: list[list[str]], header: list[str]) -> str:
 
 
 def cmd_data_list(args) -> int:
-    from .datasets import dataset_status, get_dataset, registered_datasets
-    from .io.authors import SIGMA_MISSING_AT
+    from hdpbench.data.datasets import dataset_status, get_dataset, registered_datasets
+    from hdpbench.io.authors import SIGMA_MISSING_AT
 
     if args.dataset is None:
         statuses = [dataset_status(spec) for spec in registered_datasets().values()]
@@ -100,7 +101,7 @@ def cmd_data_list(args) -> int:
 
 
 def cmd_data_fetch(args) -> int:
-    from .datasets import fetch, registered_datasets
+    from hdpbench.data.datasets import fetch, registered_datasets
 
     specs = registered_datasets()
     if args.dataset not in specs:
@@ -112,7 +113,7 @@ def cmd_data_fetch(args) -> int:
 
 
 def _gamma_acoustic_max_thz(compound) -> float:
-    from .phonons import acoustic_sum_rule_violation, make_phonopy
+    from hdpbench.physics.phonons import acoustic_sum_rule_violation, make_phonopy
 
     phonon = make_phonopy(compound.unitcell, compound.supercell_matrix, compound.force_constants)
     return acoustic_sum_rule_violation(phonon)["gamma_acoustic_max_thz"]
@@ -121,7 +122,7 @@ def _gamma_acoustic_max_thz(compound) -> float:
 def _frame_sets(dataset, compound, md_read: bool) -> dict:
     """Which production files each stage reads (the authors' frame sets, io.authors.FrameSet) and how
     many frames the σ stages use after the discard (None when the MD was not read: ``--no-md``)."""
-    from .io.authors import FrameSet
+    from hdpbench.io.authors import FrameSet
 
     entry = dataset.entries()[compound.formula]
     frames = {Path(t.source_files[0]).name: len(t) for t in compound.trajectories}
@@ -136,7 +137,7 @@ def _frame_sets(dataset, compound, md_read: bool) -> dict:
 
 
 def cmd_data_show(args) -> int:
-    from .datasets import get_dataset
+    from hdpbench.data.datasets import get_dataset
 
     dataset = get_dataset(args.dataset, download=False)
     compound = dataset.load(args.compound, discard=args.discard, trajectories=not args.no_md)
@@ -167,7 +168,7 @@ def cmd_data_show(args) -> int:
 
 
 def cmd_models_list(args) -> int:
-    from .models import model_table
+    from hdpbench.models.registry import model_table
 
     rows = model_table()
     if args.json:
@@ -182,10 +183,36 @@ def cmd_models_list(args) -> int:
     return 0
 
 
+def cmd_results_export(args) -> int:
+    from hdpbench.core.storage import atomic_path
+    from hdpbench.pipeline.export import IDENTITY_COLUMNS, STATUS_COLUMNS, export_rows
+
+    if not args.csv and not args.json:
+        raise UsageError("results export: give --csv FILE, --json or both")
+    rows = export_rows(args.dataset, args.model, args.stage, results_root=args.results, key=args.key)
+    keys = sorted({row["settings_key"] for row in rows})
+    failed = sum(row["status"] == "failed" for row in rows)
+    if args.csv:
+        import pandas as pd
+
+        columns = list(rows[0]) if rows else [*IDENTITY_COLUMNS, *STATUS_COLUMNS]
+        with atomic_path(Path(args.csv)) as tmp:
+            pd.DataFrame(rows, columns=columns).to_csv(tmp, index=False)
+    if args.json:
+        _print_json(rows)
+    summary = (
+        f"{len(rows)} row(s) ({len(rows) - failed} done, {failed} failed) of {args.dataset}/{args.model}/{args.stage}, "
+        f"{len(keys)} settings key(s){': ' + ', '.join(keys) if keys else ''}"
+        + (f" → {args.csv}" if args.csv else "")
+    )
+    print(summary, file=sys.stderr if args.json else sys.stdout)  # --json: stdout is the rows alone
+    return 0
+
+
 def _write_bench_report(args, report: dict) -> bool:
     """``--output``: write the JSON report there; ``--json``: print it (True, the caller prints nothing more)."""
     if args.output:
-        from .results import atomic_write_json
+        from hdpbench.core.storage import atomic_write_json
 
         atomic_write_json(Path(args.output), report)
     if args.json:
@@ -194,7 +221,7 @@ def _write_bench_report(args, report: dict) -> bool:
 
 
 def cmd_bench_evaluate(args) -> int:
-    from .benchmarking import evaluation_benchmark
+    from hdpbench.pipeline.benchmarking import evaluation_benchmark
 
     report = evaluation_benchmark(
         n_frames=8 if args.quick else args.frames,
@@ -219,7 +246,7 @@ def cmd_bench_evaluate(args) -> int:
 
 
 def cmd_bench_md(args) -> int:
-    from .benchmarking import md_benchmark
+    from hdpbench.pipeline.benchmarking import md_benchmark
 
     replicas_per_call = args.replicas_per_call
     if replicas_per_call not in (None, "auto"):
@@ -255,7 +282,7 @@ def cmd_bench_md(args) -> int:
 
 
 def cmd_bench_rematch(args) -> int:
-    from .benchmarking import rematch_benchmark
+    from hdpbench.pipeline.benchmarking import rematch_benchmark
 
     try:
         report = rematch_benchmark(n_frames=20 if args.quick else args.frames, repeats=1 if args.quick else args.repeats, dataset=args.dataset, compound=args.compound)
@@ -275,7 +302,7 @@ def cmd_bench_rematch(args) -> int:
 
 
 def cmd_bench_calculator(args) -> int:
-    from .benchmarking import calculator_benchmark
+    from hdpbench.pipeline.benchmarking import calculator_benchmark
 
     try:
         report = calculator_benchmark(args.model, n_frames=8 if args.quick else args.frames, repeats=1 if args.quick else args.repeats, device=args.device)
@@ -296,7 +323,7 @@ def cmd_bench_calculator(args) -> int:
 def _read_structure(path):
     import ase.io
 
-    from .errors import DataError
+    from hdpbench.core.errors import DataError
 
     try:
         return ase.io.read(path)
@@ -305,8 +332,8 @@ def _read_structure(path):
 
 
 def _is_force_constant_file(value: str) -> bool:
-    from .errors import DataError
-    from .io.force_constants import force_constants_format
+    from hdpbench.core.errors import DataError
+    from hdpbench.io.force_constants import force_constants_format
 
     if not Path(value).is_file():
         return False
@@ -318,8 +345,8 @@ def _is_force_constant_file(value: str) -> bool:
 
 
 def cmd_phonons_compare(args) -> int:
-    from .io.force_constants import read_force_constants
-    from .phonons import compare, model_force_constants
+    from hdpbench.io.force_constants import read_force_constants
+    from hdpbench.physics.phonons import compare, model_force_constants
 
     unitcell = _read_structure(args.unitcell)
     context = {"unitcell": unitcell, "supercell_matrix": args.supercell}
@@ -328,7 +355,7 @@ def cmd_phonons_compare(args) -> int:
         model = read_force_constants(args.model, **context)
         model_name = args.model
     else:  # a registry model or a checkpoint: Φ_model from its own finite displacements
-        from .evaluate import load_model
+        from hdpbench.models.evaluate import load_model
 
         loaded = load_model(args.model, device=args.device, dtype=args.dtype)
         phonon = model_force_constants(unitcell, loaded, supercell_matrix=args.supercell, displacement=args.displacement)
@@ -348,10 +375,10 @@ def cmd_phonons_compare(args) -> int:
 
 
 def cmd_sigma(args) -> int:
-    from .anharmonicity import sigma
-    from .errors import DataError
-    from .io.force_constants import read_force_constants
-    from .io.trajectories import read_fhi_vibes, read_trajectory, trajectory_format
+    from hdpbench.core.errors import DataError
+    from hdpbench.io.force_constants import read_force_constants
+    from hdpbench.io.trajectories import read_fhi_vibes, read_trajectory, trajectory_format
+    from hdpbench.physics.anharmonicity import sigma
 
     reference = force_constants = None
     if trajectory_format(args.trajectory) == "fhi-vibes":
@@ -367,7 +394,7 @@ def cmd_sigma(args) -> int:
         raise DataError(args.trajectory, "σ needs --reference (the undisplaced supercell) and --force-constants")
     result = sigma(trajectory, reference, force_constants).to_dict()
     if args.model:
-        from .anharmonicity import model_sigma
+        from hdpbench.physics.anharmonicity import model_sigma
 
         result.update(model_sigma(trajectory, reference, force_constants, args.model, displacement=args.displacement, device=args.device, dtype=args.dtype))
     if args.json:
@@ -389,7 +416,7 @@ def cmd_md(args) -> int:
     import numpy as np
     from ase.md.velocitydistribution import MaxwellBoltzmannDistribution, Stationary
 
-    from .md import BatchedAndersen, MDSettings, model_forces
+    from hdpbench.physics.md import BatchedAndersen, MDSettings, model_forces
 
     structure = _read_structure(args.structure)
     replicas = []
@@ -421,17 +448,19 @@ def cmd_md(args) -> int:
 
 
 def cmd_finetune(args) -> int:
-    from .finetune import FinetuneSettings, finetune_registered
+    from hdpbench.training.finetune import FinetuneSettings, finetune_registered
 
     settings = FinetuneSettings(
         phi_weight=args.phi_weight, energy_weight=args.energy_weight, force_weight=args.force_weight,
         epochs=args.epochs, cotrain_steps=args.cotrain_steps, learning_rate=args.lr, seed=args.seed,
         phonon_batch=args.phonon_batch, columns_per_structure=args.columns,
     )  # fmt: skip
+    from hdpbench.demo.train import cotrain_structures
+
     run, registry = finetune_registered(
         args.model, dataset=args.dataset, train_compounds=args.train_compounds, output=args.output,
         validation_compounds=args.validation_compounds or [], settings=settings, cotrain_file=args.cotrain,
-        device=args.device, progress=not args.quiet,
+        cotrain_loader=cotrain_structures, device=args.device, progress=not args.quiet,
     )  # fmt: skip
     summary = {"name": args.output, "checkpoint": str(run.checkpoint), "registry": str(registry), "seconds": run.seconds, "epochs": len(run.log) - 1}
     if args.json:
@@ -441,28 +470,108 @@ def cmd_finetune(args) -> int:
     return 0
 
 
-def cmd_run(args) -> int:
-    from .runner import RunSettings, run
+RUN_DEFAULTS = {"dataset": "demo", "device": "cpu", "shard_size": 4}
+RUN_CONFIG_KEYS = ("dataset", "models", "compounds", "device", "dtype", "results", "shard_size")
 
-    settings = RunSettings.dry_run() if args.dry_run else RunSettings()
+
+def _run_config(path: str) -> tuple[dict, dict]:
+    """(run options, settings groups) of a ``--config`` YAML: ``GROUP: {FIELD: VALUE}`` as ``--set``,
+    plus optional ``dataset``, ``models``, ``compounds``, ``device``, ``dtype``, ``results``, ``shard_size``."""
+    import yaml
+
+    from hdpbench.pipeline.settings import GROUPS
+
+    file = Path(path)
+    if not file.is_file():
+        raise UsageError(f"--config {file}: no such file")
     try:
-        settings = settings.with_dtype(args.dtype).with_overrides(args.set or [])
-    except ValueError as error:
-        print(f"hdpbench run: error: {error}", file=sys.stderr)
-        return 2
+        content = yaml.safe_load(file.read_text()) or {}
+    except yaml.YAMLError as error:
+        raise UsageError(f"--config {file}: not valid YAML ({error})") from None
+    if not isinstance(content, dict):
+        raise UsageError(f"--config {file}: expected a mapping of keys, got {type(content).__name__}")
+    unknown = sorted(set(content) - set(GROUPS) - set(RUN_CONFIG_KEYS))
+    if unknown:
+        raise UsageError(f"--config {file}: unknown key(s) {', '.join(unknown)}; expected {', '.join([*RUN_CONFIG_KEYS, *GROUPS])}")
+    options = {key: content[key] for key in RUN_CONFIG_KEYS if key in content}
+    for key in ("models", "compounds"):
+        value = options.get(key)
+        if isinstance(value, str):
+            options[key] = [value]
+        elif value is not None and not (isinstance(value, list) and all(isinstance(v, str) for v in value)):
+            raise UsageError(f"--config {file}: {key}={value!r}: expected a name or a list of names")
+    for key in ("dataset", "device", "dtype", "results"):
+        if key in options and not isinstance(options[key], str):
+            raise UsageError(f"--config {file}: {key}={options[key]!r}: expected text")
+    if "shard_size" in options and (isinstance(options["shard_size"], bool) or not isinstance(options["shard_size"], int) or options["shard_size"] < 1):
+        raise UsageError(f"--config {file}: shard_size={options['shard_size']!r}: expected an integer ≥ 1")
+    return options, {group: content[group] for group in GROUPS if group in content}
+
+
+def _run_request(args):
+    """The run's options and settings: defaults, then ``--config``, then the command line; everything
+    type-checked and the dataset, models and compounds validated before any work (UsageError → exit 2)."""
+    from hdpbench.pipeline.plan import require_models
+    from hdpbench.pipeline.settings import RunSettings
+
+    options, groups = _run_config(args.config) if args.config else ({}, {})
+    source = f"--config {args.config}" if args.config else "settings"
+    for key, value in {"dataset": args.dataset, "models": args.model, "compounds": args.compounds, "device": args.device,
+                       "dtype": args.dtype, "results": args.results, "shard_size": args.shard_size}.items():  # fmt: skip
+        if value is not None:
+            options[key] = value  # the command line overrides the file
+    for key, value in RUN_DEFAULTS.items():
+        options.setdefault(key, value)
+    if not options.get("models"):
+        raise UsageError("no model: give --model NAME ... or `models:` in the --config file")
+    if options.get("dtype") not in (None, "float32", "float64"):
+        raise UsageError(f"{source}: dtype={options['dtype']!r}: expected one of 'float32', 'float64'")
+    settings = RunSettings.smoke() if args.smoke else RunSettings()
+    if options.get("dtype"):
+        settings = settings.with_dtype(options["dtype"])
+    settings = settings.with_values(groups, source=source).with_overrides(args.set or [])
+    require_models(options["models"])
+    if args.smoke and options.get("results") is None:
+        from hdpbench.core import paths
+
+        options["results"] = str(paths.smoke_results_dir())  # smoke numbers never mix with real ones
+    return options, settings
+
+
+def cmd_run(args) -> int:
+    from hdpbench.pipeline.plan import require_compounds, require_dataset
+    from hdpbench.pipeline.runner import run
+
+    options, settings = _run_request(args)
     if args.estimate:
-        return _print_estimate(args, settings)
-    failed = False
-    for model in args.model:
+        return _print_estimate(args, options, settings)
+    data = require_dataset(options["dataset"])
+    compounds = require_compounds(data, options.get("compounds"))
+    if args.dry_run:
+        from hdpbench.pipeline.plan import describe, format_plan
+
+        described = describe(
+            args.stage, data, options["models"], compounds, settings, results_root=options.get("results"),
+            shard_size=options["shard_size"], device=options["device"], frames_per_compound=args.frames_per_compound,
+        )  # fmt: skip
+        _print_json(described) if args.json else print(format_plan(described))
+        return 0
+    failed, reports = False, []
+    for model in options["models"]:
         report = run(
-            args.stage, args.dataset, model, compounds=args.compounds, settings=settings, device=args.device,
-            workers=args.workers, scheduler=args.scheduler, shard_size=args.shard_size, results_root=args.results,
-            progress=not args.quiet,
-        )
-        print(report.summary_line())
-        for compound, error in sorted(report.failed.items()):
-            print(f"  {compound}: {error}", file=sys.stderr)
+            args.stage, options["dataset"], model, compounds=compounds, settings=settings, device=options["device"],
+            workers=args.workers, scheduler=args.scheduler, shard_size=options["shard_size"], results_root=options.get("results"),
+            progress=not (args.quiet or args.json),
+        )  # fmt: skip
+        reports.append(report)
+        if not args.json:
+            print(report.summary_line())
+            for compound, error in sorted(report.failed.items()):
+                print(f"  {compound}: {error}", file=sys.stderr)
         failed = failed or bool(report.failed)
+    if args.json:
+        _print_json({"stage": args.stage, "dataset": options["dataset"], "settings": settings.as_dict(), "smoke": args.smoke,
+                     "runs": [dataclasses.asdict(r) for r in reports]})  # fmt: skip
     return 1 if failed else 0
 
 
@@ -472,31 +581,19 @@ def _format_sigma_reference(sigma: float | None, stored: float | None) -> str:
     return f"{stored:.3f}*" if stored is not None and math.isfinite(stored) else "-"
 
 
-def _mean_reference_frames(data, names, sigma_settings) -> int:
-    """Frames the σ stage would re-evaluate per compound, counted in the production files (after the
-    discard and the subsampling cap), so a local estimate reflects the data actually there."""
-    from tqdm.auto import tqdm
+def _print_estimate(args, options, settings) -> int:
+    from hdpbench.pipeline.cost import Workload, estimate, format_estimate, measured_rates
+    from hdpbench.pipeline.stages import plan
 
-    counts = []
-    for name in tqdm(names, desc="counting frames", unit="compound", disable=len(names) < 20):
-        frames = len(data.load(name, discard=sigma_settings.discard, frames=sigma_settings.frames).trajectory or [])
-        counts.append(min(frames, sigma_settings.max_frames or frames))
-    return max(1, round(sum(counts) / len(counts))) if counts else 0
-
-
-def _print_estimate(args, settings) -> int:
-    import dataclasses
-
-    from .cost import Workload, estimate, format_estimate, measured_rates
-
-    if args.dataset == "hdp" and not args.compounds:
-        workload = Workload.paper()
+    stages = [step.name.value for step, _ in plan(args.stage, settings)]
+    if options["dataset"] == "hdp" and not options.get("compounds"):
+        workload = Workload.paper()  # the authors' full dataset, whether or not it is on this machine
     else:
-        from .runner import _cached_dataset
+        from hdpbench.pipeline.plan import mean_reference_frames, require_compounds, require_dataset
 
-        data = _cached_dataset(args.dataset)
-        names = args.compounds or data.compounds()
-        frames = args.frames_per_compound or _mean_reference_frames(data, names, settings.sigma)
+        data = require_dataset(options["dataset"])
+        names = require_compounds(data, options.get("compounds"))
+        frames = args.frames_per_compound or mean_reference_frames(data, names, settings)
         workload = Workload(compounds=len(names), reference_frames_per_compound=frames)
     workload = dataclasses.replace(
         workload,
@@ -504,8 +601,12 @@ def _print_estimate(args, settings) -> int:
         md_steps_per_run=settings.md.steps,
         kpca_frames_per_set=settings.kpca.max_frames_per_set,
     )
-    device = "cuda" if args.device.startswith("cuda") else args.device
-    print(format_estimate(estimate(workload, measured_rates(device)), models=len(args.model)))
+    device = "cuda" if options["device"].startswith("cuda") else options["device"]
+    result = estimate(workload, measured_rates(device), stages)
+    if args.json:
+        _print_json(result | {"stage": args.stage, "models": options["models"]})
+    else:
+        print(format_estimate(result, models=len(options["models"])))
     return 0
 
 
@@ -543,6 +644,27 @@ def build_parser() -> argparse.ArgumentParser:
     model_listing = model_commands.add_parser("list", help="registered models, licences and whether weights are here")
     model_listing.add_argument("--json", action="store_true")
     model_listing.set_defaults(func=cmd_models_list)
+
+    results = commands.add_parser("results", help="the results store: export a stage's results as a table")
+    results_commands = results.add_subparsers(dest="results_command", metavar="ACTION", required=True)
+    exporting = results_commands.add_parser(
+        "export",
+        help="one row per done or failed compound of a stage (every settings key, or --key), as CSV and/or JSON",
+        description=(
+            "One tidy row per compound of results/<dataset>/<model>/<stage>/<key>/: dataset, model, stage, "
+            "settings_key, compound, status (done/failed), error_type, error, error_file, then the compound's "
+            "JSON fields: scalars as they are, dicts flattened with a dot (name.sub), lists of at most 8 scalars "
+            "as name[0], name[1], ...; longer lists (per-frame data) are left out."
+        ),
+    )
+    exporting.add_argument("--dataset", required=True)
+    exporting.add_argument("--model", required=True)
+    exporting.add_argument("--stage", required=True, help="e.g. phonons, sigma-reference-frames, md, sigma-md, kpca, real-phonons")
+    exporting.add_argument("--csv", metavar="FILE", help="write the rows to FILE (atomically)")
+    exporting.add_argument("--json", action="store_true", help="print the rows as JSON on stdout (the summary line goes to stderr)")
+    exporting.add_argument("--key", help="only this settings key (a unique prefix is enough); default: every key")
+    exporting.add_argument("--results", help="results folder (default: HDPBENCH_RESULTS or results/)")
+    exporting.set_defaults(func=cmd_results_export)
 
     phonons = commands.add_parser("phonons", help="harmonic phonons: compare force constants")
     phonon_commands = phonons.add_subparsers(dest="phonons_command", metavar="ACTION", required=True)
@@ -590,35 +712,42 @@ def build_parser() -> argparse.ArgumentParser:
     md.add_argument("--json", action="store_true")
     md.set_defaults(func=cmd_md)
 
-    from .runner import STAGES
+    from hdpbench.pipeline.settings import setting_keys
+    from hdpbench.pipeline.stages import STAGES
 
     running = commands.add_parser(
         "run",
-        help="run a stage for models on a dataset: sharded, resumable, serial or on Dask",
+        help="run a stage (and the stages it needs) for models on a dataset: sharded, resumable, serial or on Dask",
         description="Compounds are split into fixed shards; each shard's results are stored as they finish, "
-        "and a rerun computes only what is missing. --estimate prints the cost from measured throughput instead.",
+        "and a rerun computes only what is missing. Settings: the authors' defaults, then --config, then "
+        "--set. --dry-run prints the plan and writes nothing; --estimate prints the cost from measured throughput.",
+        epilog="settings keys (--set and --config): " + ", ".join(setting_keys()),
     )
-    running.add_argument("stage", choices=STAGES)
-    running.add_argument("--dataset", default="demo", help="dataset name or folder in the authors' layout")
-    running.add_argument("--model", nargs="+", required=True, help="registry names or checkpoint paths")
+    running.add_argument("stage", choices=list(STAGES))
+    running.add_argument("--config", metavar="RUN.yaml", help="YAML: GROUP: {FIELD: VALUE} as --set, plus dataset, models, compounds, device, dtype, results, shard_size; the command line overrides it")
+    running.add_argument("--dataset", help="dataset name or folder in the authors' layout (default: demo)")
+    running.add_argument("--model", nargs="+", help="registry names or checkpoint paths")
     running.add_argument("--compounds", nargs="*", help="formulas (default: all of the dataset)")
-    running.add_argument("--device", default="cpu", help="cpu, cuda (one worker per GPU), cuda:1, ...")
-    running.add_argument("--dtype", default="float32", choices=["float32", "float64"])
+    running.add_argument("--device", help="cpu (default), cuda (one worker per GPU), cuda:1, ...")
+    running.add_argument("--dtype", choices=["float32", "float64"], help="every stage's floating-point type (default: float32)")
     cluster = running.add_mutually_exclusive_group()
     cluster.add_argument(
         "--workers", type=_count(0), help="Dask LocalCluster worker processes; 0 runs in this process (default: one per device, i.e. per GPU with --device cuda)"
     )
     cluster.add_argument("--scheduler", help="address of an existing Dask scheduler (e.g. from dask-jobqueue)")
-    running.add_argument("--shard-size", type=_count(1), default=4, help="compounds per shard (fixed, whatever the workers)")
+    running.add_argument("--shard-size", type=_count(1), help="compounds per shard, fixed whatever the workers (default: 4)")
     running.add_argument("--results", help="results folder (default: HDPBENCH_RESULTS or results/)")
-    running.add_argument("--set", action="append", metavar="GROUP.FIELD=VALUE", help="e.g. md.steps=500 (repeatable)")
-    running.add_argument("--dry-run", action="store_true", help="tiny settings for a smoke test")
-    running.add_argument("--estimate", action="store_true", help="print the estimated cost and exit")
+    running.add_argument("--set", action="append", metavar="GROUP.FIELD=VALUE", help="e.g. md.steps=500 (repeatable; see the keys below)")
+    modes = running.add_mutually_exclusive_group()
+    modes.add_argument("--dry-run", action="store_true", help="print the plan (stages, results folders, done and pending compounds, files, cost) and write nothing")
+    modes.add_argument("--estimate", action="store_true", help="print the estimated cost and exit")
+    running.add_argument("--smoke", action="store_true", help="tiny settings (every code path runs, the numbers mean nothing), results in their own folder (HDPBENCH_SMOKE_RESULTS)")
     running.add_argument(
         "--frames-per-compound",
         type=_count(1),
-        help="for --estimate on a local dataset; default: counted in its production files",
+        help="for --estimate and --dry-run on a local dataset; default: counted in its production files",
     )
+    running.add_argument("--json", action="store_true", help="machine-readable output (the plan, the estimate or the run reports)")
     running.add_argument("--quiet", action="store_true", help="no progress bar")
     running.set_defaults(func=cmd_run)
 

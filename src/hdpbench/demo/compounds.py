@@ -80,3 +80,18 @@ def by_formula(formula: str) -> DemoCompound:
         if compound.formula == formula:
             return compound
     raise KeyError(f"no demo compound {formula!r}")
+
+
+def outcomes() -> dict[str, str]:
+    """``{formula: "done" | "failed: reason"}`` for every compound a generator has finished.
+
+    One file per compound, so several generator processes never overwrite each other's records.
+    """
+    import json
+
+    from hdpbench.core import paths
+
+    found = {}
+    for path in sorted(paths.demo_work_dir().glob("*/outcome.json")):
+        found[path.parent.name] = json.loads(path.read_text())["outcome"]
+    return found

@@ -42,11 +42,17 @@ from typing import Any
 import numpy as np
 from ase import Atoms
 
-from .. import __version__, paths
-from ..compound import HALIDE_FOLDERS, Trajectory
-from ..results import atomic_path, atomic_write_json
-from ..structures import double_perovskite, from_phonopy_atoms, make_supercell, to_phonopy_atoms
-from .compounds import DEMO_COMPOUNDS, REPLACEMENTS, DemoCompound, by_formula
+from hdpbench import __version__
+from hdpbench.core import paths
+from hdpbench.core.compound import HALIDE_FOLDERS, Trajectory
+from hdpbench.core.storage import atomic_path, atomic_write_json
+from hdpbench.core.structures import (
+    double_perovskite,
+    from_phonopy_atoms,
+    make_supercell,
+    to_phonopy_atoms,
+)
+from hdpbench.demo.compounds import DEMO_COMPOUNDS, REPLACEMENTS, DemoCompound, by_formula, outcomes
 
 SUPERCELL = np.diag([2, 2, 2])
 
@@ -437,7 +443,7 @@ class CompoundGenerator:
         }
 
     def _pack(self, target: Path, relaxed, phonon, rattled: Path, md: Trajectory) -> None:
-        from ..io.vasprun import write_vasprun
+        from hdpbench.io.vasprun import write_vasprun
 
         c, s = self.compound, self.settings
         members: dict[str, bytes] = {}
@@ -571,17 +577,6 @@ def outcome_path(formula: str) -> Path:
     return paths.demo_work_dir() / formula / "outcome.json"
 
 
-def outcomes() -> dict[str, str]:
-    """``{formula: "done" | "failed: reason"}`` for every compound a generator has finished.
-
-    One file per compound, so several generator processes never overwrite each other's records.
-    """
-    found = {}
-    for path in sorted(paths.demo_work_dir().glob("*/outcome.json")):
-        found[path.parent.name] = json.loads(path.read_text())["outcome"]
-    return found
-
-
 def planned_compounds(formulas: list[str] | None, known: dict[str, str]) -> list[DemoCompound]:
     """The compounds to generate: each failed one is replaced by the next untried one of its halide."""
     requested = [by_formula(f) for f in formulas] if formulas else list(DEMO_COMPOUNDS)
@@ -687,12 +682,12 @@ def main(argv: list[str] | None = None) -> int:
         if not args.output:
             parser.error("--dry-run needs --output")
         os.environ.setdefault("HDPBENCH_DEMO_WORK", str(Path(args.output) / "work"))
-    from ..datasets import registered_datasets
+    from hdpbench.data.datasets import registered_datasets
 
     settings = GenerationSettings.dry_run() if args.dry_run else GenerationSettings()
     root = Path(args.output) if args.output else registered_datasets()["demo"].local_dir
     if args.refresh_force_constants:
-        from .summary import build
+        from hdpbench.demo.summary import build
 
         for archive in sorted(root.glob("*/dpv_*.tar.xz")):
             if args.compounds and archive.name[4:-7] not in args.compounds:
@@ -705,7 +700,7 @@ def main(argv: list[str] | None = None) -> int:
     status = generate(args.compounds, settings, root)
     print(json.dumps(status, indent=2))
     if not args.dry_run and all(outcome != "pending" for outcome in status.values()):
-        from .summary import build
+        from hdpbench.demo.summary import build
 
         build(root)  # the summary db (σ_ref) and validation report, from the packed archives
     return 0

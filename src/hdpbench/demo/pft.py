@@ -1,6 +1,6 @@
 """The phonon fine-tuning experiments behind the book's page "Can Hessian supervision fix it?".
 
-Each experiment is one ``hdpbench finetune`` run (:func:`hdpbench.finetune.finetune_registered`):
+Each experiment is one ``hdpbench finetune`` run (:func:`hdpbench.training.finetune.finetune_registered`):
 
 * the two demo models fine-tuned on Φ_ref of five demo compounds (:data:`TRAIN_COMPOUNDS`); the
   three others (:data:`HELDOUT_COMPOUNDS`, one per halide family) never enter the Hessian loss and
@@ -10,7 +10,7 @@ Each experiment is one ``hdpbench finetune`` run (:func:`hdpbench.finetune.finet
 
 ``make demo-model`` runs them after the base models (``python -m hdpbench.demo.pft``); ``make book``
 only reads the committed checkpoints. A finished experiment whose checkpoint matches its registry
-sha256 is skipped; an interrupted one resumes (:mod:`hdpbench.finetune`).
+sha256 is skipped; an interrupted one resumes (:mod:`hdpbench.training.finetune`).
 
     python -m hdpbench.demo.pft [--only NAME ...] [--epochs N]
 """
@@ -22,7 +22,7 @@ import dataclasses
 import json
 from dataclasses import dataclass, field
 
-from ..finetune import FinetuneSettings
+from hdpbench.training.finetune import FinetuneSettings
 
 # One fluoride held out beside the only chloride and iodide: every halide family the loss never saw
 # (the bromide and four fluorides, the strongly anharmonic Rb2NiAgF6 among them, are trained on).
@@ -61,8 +61,8 @@ def experiment(name: str) -> Experiment:
 def is_done(item: Experiment) -> bool:
     """Whether the registered fine-tuned checkpoint is present, intact and made from the base model
     registered now (a retrained base makes its fine-tuned version stale)."""
-    from ..models import expected_checkpoint_path, registered_models
-    from ..results import sha256_file
+    from hdpbench.core.storage import sha256_file
+    from hdpbench.models.registry import expected_checkpoint_path, registered_models
 
     specs = registered_models()
     spec, base = specs.get(item.output), specs.get(item.base)
@@ -75,12 +75,13 @@ def is_done(item: Experiment) -> bool:
 
 
 def run(item: Experiment, *, epochs: int | None = None) -> dict:
-    from ..finetune import finetune_registered
+    from hdpbench.demo.train import cotrain_structures
+    from hdpbench.training.finetune import finetune_registered
 
     settings = item.settings if epochs is None else dataclasses.replace(item.settings, epochs=epochs)
     finished, registry = finetune_registered(
         item.base, dataset=item.dataset, train_compounds=list(item.train), output=item.output,
-        validation_compounds=list(item.validation), settings=settings,
+        validation_compounds=list(item.validation), settings=settings, cotrain_loader=cotrain_structures,
     )  # fmt: skip
     return {"name": item.output, "registry": str(registry), "seconds": finished.seconds}
 

@@ -20,16 +20,16 @@ import tempfile
 from pathlib import Path
 from typing import Any
 
-from ..anharmonicity import sigma, sigma_class
-from ..io.authors import DEFAULT_DISCARD, SUMMARY_DB, FrameSet
-from ..phonons import acoustic_sum_rule_violation, make_phonopy
-from ..results import atomic_write_json
+from hdpbench.core.storage import atomic_write_json
+from hdpbench.io.authors import DEFAULT_DISCARD, SUMMARY_DB, FrameSet
+from hdpbench.physics.anharmonicity import sigma, sigma_class
+from hdpbench.physics.phonons import acoustic_sum_rule_violation, make_phonopy
 
 CLASS_NAMES = ["weakly anharmonic (σ < 0.5)", "strongly anharmonic (0.5 ≤ σ ≤ 1)", "dynamically unstable (σ > 1)"]
 
 
 def compound_rows(dataset_root: Path, discard: int = DEFAULT_DISCARD) -> dict[str, dict[str, Any]]:
-    from ..datasets import get_dataset
+    from hdpbench.data.datasets import get_dataset
 
     dataset = get_dataset(dataset_root)
     rows = {}
@@ -82,7 +82,7 @@ def write_summary_db(path: Path, rows: dict[str, dict[str, Any]]) -> None:
 
 
 def build(dataset_root: Path) -> dict[str, Any]:
-    from .generate import outcomes
+    from hdpbench.demo.compounds import outcomes
 
     rows = compound_rows(dataset_root)
     write_summary_db(dataset_root / SUMMARY_DB, rows)
@@ -107,7 +107,7 @@ def build(dataset_root: Path) -> dict[str, Any]:
 
 
 def main(argv: list[str] | None = None) -> int:
-    from ..datasets import registered_datasets
+    from hdpbench.data.datasets import registered_datasets
 
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--dataset-root", help="default: the demo dataset's folder")

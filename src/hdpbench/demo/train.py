@@ -32,19 +32,19 @@ from typing import Any
 import numpy as np
 import yaml
 
-from .. import paths
-from ..results import atomic_path, atomic_write_json, sha256_file
+from hdpbench.core import paths
+from hdpbench.core.storage import atomic_path, atomic_write_json, sha256_file
 
 DEMO_MODELS = ["demo-small-data", "demo-more-data"]
 
 
 def training_spec(name: str) -> dict[str, Any]:
-    from ..models import get_model_spec
+    from hdpbench.models.registry import get_model_spec, registry_file
 
     spec = get_model_spec(name)
     training = spec.extra.get("training")
     if not training:
-        raise ValueError(f"{paths.model_registry_dir() / (name + '.yaml')} has no 'training' block")
+        raise ValueError(f"{registry_file(spec)} has no 'training' block")
     return training
 
 
@@ -54,7 +54,8 @@ def output_dir(name: str) -> Path:
 
 def planned_demo_compounds() -> list[str]:
     """The compounds the demo generator plans (failed ones replaced), from its outcome records."""
-    from .generate import outcomes, planned_compounds
+    from hdpbench.demo.compounds import outcomes
+    from hdpbench.demo.generate import planned_compounds
 
     known = outcomes()
     return [c.formula for c in planned_compounds(None, known) if not known.get(c.formula, "").startswith("failed")]
@@ -65,7 +66,7 @@ def training_pool_sources(dataset, planned: list[str] | None = None) -> dict[str
     ``planned`` compound whose MD is still running, the pool the generator staged with the same
     bytes. Every planned compound must have one, so a model is never trained on part of the set by
     accident."""
-    from .generate import staged_pool_dir
+    from hdpbench.demo.generate import staged_pool_dir
 
     sources = {formula: dataset.entries()[formula].path for formula in dataset.compounds()}
     missing = []
@@ -88,7 +89,7 @@ def training_pool_sources(dataset, planned: list[str] | None = None) -> dict[str
 def select_training_structures(sources: dict[str, Path], rattled_per_compound: int | None, include_displaced: bool) -> tuple[list, list[dict]]:
     """(structures, record): the first ``rattled_per_compound`` rattled supercells of each compound
     (all if None; their order is the generator's random order) plus, optionally, the displaced ones."""
-    from ..io.authors import read_training_structures
+    from hdpbench.io.authors import read_training_structures
 
     structures, record = [], []
     for formula, source in sources.items():
@@ -138,11 +139,11 @@ def training_structures(name: str, dataset_name: str = "demo", *, staged: bool =
     Two kinds of block: the demo's (rattled pools and displaced supercells of every demo compound;
     tested on the production MD, so no test frames here) and a reference system's displaced
     supercells (``system: KCl``): a seeded ``test_fraction`` of them is held out as the test set
-    (returned as a :class:`~hdpbench.compound.Trajectory`), the rest is the training pool.
+    (returned as a :class:`~hdpbench.core.compound.Trajectory`), the rest is the training pool.
     ``staged``: also take the pools the demo generator staged for compounds still running (training
     while ``make demo-data`` goes on); without it, the packed archives alone.
     """
-    from ..datasets import get_dataset
+    from hdpbench.data.datasets import get_dataset
 
     training = training_spec(name)
     if "system" in training:
@@ -185,7 +186,7 @@ def cotrain_structures(name: str) -> list:
 
 def frames_force_error(checkpoint, frames) -> dict[str, float]:
     """Force MAE/RMSE (eV/Å) of a model on frames with reference forces."""
-    from ..evaluate import evaluate
+    from hdpbench.models.evaluate import evaluate
 
     predicted = evaluate(str(checkpoint), frames.to_atoms_list(), dtype="float64", progress=False).forces_array()
     error = predicted - frames.forces
@@ -211,7 +212,7 @@ def train(name: str, *, dry_run: bool = False, dataset_name: str = "demo") -> di
     """Train one demo model; skip if its checkpoint exists and matches the registered sha256."""
     import ase.io
 
-    from ..models import expected_checkpoint_path, get_model_spec
+    from hdpbench.models.registry import expected_checkpoint_path, get_model_spec
 
     spec = get_model_spec(name)
     training = training_spec(name)
@@ -308,8 +309,8 @@ def _forget_stale_checkpoints(work: Path, inputs: list[Path]) -> None:
 def refresh_heldout(name: str, dataset_name: str = "demo") -> dict[str, Any]:
     """Recompute the held-out force errors of a trained demo model, e.g. once more compounds' MD is
     packed (a model may be trained on staged pools before every production trajectory exists)."""
-    from ..datasets import get_dataset
-    from ..models import expected_checkpoint_path, get_model_spec
+    from hdpbench.data.datasets import get_dataset
+    from hdpbench.models.registry import expected_checkpoint_path, get_model_spec
 
     checkpoint = expected_checkpoint_path(get_model_spec(name))
     report_path = output_dir(name) / "heldout_force_mae.json"
@@ -320,9 +321,13 @@ def refresh_heldout(name: str, dataset_name: str = "demo") -> dict[str, Any]:
 
 
 def _register_sha256(name: str, checksum: str) -> None:
-    """Update the sha256 line of the registry file in place (keeping its comments)."""
-    path = paths.model_registry_dir() / f"{name}.yaml"
-    lines = path.read_text().splitlines()
+    """Update the sha256 line of the registry file in place (keeping its comments); an entry shipped
+    inside the installed package is copied to the writable registry folder instead, overriding it."""
+    from hdpbench.models.registry import get_model_spec, registry_file, writable_registry_file
+
+    spec = get_model_spec(name)
+    path = writable_registry_file(spec)
+    lines = registry_file(spec).read_text().splitlines()
     lines = [f"sha256: {checksum}" if line.startswith("sha256:") else line for line in lines]
     with atomic_path(path) as tmp:
         tmp.write_text("\n".join(lines) + "\n")

@@ -24,7 +24,7 @@ from dataclasses import dataclass
 from pathlib import Path, PurePosixPath
 from typing import IO
 
-from ..errors import ArchiveError, ArchiveTooLargeError, UnsafeArchiveMemberError
+from hdpbench.core.errors import ArchiveError, ArchiveTooLargeError, UnsafeArchiveMemberError
 
 ARCHIVE_SUFFIXES = (".tar.gz", ".tgz", ".tar.xz", ".tar")
 _MIB = 1 << 20

@@ -26,12 +26,12 @@ from typing import Any
 
 import numpy as np
 
-from ..compound import Compound, Trajectory, halide_of
-from ..errors import DataError, EmptyTrajectoryError, MissingMemberError
-from ..structures import read_poscar, supercell_matrix_between
-from .archive import CompoundFiles, formula_of
-from .force_constants import read_force_constants
-from .vasprun import read_vasprun
+from hdpbench.core.compound import Compound, Trajectory, halide_of
+from hdpbench.core.errors import DataError, EmptyTrajectoryError, MissingMemberError
+from hdpbench.core.structures import read_poscar, supercell_matrix_between
+from hdpbench.io.archive import CompoundFiles, formula_of
+from hdpbench.io.force_constants import read_force_constants
+from hdpbench.io.vasprun import read_vasprun
 
 UNITCELL_MEMBER = "CONTCAR"
 SUPERCELL_MEMBER = "SPOSCAR"
@@ -98,7 +98,7 @@ def frame_set(value: str | FrameSet) -> FrameSet:
     try:
         return FrameSet(value)
     except ValueError:
-        from ..errors import UsageError
+        from hdpbench.core.errors import UsageError
 
         raise UsageError(f"frame set {value!r} is not one of {[s.value for s in FrameSet]}") from None
 
@@ -148,7 +148,7 @@ def load_compound(
     start of each. With ``trajectories=False`` the MD files are skipped (fast: phonon stages need only
     cells and Φ).
     """
-    from ..validation import require_positive_int
+    from hdpbench.core.validation import require_positive_int
 
     require_positive_int("discard", discard, allow_zero=True)
     frames = frame_set(frames)

@@ -15,9 +15,9 @@ from typing import IO
 import numpy as np
 from ase import Atoms
 
-from ..compound import check_force_constants
-from ..errors import DataError, ForceConstantsShapeError
-from ..structures import from_phonopy_atoms, to_phonopy_atoms
+from hdpbench.core.compound import check_force_constants
+from hdpbench.core.errors import DataError, ForceConstantsShapeError
+from hdpbench.core.structures import from_phonopy_atoms, to_phonopy_atoms
 
 _YAML_SUFFIXES = (".yaml", ".yaml.xz", ".yaml.gz", ".yaml.bz2", ".yaml.lzma", ".yml")
 
@@ -171,7 +171,7 @@ def write_force_constants_hdf5(fc: np.ndarray, path: str | Path) -> None:
     """Write full Φ as phonopy's ``force_constants.hdf5`` (eV/Å²), atomically."""
     from phonopy.file_IO import write_force_constants_to_hdf5
 
-    from ..results import atomic_path
+    from hdpbench.core.storage import atomic_path
 
     with atomic_path(path) as tmp:
         write_force_constants_to_hdf5(np.asarray(fc, dtype="double"), filename=str(tmp), physical_unit="eV/angstrom^2")

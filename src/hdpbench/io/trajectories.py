@@ -13,9 +13,9 @@ from pathlib import Path
 import numpy as np
 from ase import Atoms
 
-from ..compound import Trajectory, check_force_constants
-from ..errors import DataError
-from .vasprun import read_vasprun
+from hdpbench.core.compound import Trajectory, check_force_constants
+from hdpbench.core.errors import DataError
+from hdpbench.io.vasprun import read_vasprun
 
 
 @dataclass
@@ -92,7 +92,7 @@ def _numbers_from_vibes(f, path) -> np.ndarray:
 
 def read_trajectory(path: str | Path, *, discard: int = 0, file_format: str | None = None) -> Trajectory:
     """Frames with forces from a vasprun.xml, an FHI-vibes trajectory.nc or an ASE-readable file."""
-    from ..validation import require_positive_int
+    from hdpbench.core.validation import require_positive_int
 
     require_positive_int("discard", discard, allow_zero=True)
     path = Path(path)

@@ -23,8 +23,8 @@ import numpy as np
 from ase.data import atomic_numbers
 from ase.units import GPa
 
-from ..compound import Trajectory
-from ..errors import DataError, EmptyTrajectoryError
+from hdpbench.core.compound import Trajectory
+from hdpbench.core.errors import DataError, EmptyTrajectoryError
 
 _EV_PER_J = 1.0 / 1.602176634e-19  # ASE's EVTOJ convention (kbar → eV/Å³ for PSTRESS)
 
@@ -161,13 +161,13 @@ def read_vasprun(
     require_forces: bool = True,
     report: dict | None = None,
 ) -> Trajectory:
-    """Read all ionic steps into a :class:`~hdpbench.compound.Trajectory`.
+    """Read all ionic steps into a :class:`~hdpbench.core.compound.Trajectory`.
 
     ``discard`` drops that many leading steps (equilibration); they are parsed but not stored.
     ``frame_index`` of the result counts steps from the start of the file. ``report``: see
     :func:`iter_vasprun`.
     """
-    from ..validation import require_positive_int
+    from hdpbench.core.validation import require_positive_int
 
     require_positive_int("discard", discard, allow_zero=True)
     if isinstance(source, (bytes, bytearray)):
@@ -217,7 +217,7 @@ def write_vasprun(path, trajectory: Trajectory, *, generator: str = "hdpbench") 
     """
     from xml.sax.saxutils import escape
 
-    from ..results import atomic_path
+    from hdpbench.core.storage import atomic_path
 
     if trajectory.forces is None:
         raise DataError(trajectory.origin, "writing a vasprun.xml needs forces")

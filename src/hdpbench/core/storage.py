@@ -1,0 +1,140 @@
+"""Safe file writes shared by every layer: atomic replace, host- and pid-named temporaries that only
+their own host's sweep removes, write checks before work, best-effort caches and file hashes."""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+import re
+import socket
+import tempfile
+import warnings
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from hdpbench.core.errors import StoreWriteError
+
+_HOST = re.sub(r"[^A-Za-z0-9-]", "-", socket.gethostname()) or "host"  # no dots: it is a field of temporary names
+
+
+def _current_umask() -> int:
+    mask = os.umask(0)
+    os.umask(mask)
+    return mask
+
+
+_UMASK = _current_umask()
+
+
+@contextlib.contextmanager
+def atomic_path(path: str | Path) -> Iterator[Path]:
+    """Yield a temporary path beside ``path``; on success it is fsynced and renamed onto ``path``.
+
+    The file gets the permissions of any file the user creates (``0666 & ~umask``, not mkstemp's 0600,
+    so a group-shared store stays readable). A failed write (full disk, read-only folder) raises
+    :class:`~hdpbench.core.errors.StoreWriteError` naming ``path``, and leaves neither the temporary
+    nor a changed ``path``.
+    """
+    path = Path(path)
+    tmp = None
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        # Host and pid in the name let a later run remove what a killed writer on this host left.
+        fd, tmp_name = tempfile.mkstemp(prefix=f".{path.name}.{_HOST}.{os.getpid()}.", suffix=".tmp", dir=path.parent)
+        os.fchmod(fd, 0o666 & ~_UMASK)
+        os.close(fd)
+        tmp = Path(tmp_name)
+        yield tmp
+        with open(tmp, "rb") as handle:
+            os.fsync(handle.fileno())
+        os.replace(tmp, path)
+    except OSError as error:
+        if isinstance(error, StoreWriteError):
+            raise
+        raise StoreWriteError(path, f"cannot write ({error.strerror or error}); nothing of it was kept") from error
+    finally:
+        if tmp is not None and tmp.exists():
+            tmp.unlink()
+
+
+def remove_orphaned_temporaries(directory: str | Path) -> list[Path]:
+    """Delete temporary files of :func:`atomic_path` that a killed writer on this host left; files of
+    live writers (other workers of the same run) and of other hosts (a shared filesystem) stay."""
+    removed = []
+    for candidate in Path(directory).glob(".*.tmp"):
+        fields = candidate.name[: -len(".tmp")].rsplit(".", 3)  # [.name, host, pid, random]
+        if len(fields) != 4 or fields[1] != _HOST or not fields[2].isdigit():
+            continue
+        pid = fields[2]
+        try:
+            os.kill(int(pid), 0)
+        except ProcessLookupError:
+            candidate.unlink(missing_ok=True)
+            removed.append(candidate)
+        except PermissionError:
+            pass  # alive, owned by someone else
+    return removed
+
+
+def try_write_cache(path: str | Path, obj: Any) -> bool:
+    """Write a JSON cache file; on failure (read-only or full cache) warn once and go on without it.
+
+    The cache only saves time, so losing it must never stop a command.
+    """
+    try:
+        atomic_write_json(path, obj)
+        return True
+    except StoreWriteError as error:
+        if str(Path(path).parent) not in _CACHE_WARNINGS:
+            _CACHE_WARNINGS.add(str(Path(path).parent))
+            warnings.warn(f"cache not written, continuing without it: {error}", RuntimeWarning, stacklevel=2)
+        return False
+
+
+_CACHE_WARNINGS: set[str] = set()
+
+
+def require_writable(
+    directory: str | Path, hint: str = "choose another folder with --results or HDPBENCH_RESULTS"
+) -> Path:
+    """Create ``directory`` if needed and check a file can be written there, before any work."""
+    directory = Path(directory)
+    try:
+        directory.mkdir(parents=True, exist_ok=True)
+        fd, probe = tempfile.mkstemp(prefix=".write-check.", dir=directory)
+        os.close(fd)
+        os.unlink(probe)
+    except OSError as error:
+        raise StoreWriteError(directory, f"results cannot be written here ({error.strerror or error}); {hint}") from error
+    return directory
+
+
+def atomic_write_bytes(path: str | Path, data: bytes) -> None:
+    with atomic_path(path) as tmp:
+        tmp.write_bytes(data)
+
+
+def atomic_write_json(path: str | Path, obj: Any) -> None:
+    atomic_write_bytes(path, (json.dumps(obj, indent=2, sort_keys=True, default=json_default) + "\n").encode())
+
+
+def json_default(value):
+    """``json.dumps(default=...)`` for numpy arrays and scalars and paths."""
+    if isinstance(value, np.ndarray):
+        return value.tolist()
+    if isinstance(value, np.generic):
+        return value.item()
+    if isinstance(value, Path):
+        return str(value)
+    raise TypeError(f"not JSON serialisable: {type(value).__name__}")
+
+
+def sha256_file(path: str | Path) -> str:
+    """SHA-256 of a file's bytes (hex), as pooch checks downloads."""
+    import pooch
+
+    return pooch.file_hash(str(path), alg="sha256")

@@ -1,0 +1,111 @@
+"""Conversions between ASE Atoms and phonopy's PhonopyAtoms, and reading POSCAR-style text."""
+
+from __future__ import annotations
+
+import io
+from pathlib import Path
+
+import numpy as np
+from ase import Atoms
+
+from hdpbench.core.errors import DataError
+
+
+def to_phonopy_atoms(atoms: Atoms):
+    from phonopy.structure.atoms import PhonopyAtoms
+
+    return PhonopyAtoms(
+        symbols=atoms.get_chemical_symbols(),
+        cell=np.array(atoms.cell.array),
+        scaled_positions=atoms.get_scaled_positions(wrap=False),
+        masses=atoms.get_masses(),
+    )
+
+
+def from_phonopy_atoms(patoms) -> Atoms:
+    return Atoms(
+        symbols=list(patoms.symbols),
+        cell=np.array(patoms.cell),
+        scaled_positions=np.array(patoms.scaled_positions),
+        masses=np.array(patoms.masses),
+        pbc=True,
+    )
+
+
+def read_poscar(source: str | Path | bytes, *, name: str | None = None) -> Atoms:
+    """A VASP POSCAR/CONTCAR/SPOSCAR from a path or from the file's bytes."""
+    from ase.io.vasp import read_vasp
+
+    label = name or str(source)
+    try:
+        if isinstance(source, (bytes, bytearray)):
+            return read_vasp(io.StringIO(source.decode()))
+        return read_vasp(str(source))
+    except Exception as error:  # ASE raises assorted errors for malformed POSCARs
+        raise DataError(label, f"not a readable VASP structure file ({type(error).__name__}: {error})") from error
+
+
+def supercell_matrix_between(unitcell: Atoms, supercell: Atoms, *, name: str = "supercell") -> np.ndarray:
+    """Integer M with supercell.cell = M @ unitcell.cell (rows are lattice vectors)."""
+    ratio = supercell.cell.array @ np.linalg.inv(unitcell.cell.array)
+    matrix = np.rint(ratio).astype(int)
+    if not np.allclose(ratio, matrix, atol=1e-4) or round(abs(np.linalg.det(matrix))) * len(unitcell) != len(
+        supercell
+    ):
+        raise DataError(name, "its cell is not an integer supercell of the unit cell with matching atom count")
+    return matrix
+
+
+def double_perovskite(a_site: str, b_site: str, b_prime_site: str, halide: str, a: float, x: float = 0.25) -> Atoms:
+    """The 10-atom primitive cell of an Fm-3m A2BB'X6 double perovskite.
+
+    Wyckoff sites of the conventional cell (lattice constant ``a``): A 8c (1/4, 1/4, 1/4), B 4a
+    (0, 0, 0), B' 4b (1/2, 1/2, 1/2), X 24e (x, 0, 0). Atom order: A, A, B, B', X x 6.
+    """
+    cell = 0.5 * a * np.array([[0.0, 1.0, 1.0], [1.0, 0.0, 1.0], [1.0, 1.0, 0.0]])
+    conventional_fractional = [
+        (0.25, 0.25, 0.25),
+        (0.75, 0.75, 0.75),
+        (0.0, 0.0, 0.0),
+        (0.5, 0.5, 0.5),
+        (x, 0.0, 0.0),
+        (-x, 0.0, 0.0),
+        (0.0, x, 0.0),
+        (0.0, -x, 0.0),
+        (0.0, 0.0, x),
+        (0.0, 0.0, -x),
+    ]
+    atoms = Atoms(
+        symbols=[a_site, a_site, b_site, b_prime_site] + [halide] * 6,
+        positions=a * np.array(conventional_fractional),
+        cell=cell,
+        pbc=True,
+    )
+    atoms.wrap()
+    return atoms
+
+
+def make_supercell(unitcell: Atoms, supercell_matrix) -> Atoms:
+    """The supercell exactly as phonopy builds it (atom order of phonopy's SPOSCAR)."""
+    import phonopy
+
+    phonon = phonopy.Phonopy(to_phonopy_atoms(unitcell), supercell_matrix=np.asarray(supercell_matrix), primitive_matrix="P")
+    return from_phonopy_atoms(phonon.supercell)
+
+
+def supercell_matrix_3x3(supercell_matrix) -> np.ndarray:
+    """A supercell matrix as 3×3 integers; three numbers mean a diagonal matrix."""
+    matrix = np.asarray(supercell_matrix, dtype=int)
+    return np.diag(matrix) if matrix.shape == (3,) else matrix
+
+
+def make_phonopy(unitcell: Atoms, supercell_matrix=(2, 2, 2), force_constants: np.ndarray | None = None):
+    """A Phonopy object on ``unitcell`` with primitive matrix = identity (the authors' setting)."""
+    import phonopy
+
+    from hdpbench.core.compound import check_force_constants
+
+    phonon = phonopy.Phonopy(to_phonopy_atoms(unitcell), supercell_matrix=supercell_matrix_3x3(supercell_matrix), primitive_matrix="P")
+    if force_constants is not None:
+        phonon.force_constants = check_force_constants(force_constants, len(phonon.supercell), "force constants")
+    return phonon

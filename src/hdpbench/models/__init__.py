@@ -1,0 +1,2 @@
+"""Model layer: the model registry (one YAML per model), MACE checkpoints and ASE calculators behind
+one batched evaluator, and neighbour lists."""

@@ -1,0 +1,303 @@
+"""Harmonic phonons of a model and their errors against reference force constants (paper §3.1).
+
+Φ_model comes from phonopy finite displacements on the given unit cell (by default the reference's
+relaxed cell, no re-relaxation, as the paper), with every displaced supercell evaluated in ONE
+batched call. Reference and model bands are always computed on identical q-points: the
+seekpath-convention path of the primitive cell, 50 points per segment.
+
+Metrics (paper and Lee & Xia):
+* ``rmse_omega2_thz2`` — RMSE of the signed ω² = sign(f)·f² over q and bands, THz²;
+* ``rmse_vg_thz_ang`` — RMSE of group velocities over q, bands and Cartesian components, THz·Å;
+* ``mae_freq_thz`` — mean |f_model − f_ref| over the path;
+* minimum frequencies, dynamical stability (unstable if any frequency < −0.5 THz on the path or
+  the mesh), and Helmholtz free energy, C_v and S at 300 K and 1000 K (phonopy thermal properties,
+  mesh length 75, frequencies below 0.1 THz excluded) with their errors.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import warnings
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+from ase import Atoms
+
+from hdpbench.core.errors import UsageError
+from hdpbench.core.structures import (
+    from_phonopy_atoms,
+    make_phonopy,
+    supercell_matrix_3x3,
+    to_phonopy_atoms,
+)
+from hdpbench.core.validation import require_dtype, require_positive, require_positive_int
+
+THERMAL_TEMPERATURES = (300.0, 1000.0)
+THERMAL_MESH_LENGTH = 75.0
+THERMAL_CUTOFF_THZ = 0.1
+
+
+@dataclass(frozen=True)
+class PhononSettings:
+    """Φ_model by finite displacements. The authors use two displacements: 0.01 Å for the bands
+    (``phonon_plotter.py``) and their ``PhonopyWorker`` default, 0.02 Å, for the Φ_MACE that σ
+    reads (``mace/collect_data.py``); :meth:`for_sigma` gives the settings of the latter."""
+
+    supercell: tuple[int, int, int] = (2, 2, 2)
+    displacement: float = 0.01  # Å, bands and phonon metrics
+    sigma_displacement: float = 0.02  # Å, the Φ_model of σ_model(Φ_model), σ_model-only and the maps' σ
+    symmetrize: bool = False
+    points_per_segment: int = 50
+    unstable_below_thz: float = -0.5
+    dtype: str = "float32"
+
+    def __post_init__(self):
+        supercell = self.supercell
+        if (
+            not isinstance(supercell, (tuple, list))
+            or len(supercell) != 3
+            or any(isinstance(n, bool) or not isinstance(n, int) or n < 1 for n in supercell)
+        ):
+            raise UsageError(f"phonons setting supercell={supercell!r}: expected three positive integers, e.g. [2, 2, 2]")
+        object.__setattr__(self, "supercell", tuple(supercell))
+        require_positive("phonons setting displacement", self.displacement)
+        require_positive("phonons setting sigma_displacement", self.sigma_displacement)
+        require_positive_int("phonons setting points_per_segment", self.points_per_segment)
+        require_dtype("phonons setting dtype", self.dtype)
+
+    def for_sigma(self) -> PhononSettings:
+        """The settings of the Φ_model that the σ stages read (displacement ``sigma_displacement``)."""
+        return dataclasses.replace(self, displacement=self.sigma_displacement)
+
+
+
+_DEFAULT = PhononSettings()
+
+
+def displaced_supercells(unitcell: Atoms, supercell_matrix=_DEFAULT.supercell, displacement: float = _DEFAULT.displacement):
+    """(phonopy object with displacements generated, list of displaced supercells as ASE Atoms)."""
+    phonon = make_phonopy(unitcell, supercell_matrix)
+    phonon.generate_displacements(distance=displacement)
+    return phonon, [from_phonopy_atoms(s) for s in phonon.supercells_with_displacements]
+
+
+def model_force_constants(
+    unitcell: Atoms,
+    model,
+    *,
+    supercell_matrix=_DEFAULT.supercell,
+    displacement: float = _DEFAULT.displacement,
+    symmetrize: bool = False,
+    evaluator=None,
+):
+    """Φ_model by finite displacements; ``model`` is a LoadedModel/registry name/path or an ASE calculator.
+
+    Returns the Phonopy object holding the force constants (``phonon.force_constants``, full).
+    """
+    from hdpbench.models.evaluate import evaluate
+
+    phonon, structures = displaced_supercells(unitcell, supercell_matrix, displacement)
+    if evaluator is not None:
+        result = evaluator.evaluate(structures)
+    else:
+        result = evaluate(model, structures, progress=False)
+    phonon.forces = result.forces_array()
+    phonon.produce_force_constants()
+    if symmetrize:
+        phonon.symmetrize_force_constants()
+    return phonon
+
+
+def save_phonopy_yaml(phonon, path: str | Path) -> None:
+    """One self-describing file per phonon run (cells, displacements, forces, force constants)."""
+    phonon.save(filename=str(path), settings={"force_constants": True})
+
+
+def band_path(unitcell: Atoms, npoints: int = _DEFAULT.points_per_segment):
+    """(q-point segments, labels, connections) of the seekpath path of the unit cell (as primitive)."""
+    from phonopy.phonon.band_structure import get_band_qpoints_by_seekpath
+
+    return get_band_qpoints_by_seekpath(to_phonopy_atoms(unitcell), npoints)
+
+
+@dataclass
+class Bands:
+    distances: np.ndarray  # (nq,) cumulative path length
+    frequencies: np.ndarray  # (nq, nbands) THz, imaginary as negative
+    group_velocities: np.ndarray  # (nq, nbands, 3) THz·Å
+    labels: list
+    segment_ends: np.ndarray  # indices where segments end
+    connections: list  # per segment: whether the path continues into the next one (phonopy)
+
+    @property
+    def omega2(self) -> np.ndarray:
+        """Signed ω² = sign(f)·f² (THz²)."""
+        return np.sign(self.frequencies) * self.frequencies**2
+
+
+def bands(phonon, path) -> Bands:
+    qpoints, labels, connections = path
+    phonon.run_band_structure(qpoints, path_connections=connections, labels=labels, with_group_velocities=True)
+    data = phonon.band_structure
+    lengths = np.cumsum([len(d) for d in data.distances])
+    return Bands(
+        distances=np.concatenate(data.distances),
+        frequencies=np.concatenate(data.frequencies),
+        group_velocities=np.concatenate(data.group_velocities),
+        labels=labels,
+        segment_ends=lengths,
+        connections=[bool(c) for c in connections],
+    )
+
+
+def thermal_properties(phonon, temperatures: Sequence[float] = THERMAL_TEMPERATURES) -> dict[str, Any]:
+    """Helmholtz free energy (kJ/mol), C_v and S (J/K/mol) per unit cell, and the mesh minimum frequency."""
+    phonon.run_mesh(THERMAL_MESH_LENGTH)
+    mesh_min = float(np.min(phonon.mesh.frequencies))
+    # The three Γ acoustic modes are zero by symmetry; unsymmetrised Φ (reference or model) gives them spurious values,
+    # reported separately by acoustic_sum_rule_violation, so they stay out of the sums.
+    phonon.run_thermal_properties(
+        temperatures=list(temperatures), cutoff_frequency=THERMAL_CUTOFF_THZ, exclude_gamma_acoustic=True
+    )
+    data = phonon.thermal_properties
+    return {
+        "temperatures_K": [float(t) for t in data.temperatures],
+        "free_energy_kJ_mol": [float(v) for v in data.free_energy],
+        "heat_capacity_J_K_mol": [float(v) for v in data.heat_capacity],
+        "entropy_J_K_mol": [float(v) for v in data.entropy],
+        "mesh_min_freq_thz": mesh_min,
+    }
+
+
+def acoustic_sum_rule_violation(phonon) -> dict[str, float]:
+    """How far Φ is from translational invariance (Σ_j Φ_ij = 0), which finite displacements break
+    through force noise and cutoffs: the largest |Σ_j Φ_ij| entry (eV/Å²) and the largest |f|
+    of the three Γ modes of smallest |f| (THz), phonopy's own choice of the acoustic modes."""
+    # full (N, N, 3, 3) or compact (N_prim, N, 3, 3): the second index runs over all supercell atoms
+    residual = np.abs(phonon.force_constants.sum(axis=1)).max()
+    phonon.run_qpoints([[0.0, 0.0, 0.0]])
+    gamma = np.sort(np.abs(phonon.qpoints.frequencies[0]))[:3]
+    return {"asr_residual_ev_ang2": float(residual), "gamma_acoustic_max_thz": float(gamma.max())}
+
+
+def compare(
+    unitcell: Atoms,
+    reference_fc: np.ndarray,
+    model_fc: np.ndarray,
+    *,
+    supercell_matrix=_DEFAULT.supercell,
+    npoints: int = _DEFAULT.points_per_segment,
+    unstable_below: float = _DEFAULT.unstable_below_thz,
+    thermal: bool = True,
+) -> tuple[dict[str, Any], Bands, Bands]:
+    """All phonon metrics of ``model_fc`` against ``reference_fc`` on the same unit cell and q-points.
+
+    The reference side (its bands, Γ acoustic check and thermal properties) is the same for every model
+    and displacement: it is computed once per process and reused (band group velocities dominate the
+    cost of this function)."""
+    path = band_path(unitcell, npoints)
+    reference = make_phonopy(unitcell, supercell_matrix, reference_fc)
+    model = make_phonopy(unitcell, supercell_matrix, model_fc)
+    reference_side = _reference_side(unitcell, reference_fc, reference, path, supercell_matrix, npoints, thermal)
+    ref_bands, model_bands = reference_side["bands"], bands(model, path)
+    metrics: dict[str, Any] = {
+        "rmse_omega2_thz2": float(np.sqrt(np.mean((model_bands.omega2 - ref_bands.omega2) ** 2))),
+        "rmse_vg_thz_ang": float(np.sqrt(np.mean((model_bands.group_velocities - ref_bands.group_velocities) ** 2))),
+        "mae_freq_thz": float(np.mean(np.abs(model_bands.frequencies - ref_bands.frequencies))),
+        "min_freq_reference_thz": float(ref_bands.frequencies.min()),
+        "min_freq_model_thz": float(model_bands.frequencies.min()),
+        "n_qpoints": int(len(ref_bands.distances)),
+        "n_bands": int(ref_bands.frequencies.shape[1]),
+        "unstable_below_thz": unstable_below,
+    }
+    for owner, violation in (("reference", reference_side["acoustic"]), ("model", acoustic_sum_rule_violation(model))):
+        for key, value in violation.items():
+            metrics[f"{key}_{owner}"] = value
+    if thermal:
+        ref_thermal, model_thermal = reference_side["thermal"], _thermal(model)
+        metrics["min_freq_reference_thz"] = min(metrics["min_freq_reference_thz"], ref_thermal["mesh_min_freq_thz"])
+        metrics["min_freq_model_thz"] = min(metrics["min_freq_model_thz"], model_thermal["mesh_min_freq_thz"])
+        metrics["thermal_reference"] = ref_thermal
+        metrics["thermal_model"] = model_thermal
+        for key in ("free_energy_kJ_mol", "heat_capacity_J_K_mol", "entropy_J_K_mol"):
+            metrics[f"error_{key}"] = [m - r for m, r in zip(model_thermal[key], ref_thermal[key], strict=True)]
+    metrics["stable_reference"] = metrics["min_freq_reference_thz"] >= unstable_below
+    metrics["stable_model"] = metrics["min_freq_model_thz"] >= unstable_below
+    metrics["stability_agrees"] = metrics["stable_reference"] == metrics["stable_model"]
+    return metrics, ref_bands, model_bands
+
+
+def _thermal(phonon) -> dict[str, Any]:
+    with warnings.catch_warnings():
+        # phonopy warns when Γ acoustic modes are far from zero; that is reported as
+        # gamma_acoustic_max_thz_*, and the modes are excluded from the thermal sums.
+        warnings.filterwarnings("ignore", message="The acoustic frequencies at Gamma")
+        return thermal_properties(phonon)
+
+
+_REFERENCE_CACHE: dict[str, dict[str, Any]] = {}
+_REFERENCE_CACHE_SIZE = 64
+
+
+def _reference_side(unitcell: Atoms, reference_fc, reference, path, supercell_matrix, npoints: int, thermal: bool) -> dict[str, Any]:
+    """Bands, Γ acoustic check and (optionally) thermal properties of Φ_ref, cached by a digest of every
+    input (cell, positions, species, Φ_ref bytes, supercell, q-points per segment)."""
+    import hashlib
+
+    digest = hashlib.sha256()
+    for array in (unitcell.cell.array, unitcell.positions, unitcell.numbers, np.asarray(reference_fc), supercell_matrix_3x3(supercell_matrix)):
+        digest.update(np.ascontiguousarray(array).tobytes())
+    digest.update(f"{npoints}|{thermal}".encode())
+    key = digest.hexdigest()
+    if key not in _REFERENCE_CACHE:
+        if len(_REFERENCE_CACHE) >= _REFERENCE_CACHE_SIZE:
+            _REFERENCE_CACHE.pop(next(iter(_REFERENCE_CACHE)))
+        _REFERENCE_CACHE[key] = {
+            "bands": bands(reference, path),
+            "acoustic": acoustic_sum_rule_violation(reference),
+            "thermal": _thermal(reference) if thermal else None,
+        }
+    return _REFERENCE_CACHE[key]
+
+
+def band_arrays(reference_bands: Bands, model_bands: Bands) -> dict[str, np.ndarray]:
+    """What a stage stores of two band structures on the same q-points (for the band figures)."""
+    return {
+        "distances": reference_bands.distances,
+        "segment_ends": reference_bands.segment_ends,
+        "band_labels": np.array([str(label) for label in reference_bands.labels]),
+        "band_connections": np.array(reference_bands.connections, dtype=bool),
+        "frequencies_reference": reference_bands.frequencies,
+        "frequencies_model": model_bands.frequencies,
+        "group_velocities_reference": reference_bands.group_velocities,
+        "group_velocities_model": model_bands.group_velocities,
+    }
+
+
+def stability_accuracy(reference_stable: Sequence[bool], model_stable: Sequence[bool]) -> float:
+    """Fraction of compounds whose dynamical-stability class the model gets right (Lee & Xia)."""
+    reference_stable, model_stable = np.asarray(reference_stable), np.asarray(model_stable)
+    return float(np.mean(reference_stable == model_stable)) if len(reference_stable) else float("nan")
+
+
+def analytic_force_constants(supercell: Atoms, loaded_model) -> np.ndarray:
+    """Φ as the model's exact Hessian (autograd) at ``supercell``: (N, N, 3, 3) eV/Å².
+
+    An alternative to finite displacements; both should agree to O(displacement²) for a smooth model.
+    """
+    from hdpbench.core.torch_setup import prepare_torch
+    from hdpbench.models.evaluate import BatchedEvaluator
+
+    torch = prepare_torch()
+    from mace.tools import torch_geometric
+
+    evaluator = BatchedEvaluator(loaded_model, batch_size=1, progress=False)
+    graphs = evaluator.graphs([supercell])
+    batch = torch_geometric.Batch.from_data_list(graphs).to(loaded_model.device)
+    output = loaded_model.module(batch.to_dict(), compute_hessian=True, training=False)
+    hessian = output["hessian"].detach().to("cpu", torch.float64).numpy()  # (3N, 3N) = −∂F/∂x
+    n = len(supercell)
+    return hessian.reshape(n, 3, n, 3).transpose(0, 2, 1, 3)

@@ -1,0 +1,379 @@
+"""Side-by-side throughput measurements (run from ``benchmarks/`` or ``hdpbench bench``), never timed tests.
+
+``evaluation_benchmark`` evaluates the same 80-atom HDP frames with a medium-sized MACE (128
+channels, L=1, 2 layers, r_cut 6 Å, random weights: timing does not depend on training) by
+(a) the ASE ``MACECalculator`` loop the authors used, (b) hdpbench's batched evaluator and (c)
+TorchSim's batched static evaluation where it is installed — alternating the methods in every
+repeat so load drifts hit all of them, and keeping each method's best repeat.
+"""
+
+from __future__ import annotations
+
+import os
+import platform
+import tempfile
+import time
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from hdpbench import __version__
+
+HDP_FRAMES = [("Cs", "Ag", "Bi", "Br", 11.25), ("Cs", "Na", "In", "Cl", 10.5), ("Rb", "Ni", "Ag", "F", 8.6), ("Cs", "Na", "Bi", "I", 12.3)]
+
+
+def hardware(device: str) -> str:
+    cpu = f"{platform.processor() or platform.machine()}, {os.cpu_count()} CPU cores"
+    if device.startswith("cuda"):
+        import torch
+
+        return f"{torch.cuda.get_device_name(0)} ({cpu})"
+    return cpu
+
+
+def hdp_frames(n_frames: int, seed: int = 0):
+    """80-atom 2x2x2 supercells of four HDPs (one per halide), rattled by 0.05 Å."""
+    from hdpbench.core.structures import double_perovskite, make_supercell
+
+    rng = np.random.default_rng(seed)
+    frames = []
+    for k in range(n_frames):
+        a_site, b, b_prime, x, a = HDP_FRAMES[k % len(HDP_FRAMES)]
+        atoms = make_supercell(double_perovskite(a_site, b, b_prime, x, a, 0.25), np.diag([2, 2, 2]))
+        atoms.positions += rng.normal(0, 0.05, atoms.positions.shape)
+        frames.append(atoms)
+    return frames
+
+
+def evaluation_benchmark(
+    *, n_frames: int = 32, repeats: int = 3, device: str = "cpu", dtype: str = "float32", channels: int = 128
+) -> dict[str, Any]:
+    from hdpbench.core.torch_setup import prepare_torch
+    from hdpbench.models.evaluate import BatchedEvaluator, load_model
+    from hdpbench.models.mace import build_mace, save_model
+
+    torch = prepare_torch()
+    frames = hdp_frames(n_frames)
+    elements = sorted({int(z) for atoms in frames for z in atoms.numbers})
+    module = build_mace(elements, channels=channels, max_L=1, num_interactions=2, r_max=6.0, seed=0, dtype="float64")
+    scratch = Path(tempfile.mkdtemp())
+    model_file = save_model(module, scratch / "medium.model")
+
+    from mace.calculators import MACECalculator
+
+    calculator = MACECalculator(model_paths=str(model_file), device=device, default_dtype=dtype)
+    loaded = load_model(str(model_file), device=device, dtype=dtype)
+
+    def synchronise():
+        if device.startswith("cuda"):
+            torch.cuda.synchronize()
+
+    def ase_loop():
+        forces = []
+        for atoms in frames:
+            atoms = atoms.copy()
+            atoms.calc = calculator
+            forces.append(atoms.get_forces())
+        return np.stack(forces)
+
+    evaluator = BatchedEvaluator(loaded, batch_size="auto", progress=False)
+    evaluator.evaluate(frames[: min(len(frames), 16)])  # measures and caches the batch size
+
+    def batched():
+        return evaluator.evaluate(frames).forces_array()
+
+    methods = {"ase": ase_loop, "batched": batched}
+    torchsim_note = None
+    try:
+        import torch_sim
+        from torch_sim.models.mace import MaceModel
+
+        torchsim_model = MaceModel(
+            model=loaded.module, device=torch.device(device), dtype=getattr(torch, dtype), compute_stress=False
+        )
+
+        def torchsim():
+            results = torch_sim.static(system=frames, model=torchsim_model)
+            return np.stack([r["forces"].detach().cpu().numpy() for r in results])
+
+        methods["torchsim"] = torchsim
+    except Exception as error:  # optional extra: record why it was not measured
+        torchsim_note = f"{type(error).__name__}: {error}"
+
+    times: dict[str, list[float]] = {name: [] for name in methods}
+    forces: dict[str, np.ndarray] = {}
+    for name, method in methods.items():  # warm-up (JIT, allocator), not timed
+        forces[name] = method()
+    graph_s_before, model_s_before = evaluator.timings["graphs_s"], evaluator.timings["model_s"]
+    for _ in range(repeats):
+        for name, method in methods.items():
+            synchronise()
+            start = time.perf_counter()
+            method()
+            synchronise()
+            times[name].append(time.perf_counter() - start)
+    graph_s = evaluator.timings["graphs_s"] - graph_s_before
+    model_s = evaluator.timings["model_s"] - model_s_before
+    best = {name: min(values) for name, values in times.items()}
+    report: dict[str, Any] = {
+        "benchmark": "evaluate",
+        "hdpbench_version": __version__,
+        "torch_version": torch.__version__,
+        "hardware": hardware(device),
+        "device": device,
+        "dtype": dtype,
+        "model": f"ScaleShiftMACE {channels} channels, L=1, 2 layers, r_cut 6 A, random weights",
+        "frames": n_frames,
+        "atoms_per_frame": len(frames[0]),
+        "repeats": repeats,
+        "batch_size": evaluator.batch_size if isinstance(evaluator.batch_size, int) else evaluator._cached_batch_size(80),
+        "ase_frames_per_s": n_frames / best["ase"],
+        "batched_frames_per_s": n_frames / best["batched"],
+        "ratio_batched_vs_ase": best["ase"] / best["batched"],
+        "batched_atoms_per_s": n_frames * len(frames[0]) / best["batched"],
+        "max_abs_force_diff": float(np.abs(forces["batched"] - forces["ase"]).max()),
+        "neighbor_list_share_of_batched_time": graph_s / (graph_s + model_s),
+        "all_times_s": times,
+    }
+    if "torchsim" in methods:
+        report["torchsim_frames_per_s"] = n_frames / best["torchsim"]
+        report["ratio_batched_vs_torchsim"] = best["torchsim"] / best["batched"]
+        report["max_abs_force_diff_torchsim"] = float(np.abs(forces["torchsim"] - forces["ase"]).max())
+    else:
+        report["torchsim_not_measured"] = torchsim_note
+    return report
+
+
+def calculator_benchmark(model: str = "chgnet-0.3.0", *, n_frames: int = 32, repeats: int = 3, device: str = "cpu") -> dict[str, Any]:
+    """A ``kind: ase`` model's batched inference against its own calculator one structure at a time
+    (the ASE loop), on the same 80-atom HDP frames, methods alternated in every repeat, best kept."""
+    import dataclasses
+
+    from hdpbench.models.calculators import CalculatorModel
+    from hdpbench.models.evaluate import load_model
+
+    loaded = load_model(model, device=device)
+    if not isinstance(loaded, CalculatorModel) or loaded.batched is None:
+        raise ValueError(f"model {model} has no batched path to compare with its calculator (kind: ase with 'batched:')")
+    frames = hdp_frames(n_frames)
+    batched = loaded.evaluator()
+    loop = dataclasses.replace(loaded, batched=None).evaluator()
+    methods = {"ase_loop": lambda: loop.evaluate(frames).forces_array(), "batched": lambda: batched.evaluate(frames).forces_array()}
+    forces = {name: method() for name, method in methods.items()}  # warm-up, not timed
+    times: dict[str, list[float]] = {name: [] for name in methods}
+    for _ in range(repeats):
+        for name, method in methods.items():
+            start = time.perf_counter()
+            method()
+            times[name].append(time.perf_counter() - start)
+    best = {name: min(values) for name, values in times.items()}
+    return {
+        "benchmark": "calculator",
+        "hdpbench_version": __version__,
+        "hardware": hardware(device),
+        "device": device,
+        "model": model,
+        "dtype": loaded.dtype,
+        "batch_size": loaded.batch_size,
+        "frames": n_frames,
+        "atoms_per_frame": len(frames[0]),
+        "repeats": repeats,
+        "ase_frames_per_s": n_frames / best["ase_loop"],
+        "batched_frames_per_s": n_frames / best["batched"],
+        "ratio_batched_vs_ase": best["ase_loop"] / best["batched"],
+        "max_abs_force_diff": float(np.abs(forces["batched"] - forces["ase_loop"]).max()),
+        "all_times_s": times,
+    }
+
+
+def rematch_benchmark(*, n_frames: int = 60, repeats: int = 3, dataset: str = "demo", compound: str | None = None) -> dict[str, Any]:
+    """The KPCA stage's REMatch kernel, batched (float64 and float32 atom-pair products) against dscribe's
+    ``REMatchKernel``, on real AIMD frames of one compound (the embedded demo by default), methods
+    alternated in every repeat, best kept; the SOAP time of the same frames for scale."""
+    from hdpbench.data.datasets import get_dataset
+    from hdpbench.physics.kpca import (
+        rematch_kernel,
+        rematch_kernel_dscribe,
+        soap_descriptors,
+        subsample,
+    )
+
+    data = get_dataset(dataset)
+    compound = compound or data.compounds()[0]
+    reference = data.load(compound, discard=100).trajectory
+    if reference is None or len(reference) < n_frames:
+        raise ValueError(f"{dataset}/{compound} has {0 if reference is None else len(reference)} frames after the discard; asked for {n_frames}")
+    frames = reference.to_atoms_list()
+    frames = [frames[i] for i in subsample(len(frames), n_frames)]
+    start = time.perf_counter()
+    descriptors = soap_descriptors(frames)
+    soap_s = time.perf_counter() - start
+    methods = {
+        "dscribe": lambda: rematch_kernel_dscribe(descriptors),
+        "ours": lambda: rematch_kernel(descriptors),
+        "ours_float32": lambda: rematch_kernel(descriptors, gram_dtype="float32"),
+    }
+    times: dict[str, list[float]] = {name: [] for name in methods}
+    kernels = {}
+    for _ in range(repeats):
+        for name, method in methods.items():
+            start = time.perf_counter()
+            kernels[name] = method()
+            times[name].append(time.perf_counter() - start)
+    best = {name: min(values) for name, values in times.items()}
+    off_diagonal = kernels["dscribe"][~np.eye(n_frames, dtype=bool)]
+    return {
+        "benchmark": "rematch",
+        "hdpbench_version": __version__,
+        "hardware": hardware("cpu"),
+        "device": "cpu",
+        "dataset": dataset,
+        "compound": compound,
+        "frames": n_frames,
+        "atoms_per_frame": len(frames[0]),
+        "features_per_atom": int(descriptors[0].shape[1]),
+        "repeats": repeats,
+        "soap_s": soap_s,
+        "dscribe_s": best["dscribe"],
+        "ours_s": best["ours"],
+        "ratio_vs_dscribe": best["dscribe"] / best["ours"],
+        "max_abs_diff": float(np.abs(kernels["ours"] - kernels["dscribe"]).max()),
+        "ours_float32_s": best["ours_float32"],
+        "ratio_float32_vs_dscribe": best["dscribe"] / best["ours_float32"],
+        "max_abs_diff_float32": float(np.abs(kernels["ours_float32"] - kernels["dscribe"]).max()),
+        "kernel_off_diagonal_range": [float(off_diagonal.min()), float(off_diagonal.max())],
+        "rematch_pairs_per_s": n_frames**2 / best["ours"],
+        "all_times_s": times,
+        "load_average_1min_after": os.getloadavg()[0],
+    }
+
+
+def md_starting_frames(n_replicas: int, dataset: str = "demo") -> list:
+    """``n_replicas`` starting structures from a dataset's AIMD (compounds in turn, frames spread out),
+    with 300 K Maxwell–Boltzmann velocities (seeded) and no centre-of-mass motion, as the MD stage."""
+    from ase.md.velocitydistribution import MaxwellBoltzmannDistribution, Stationary
+
+    from hdpbench.data.datasets import get_dataset
+
+    data = get_dataset(dataset)
+    names = data.compounds()
+    trajectories = {}
+    frames = []
+    for r in range(n_replicas):
+        name = names[r % len(names)]
+        if name not in trajectories:
+            trajectories[name] = data.load(name, discard=100).trajectory
+        trajectory = trajectories[name]
+        atoms = trajectory.atoms((r // len(names)) * 37 % len(trajectory))
+        atoms.calc = None
+        MaxwellBoltzmannDistribution(atoms, temperature_K=300, rng=np.random.default_rng(r))
+        Stationary(atoms)
+        frames.append(atoms)
+    return frames
+
+
+def md_benchmark(
+    model: str = "demo-small-data",
+    *,
+    replicas: int = 16,
+    steps: int = 10,
+    device: str = "cpu",
+    dtype: str = "float32",
+    replicas_per_call: int | str | None = "auto",
+) -> dict[str, Any]:
+    """Andersen NVT of ``replicas`` demo structures: the ASE loop the authors ran (``Andersen`` with
+    ``MACECalculator``, one replica after another) against hdpbench's batched, device-resident MD with
+    the same random draws (so the trajectories are compared), and the batched MD building graphs from
+    ASE ``Atoms`` (the path before device residence). One run; each method warmed up untimed.
+
+    Steps per second count ensemble steps: all replicas advanced by one time step.
+    """
+    from ase import units
+    from ase.md.andersen import Andersen
+
+    from hdpbench.core.torch_setup import import_mace, prepare_torch
+    from hdpbench.models.registry import checkpoint_path, get_model_spec
+    from hdpbench.physics.md import BatchedAndersen, MDSettings, model_forces
+
+    torch = prepare_torch()
+    import_mace()  # keeps mace-torch's import notices off stdout (JSON output)
+    from mace.calculators import MACECalculator
+    frames = md_starting_frames(replicas)
+    calculator = MACECalculator(model_paths=str(checkpoint_path(get_model_spec(model))), device=device, default_dtype=dtype)
+    forces = model_forces(model, device=device, dtype=dtype, replicas_per_call=replicas_per_call)
+
+    def synchronise():
+        if device.startswith("cuda"):
+            torch.cuda.synchronize()
+
+    def ase_loop() -> np.ndarray:
+        final = []
+        for k, atoms in enumerate(frames):
+            atoms = atoms.copy()
+            atoms.calc = calculator
+            Andersen(atoms, units.fs, temperature_K=300, andersen_prob=0.5, rng=np.random.default_rng(k)).run(steps)
+            final.append(atoms.positions.copy())
+        return np.concatenate(final)
+
+    def batched(resident: bool) -> np.ndarray:
+        md = BatchedAndersen(
+            frames, forces, MDSettings(steps=steps), rngs=[np.random.default_rng(k) for k in range(replicas)], device=device, resident=resident
+        )
+        md.run(progress=False)
+        return md.positions.cpu().numpy()
+
+    warm = frames[0].copy()
+    warm.calc = calculator
+    warm.get_forces()
+    BatchedAndersen(frames, forces, MDSettings(steps=1)).step()  # warm-up of both batched paths
+    BatchedAndersen(frames, forces, MDSettings(steps=1), resident=False).step()
+    methods = {"ase": ase_loop, "batched": lambda: batched(True), "batched_atoms_path": lambda: batched(False)}
+    seconds, positions = {}, {}
+    for name, method in methods.items():
+        synchronise()
+        start = time.perf_counter()
+        positions[name] = method()
+        synchronise()
+        seconds[name] = time.perf_counter() - start
+    report: dict[str, Any] = {
+        "benchmark": "md",
+        "hdpbench_version": __version__,
+        "torch_version": torch.__version__,
+        "hardware": hardware(device),
+        "device": device,
+        "dtype": dtype,
+        "model": model,
+        "replicas": replicas,
+        "atoms_per_replica": len(frames[0]),
+        "steps": steps,
+        "replicas_per_call": forces.on_replicas(frames).replicas_per_call,
+        "ase_steps_per_s": steps / seconds["ase"],
+        "batched_steps_per_s": steps / seconds["batched"],
+        "ratio_batched_vs_ase": seconds["ase"] / seconds["batched"],
+        "max_abs_position_diff": float(np.abs(positions["batched"] - positions["ase"]).max()),
+        "batched_atoms_path_steps_per_s": steps / seconds["batched_atoms_path"],
+        "ratio_resident_vs_atoms_path": seconds["batched_atoms_path"] / seconds["batched"],
+        "seconds": seconds,
+        "load_average_1min_after": os.getloadavg()[0],
+    }
+    try:
+        report["torchsim_steps_per_s"] = _torchsim_md_steps_per_s(forces.model, frames, steps, device, dtype, synchronise)
+        report["torchsim_note"] = "TorchSim's NVT Langevin integrator (TorchSim has no Andersen thermostat): throughput only"
+    except Exception as error:  # optional extra: record why it was not measured
+        report["torchsim_not_measured"] = f"{type(error).__name__}: {error}"
+    return report
+
+
+def _torchsim_md_steps_per_s(loaded, frames, steps: int, device: str, dtype: str, synchronise) -> float:
+    import torch_sim
+    from torch_sim.models.mace import MaceModel
+
+    torch = __import__("torch")
+    model = MaceModel(model=loaded.module, device=torch.device(device), dtype=getattr(torch, dtype), compute_stress=False)
+    torch_sim.integrate(system=frames, model=model, integrator=torch_sim.nvt_langevin, n_steps=1, temperature=300, timestep=0.001)
+    synchronise()
+    start = time.perf_counter()
+    torch_sim.integrate(system=frames, model=model, integrator=torch_sim.nvt_langevin, n_steps=steps, temperature=300, timestep=0.001)
+    synchronise()
+    return steps / (time.perf_counter() - start)

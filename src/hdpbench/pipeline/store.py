@@ -1,0 +1,283 @@
+"""The results store: ``results/<dataset>/<model>/<stage>/<key>/<compound>.*`` plus a manifest per key.
+
+``<key>`` is the stage key (a hash of model, checkpoint, dataset version, stage version and settings),
+so results of other settings live beside each other: the bands' Φ at 0.01 Å and σ's at 0.02 Å, the
+maps on the paper's frames and on the extended AIMD, a smoke run and a full one never overwrite one
+another.
+
+Expensive stages write here once; notebooks only read. Each compound's result is committed by a
+small ``<compound>.done.json`` marker written *after* its data files, holding the stage key; a result
+counts as done only when that marker exists and its key equals the current key. So
+
+* rerunning skips compounds already done with the same model, checkpoint, dataset version and
+  settings; changing any of them recomputes;
+* a run killed at any moment leaves either a complete result or none (every file is written to a
+  temporary name and renamed), and the next run completes only what is missing;
+* a compound that fails (bad input) raises without touching any other compound's files.
+"""
+
+from __future__ import annotations
+
+import datetime as _dt
+import hashlib
+import json
+import traceback
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from hdpbench import __version__
+from hdpbench.core import paths
+from hdpbench.core.errors import CompoundFailures, StoreWriteError
+from hdpbench.core.storage import (  # noqa: F401
+    atomic_path,
+    atomic_write_bytes,
+    atomic_write_json,
+    json_default,
+    remove_orphaned_temporaries,
+    require_writable,
+)
+
+
+def _canonical(obj: Any) -> str:
+    return json.dumps(obj, sort_keys=True, default=json_default, separators=(",", ":"))
+
+
+def _safe_component(name: str, what: str) -> str:
+    if not name or name in (".", "..") or "/" in name or "\\" in name or "\0" in name:
+        raise ValueError(f"invalid {what} name {name!r} for the results store")
+    return name
+
+
+@dataclass
+class StageManifest:
+    """What a stage's results were computed with. ``key`` covers everything that changes results."""
+
+    dataset: str
+    model: str
+    stage: str
+    settings: dict[str, Any] = field(default_factory=dict)
+    model_sha256: str | None = None
+    dataset_version: str | None = None
+    stage_version: int = 1  # bump when a stage's code changes its results
+
+    def _identity(self) -> dict[str, Any]:
+        """Everything that changes results (and nothing that does not, such as the time)."""
+        return {
+            "dataset": self.dataset,
+            "dataset_version": self.dataset_version,
+            "model": self.model,
+            "model_sha256": self.model_sha256,
+            "stage": self.stage,
+            "stage_version": self.stage_version,
+            "settings": self.settings,
+        }
+
+    @property
+    def key(self) -> str:
+        return hashlib.sha256(_canonical(self._identity()).encode()).hexdigest()[:16]
+
+    def to_dict(self) -> dict[str, Any]:
+        from hdpbench.core.torch_setup import pinned_threads
+
+        return {
+            **self._identity(),
+            "key": self.key,
+            "hdpbench_version": __version__,
+            # Not in the key: results are bit-identical for the same count, equal within float
+            # tolerance for another (README, "Same bytes, failures, limits").
+            "torch_threads": pinned_threads(),
+            "written_at": _dt.datetime.now(_dt.UTC).isoformat(timespec="seconds"),
+        }
+
+
+class StageResults:
+    """Results of one stage for one (dataset, model), one set of files per compound."""
+
+    def __init__(self, manifest: StageManifest, root: str | Path | None = None):
+        self.manifest = manifest
+        root = Path(root) if root is not None else paths.results_dir()
+        self.directory = (
+            root
+            / _safe_component(manifest.dataset, "dataset")
+            / _safe_component(manifest.model, "model")
+            / _safe_component(manifest.stage, "stage")
+            / manifest.key
+        )
+
+    @property
+    def key(self) -> str:
+        return self.manifest.key
+
+    def _marker(self, compound: str) -> Path:
+        return self.directory / f"{_safe_component(compound, 'compound')}.done.json"
+
+    def path(self, compound: str, suffix: str) -> Path:
+        """Where a data file of ``compound`` lives, e.g. suffix '.npz' or '.phonopy.yaml'."""
+        return self.directory / f"{_safe_component(compound, 'compound')}{suffix}"
+
+    def is_done(self, compound: str) -> bool:
+        marker = self._marker(compound)
+        if not marker.is_file():
+            return False
+        try:
+            record = json.loads(marker.read_text())
+        except (OSError, json.JSONDecodeError):
+            return False
+        return record.get("key") == self.key and all(self.path(compound, s).is_file() for s in record.get("files", []))
+
+    def pending(self, compounds: Iterable[str]) -> list[str]:
+        return [c for c in compounds if not self.is_done(c)]
+
+    def done(self) -> list[str]:
+        if not self.directory.is_dir():
+            return []
+        names = sorted(p.name[: -len(".done.json")] for p in self.directory.glob("*.done.json"))
+        return [n for n in names if self.is_done(n)]
+
+    def write_manifest(self) -> Path:
+        path = self.directory / "manifest.json"
+        atomic_write_json(path, self.manifest.to_dict())
+        return path
+
+    def read_manifest(self) -> dict[str, Any] | None:
+        path = self.directory / "manifest.json"
+        return json.loads(path.read_text()) if path.is_file() else None
+
+    def save(
+        self,
+        compound: str,
+        *,
+        json_data: dict[str, Any] | None = None,
+        arrays: dict[str, np.ndarray] | None = None,
+        files: dict[str, Callable[[Path], None]] | None = None,
+    ) -> None:
+        """Write a compound's results atomically, then its done-marker.
+
+        ``json_data`` → ``<compound>.json``, with ``"settings_key": self.key`` added (the caller's
+        dict is not changed), so a result file names the settings it was computed with even when
+        copied out of its folder; ``arrays`` → ``<compound>.npz``; ``files`` maps a suffix to a
+        writer called with a temporary path (e.g. a phonopy yaml or extxyz writer).
+        """
+        written = []
+        if json_data is not None:
+            atomic_write_json(self.path(compound, ".json"), {**json_data, "settings_key": self.key})
+            written.append(".json")
+        if arrays is not None:
+            with atomic_path(self.path(compound, ".npz")) as tmp:
+                with open(tmp, "wb") as handle:
+                    np.savez_compressed(handle, **arrays)
+            written.append(".npz")
+        for suffix, writer in (files or {}).items():
+            with atomic_path(self.path(compound, suffix)) as tmp:
+                writer(tmp)
+            written.append(suffix)
+        current = self.read_manifest()
+        if current is None or current.get("key") != self.key:
+            self.write_manifest()
+        atomic_write_json(self._marker(compound), {"key": self.key, "files": written})
+
+    def load_json(self, compound: str) -> dict[str, Any]:
+        self._require(compound)
+        return json.loads(self.path(compound, ".json").read_text())
+
+    def load_arrays(self, compound: str) -> dict[str, np.ndarray]:
+        self._require(compound)
+        with np.load(self.path(compound, ".npz")) as data:
+            return {k: data[k] for k in data.files}
+
+    def _require(self, compound: str) -> None:
+        if not self.is_done(compound):
+            raise FileNotFoundError(
+                f"{self.directory}: no result for {compound} with key {self.key} "
+                "(not computed yet, computed with other settings, or interrupted)"
+            )
+
+    # -- failures ----------------------------------------------------------------------------
+    def _failure_marker(self, compound: str) -> Path:
+        return self.directory / f"{_safe_component(compound, 'compound')}.failed.json"
+
+    def record_failure(self, compound: str, error: BaseException) -> dict[str, Any]:
+        """Write ``<compound>.failed.json`` (stage key, error type and message, the file at fault)."""
+        record = {
+            "key": self.key,
+            "compound": compound,
+            "error_type": type(error).__name__,
+            "error": str(error).splitlines()[0] if str(error) else type(error).__name__,
+            "file": getattr(error, "path", None),
+            "traceback": "".join(traceback.format_exception(error, limit=-8)),
+            "written_at": _dt.datetime.now(_dt.UTC).isoformat(timespec="seconds"),
+        }
+        atomic_write_json(self._failure_marker(compound), record)
+        return record
+
+    def failures(self, compounds: Iterable[str] | None = None) -> dict[str, dict[str, Any]]:
+        """{compound: failure record} of compounds that failed with the current key and are not done."""
+        if compounds is None:
+            if not self.directory.is_dir():
+                return {}
+            compounds = sorted(p.name[: -len(".failed.json")] for p in self.directory.glob("*.failed.json"))
+        found = {}
+        for compound in compounds:
+            marker = self._failure_marker(compound)
+            if not marker.is_file() or self.is_done(compound):
+                continue
+            try:
+                record = json.loads(marker.read_text())
+            except (OSError, json.JSONDecodeError):
+                continue
+            if record.get("key") == self.key:
+                found[compound] = record
+        return found
+
+    def run(
+        self,
+        compounds: Iterable[str],
+        compute: Callable[[str], dict[str, Any]],
+        *,
+        progress: bool = True,
+        errors: str = "raise",
+    ) -> dict[str, str]:
+        """Compute and save every pending compound; ``compute(name)`` returns ``save``'s keyword arguments.
+
+        Returns {compound: 'done' | 'skipped' | 'failed'}. A compound whose computation raises is
+        recorded (``<compound>.failed.json``: error and file) and the others still run; a rerun retries
+        only what is not done. Then, with ``errors="raise"``, :class:`~hdpbench.core.errors.CompoundFailures`
+        lists the failures; with ``errors="record"`` they are only recorded (the runner reports them).
+        A results file that cannot be written (full disk) stops the run: every other compound would
+        fail the same way.
+        """
+        from tqdm.auto import tqdm
+
+        if errors not in ("raise", "record"):
+            raise ValueError(f"errors={errors!r}: expected 'raise' or 'record'")
+        compounds = list(compounds)
+        if self.directory.is_dir():
+            remove_orphaned_temporaries(self.directory)
+        todo = set(self.pending(compounds))
+        status = {c: "skipped" for c in compounds if c not in todo}
+        failed: dict[str, dict[str, Any]] = {}
+        first_error: Exception | None = None
+        for compound in tqdm(
+            [c for c in compounds if c in todo],
+            desc=f"{self.manifest.stage} [{self.manifest.model}]",
+            unit="compound",
+            disable=not progress,
+        ):
+            try:
+                self.save(compound, **compute(compound))
+            except StoreWriteError:
+                raise
+            except Exception as error:  # one bad compound must not stop the others
+                failed[compound] = self.record_failure(compound, error)
+                first_error = first_error or error
+                status[compound] = "failed"
+                continue
+            self._failure_marker(compound).unlink(missing_ok=True)
+            status[compound] = "done"
+        if failed and errors == "raise":
+            raise CompoundFailures(self.manifest.stage, self.directory, failed) from first_error
+        return status

@@ -1,0 +1,1 @@
+"""Training layer: phonon fine-tuning (Hessian supervision, the PFT remedy) of registered MACE models."""
