@@ -1,7 +1,6 @@
 """The demo generator's queue logic (the xTB stages themselves need tblite and run in `make demo-data`)."""
 
 import json
-import os
 import subprocess
 import sys
 
@@ -45,10 +44,20 @@ def test_lock_is_exclusive_and_a_dead_owner_is_taken_over():
     first.release()
     assert second.acquire()
     second.release()
-    dead = subprocess.run([sys.executable, "-c", "import os; print(os.getpid())"], capture_output=True, text=True)
-    first.path.write_text(dead.stdout.strip())  # a claim left by a killed generator
-    assert CompoundLock("Rb3AlF6").acquire()
-    assert first.path.read_text() == str(os.getpid())
+    # another process holds the claim until it is killed, then it is free
+    holder = subprocess.Popen(
+        [sys.executable, "-c", "import sys, time; from filelock import FileLock; FileLock(sys.argv[1]).acquire(); print('held', flush=True); time.sleep(60)", str(first.path)],
+        stdout=subprocess.PIPE, text=True,
+    )
+    try:
+        assert holder.stdout.readline().strip() == "held"
+        assert not CompoundLock("Rb3AlF6").acquire()
+    finally:
+        holder.kill()
+        holder.wait()
+    taken = CompoundLock("Rb3AlF6")
+    assert taken.acquire()
+    taken.release()
 
 
 def test_staged_training_pool_holds_the_archive_bytes(tmp_path, monkeypatch):

@@ -35,3 +35,14 @@ def spec_from_yaml(cls: type[Spec], file: Path, *, strict: bool = False, free_se
                 hint = f"; did you mean {close[0]!r}?" if close else ""
                 raise DataError(file, f"unknown key {key!r}{hint} (known keys: {', '.join(sorted(known | free_sections))})")
     return cls(**{k: v for k, v in raw.items() if k in known}, extra={k: v for k, v in raw.items() if k not in known})
+
+
+def read_registry(folders: list[Path], read) -> dict:
+    """``{name: read(file)}`` over the ``*.yaml`` files of ``folders``; a folder earlier in the list
+    overrides a later one (a user's registry folder over the shipped one)."""
+    specs = {}
+    for folder in reversed(folders):
+        for file in sorted(folder.glob("*.yaml")):
+            spec = read(file)
+            specs[spec.name] = spec
+    return specs

@@ -79,12 +79,9 @@ class DatasetSpec:
 
 def registered_datasets() -> dict[str, DatasetSpec]:
     """Every registered dataset by name; a folder earlier in the search path overrides a later one."""
-    specs = {}
-    for folder in reversed(paths.dataset_registry_dirs()):
-        for file in sorted(folder.glob("*.yaml")):
-            spec = DatasetSpec.from_yaml(file)
-            specs[spec.name] = spec
-    return dict(sorted(specs.items()))
+    from hdpbench.core.specs import read_registry
+
+    return dict(sorted(read_registry(paths.dataset_registry_dirs(), DatasetSpec.from_yaml).items()))
 
 
 @dataclass

@@ -593,38 +593,30 @@ def planned_compounds(formulas: list[str] | None, known: dict[str, str]) -> list
 
 
 class CompoundLock:
-    """An exclusive claim on one compound (a file holding the owner's pid), so parallel generators
-    split the queue; a claim whose process is gone (killed run) is taken over."""
+    """An exclusive claim on one compound, so parallel generators split the queue: an OS file lock
+    (filelock), which the kernel releases when the holding process dies, so the claim of a killed
+    generator is free at once."""
 
     def __init__(self, formula: str):
         self.path = paths.demo_work_dir() / f"{formula}.lock"
+        self._lock = None
 
     def acquire(self) -> bool:
-        self.path.parent.mkdir(parents=True, exist_ok=True)
-        for _ in range(2):
-            try:
-                fd = os.open(self.path, os.O_CREAT | os.O_EXCL | os.O_WRONLY)
-            except FileExistsError:
-                if self._owner_alive():
-                    return False
-                self.path.unlink(missing_ok=True)
-                continue
-            with os.fdopen(fd, "w") as handle:
-                handle.write(str(os.getpid()))
-            return True
-        return False
+        from filelock import FileLock, Timeout
 
-    def _owner_alive(self) -> bool:
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        lock = FileLock(self.path, is_singleton=False)
         try:
-            os.kill(int(self.path.read_text() or "0"), 0)
-        except (ValueError, ProcessLookupError, FileNotFoundError):
+            lock.acquire(timeout=0)
+        except Timeout:
             return False
-        except PermissionError:
-            return True
+        self._lock = lock
         return True
 
     def release(self) -> None:
-        self.path.unlink(missing_ok=True)
+        if self._lock is not None:
+            self._lock.release()
+            self._lock = None
 
 
 def generate(

@@ -229,7 +229,7 @@ class BatchedEvaluator:
     def _cache_file():
         return paths.cache_dir() / "batch_sizes.json"
 
-    def _cached_batch_size(self, n_atoms: int) -> int | None:
+    def cached_batch_size(self, n_atoms: int) -> int | None:
         try:
             return json.loads(self._cache_file().read_text()).get(self._cache_key(n_atoms))
         except (OSError, json.JSONDecodeError):
@@ -283,7 +283,7 @@ class BatchedEvaluator:
         forces: list[np.ndarray] = []
         stresses: list[np.ndarray] = []
         n_atoms = int(np.median([len(a) for a in structures])) if structures else 0
-        size = self.batch_size if isinstance(self.batch_size, int) else self._cached_batch_size(n_atoms)
+        size = self.batch_size if isinstance(self.batch_size, int) else self.cached_batch_size(n_atoms)
         position = 0
         bar = tqdm(total=len(structures), desc=f"evaluate [{self.model.name}]", unit="frame", disable=not self.progress)
         timings_before = dict(self.timings)

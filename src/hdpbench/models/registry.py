@@ -30,7 +30,7 @@ from typing import Any
 
 from hdpbench.core import paths
 from hdpbench.core.errors import DataError, HdpbenchError
-from hdpbench.core.specs import spec_from_yaml
+from hdpbench.core.specs import read_registry, spec_from_yaml
 
 
 class ModelUnavailableError(HdpbenchError):
@@ -136,11 +136,7 @@ def mace_cache_name(url: str) -> str:
 
 def registered_models() -> dict[str, ModelSpec]:
     """Every registered model by name; a folder earlier in the search path overrides a later one."""
-    specs = {}
-    for folder in reversed(paths.model_registry_dirs()):
-        for file in sorted(folder.glob("*.yaml")):
-            spec = ModelSpec.from_yaml(file)
-            specs[spec.name] = spec
+    specs = read_registry(paths.model_registry_dirs(), ModelSpec.from_yaml)
     return dict(sorted(specs.items(), key=lambda item: (item[1].paper_order is None, item[1].paper_order or 0, item[0])))
 
 

@@ -127,7 +127,7 @@ def evaluation_benchmark(
         "frames": n_frames,
         "atoms_per_frame": len(frames[0]),
         "repeats": repeats,
-        "batch_size": evaluator.batch_size if isinstance(evaluator.batch_size, int) else evaluator._cached_batch_size(80),
+        "batch_size": evaluator.batch_size if isinstance(evaluator.batch_size, int) else evaluator.cached_batch_size(80),
         "ase_frames_per_s": n_frames / best["ase"],
         "batched_frames_per_s": n_frames / best["batched"],
         "ratio_batched_vs_ase": best["ase"] / best["batched"],
