@@ -46,7 +46,7 @@ def test_lock_is_exclusive_and_a_dead_owner_is_taken_over():
     second.release()
     # another process holds the claim until it is killed, then it is free
     holder = subprocess.Popen(
-        [sys.executable, "-c", "import sys, time; from filelock import FileLock; FileLock(sys.argv[1]).acquire(); print('held', flush=True); time.sleep(60)", str(first.path)],
+        [sys.executable, "-c", "import sys, time; from filelock import FileLock; lock = FileLock(sys.argv[1]); lock.acquire(); print('held', flush=True); time.sleep(60)", str(first.path)],
         stdout=subprocess.PIPE, text=True,
     )
     try:
