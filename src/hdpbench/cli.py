@@ -448,6 +448,7 @@ def cmd_md(args) -> int:
 
 
 def cmd_finetune(args) -> int:
+    from hdpbench.demo.train import cotrain_structures
     from hdpbench.training.finetune import FinetuneSettings, finetune_registered
 
     settings = FinetuneSettings(
@@ -455,8 +456,6 @@ def cmd_finetune(args) -> int:
         epochs=args.epochs, cotrain_steps=args.cotrain_steps, learning_rate=args.lr, seed=args.seed,
         phonon_batch=args.phonon_batch, columns_per_structure=args.columns,
     )  # fmt: skip
-    from hdpbench.demo.train import cotrain_structures
-
     run, registry = finetune_registered(
         args.model, dataset=args.dataset, train_compounds=args.train_compounds, output=args.output,
         validation_compounds=args.validation_compounds or [], settings=settings, cotrain_file=args.cotrain,
@@ -554,7 +553,10 @@ def cmd_run(args) -> int:
             args.stage, data, options["models"], compounds, settings, results_root=options.get("results"),
             shard_size=options["shard_size"], device=options["device"], frames_per_compound=args.frames_per_compound,
         )  # fmt: skip
-        _print_json(described) if args.json else print(format_plan(described))
+        if args.json:
+            _print_json(described)
+        else:
+            print(format_plan(described))
         return 0
     failed, reports = False, []
     for model in options["models"]:

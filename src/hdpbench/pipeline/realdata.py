@@ -71,83 +71,85 @@ def _open(model, stage: str, settings, device: str, results_root, systems: Seque
     return data, loaded, results_store(stage, key, data, loaded, results_root)
 
 
+def _per_system(model, stage: str, settings, systems: Sequence[str], result, *, device: str, results_root, progress: bool) -> StageResults:
+    """Open ``stage``'s store and compute ``result(system, loaded, evaluator, settings, name)`` for every
+    system not done yet (the skeleton shared by the per-system real-data stages)."""
+    data, loaded, stage_results = _open(model, stage, settings, device, results_root, systems)
+    evaluator = loaded.evaluator(progress=False)
+    stage_results.run(list(systems), lambda name: result(data.load(name), loaded, evaluator, settings, name), progress=progress)
+    return stage_results
+
+
+def _phonon_result(system, loaded, evaluator, settings: RealPhononSettings, name: str) -> dict[str, Any]:
+    from hdpbench.physics.phonons import band_arrays, compare, model_force_constants
+
+    phonon = model_force_constants(
+        system.unitcell, loaded, supercell_matrix=system.supercell_matrix, displacement=settings.displacement, evaluator=evaluator
+    )
+    metrics, reference_bands, model_bands = compare(
+        system.unitcell, system.force_constants, phonon.force_constants, supercell_matrix=system.supercell_matrix,
+        npoints=settings.points_per_segment, unstable_below=settings.unstable_below_thz,
+    )
+    metrics.update(
+        {
+            "system": name, "code": system.code, "functional": system.functional,
+            "band_labels": [str(label) for label in reference_bands.labels], "band_connections": reference_bands.connections,
+        }
+    )
+    return {"json_data": metrics, "arrays": band_arrays(reference_bands, model_bands)}
+
+
+def _sigma_result(system, loaded, evaluator, settings: RealSigmaSettings, name: str) -> dict[str, Any]:
+    from hdpbench.physics.anharmonicity import displacements, model_sigma_report, sigma
+    from hdpbench.physics.phonons import model_force_constants
+
+    trajectory, reference = system.trajectory, system.reference_supercell
+    model_forces = evaluator.evaluate(trajectory.to_atoms_list()).forces_array()
+    phi_model = model_force_constants(
+        reference, loaded, supercell_matrix=(1, 1, 1), displacement=settings.displacement, evaluator=evaluator
+    ).force_constants
+    dft = sigma(trajectory, reference, system.force_constants)
+    report = model_sigma_report(trajectory, reference, system.force_constants, model_forces, phi_model)
+    per_frame = {k: np.asarray(report.pop(k)) for k in list(report) if k.startswith("sigma_per_frame_")}
+    summary = {
+        "system": name,
+        "n_frames": len(trajectory),
+        "n_atoms": trajectory.n_atoms,
+        "sigma_reference": dft.sigma_mean_per_frame,
+        "sigma_pooled_reference": dft.sigma_pooled,
+        "sigma_per_species_reference": dft.sigma_per_species,
+        "sigma_reference_fhi_vibes": system.extra.get("sigma_fhi_vibes"),
+        **report,
+    }
+    error = np.abs(model_forces - trajectory.forces)
+    arrays = {
+        # per frame: RMS displacement from the reference (Å) and force MAE (eV/Å), for errors vs amplitude
+        "displacement_rms_per_frame": np.sqrt((displacements(trajectory.positions, reference) ** 2).sum(axis=2).mean(axis=1)),
+        "force_mae_per_frame": error.mean(axis=(1, 2)),
+        "forces_reference": trajectory.forces,
+        "forces_model": model_forces,
+        "sigma_per_frame_reference": dft.sigma_per_frame,
+        "force_constants_model": phi_model,
+        **per_frame,
+    }
+    return {"json_data": summary, "arrays": arrays}
+
+
 def run_phonons(
     model, *, systems: Sequence[str] = PHONON_SYSTEMS, settings: RealPhononSettings = RealPhononSettings(),
     device: str = "cpu", results_root=None, progress: bool = False,
 ) -> StageResults:
-    from hdpbench.physics.phonons import band_arrays, compare, model_force_constants
-
-    data, loaded, stage = _open(model, "real-phonons", settings, device, results_root, systems)
-    evaluator = loaded.evaluator(progress=False)
-
-    def compute(name: str) -> dict[str, Any]:
-        system = data.load(name)
-        phonon = model_force_constants(
-            system.unitcell, loaded, supercell_matrix=system.supercell_matrix, displacement=settings.displacement, evaluator=evaluator
-        )
-        metrics, reference_bands, model_bands = compare(
-            system.unitcell, system.force_constants, phonon.force_constants, supercell_matrix=system.supercell_matrix,
-            npoints=settings.points_per_segment, unstable_below=settings.unstable_below_thz,
-        )
-        metrics.update(
-            {
-                "system": name, "code": system.code, "functional": system.functional,
-                "band_labels": [str(label) for label in reference_bands.labels], "band_connections": reference_bands.connections,
-            }
-        )
-        return {"json_data": metrics, "arrays": band_arrays(reference_bands, model_bands)}
-
-    stage.run(list(systems), compute, progress=progress)
-    return stage
+    """Φ_model by finite displacements on each system's own unit cell and supercell; bands and phonon
+    errors against Φ_DFT."""
+    return _per_system(model, "real-phonons", settings, systems, _phonon_result, device=device, results_root=results_root, progress=progress)
 
 
 def run_sigma(
     model, *, systems: Sequence[str] = SIGMA_SYSTEMS, settings: RealSigmaSettings = RealSigmaSettings(),
     device: str = "cpu", results_root=None, progress: bool = False,
 ) -> StageResults:
-    from hdpbench.physics.anharmonicity import model_sigma_report, sigma
-    from hdpbench.physics.phonons import model_force_constants
-
-    data, loaded, stage = _open(model, "real-sigma", settings, device, results_root, systems)
-    evaluator = loaded.evaluator(progress=False)
-
-    def compute(name: str) -> dict[str, Any]:
-        system = data.load(name)
-        trajectory, reference = system.trajectory, system.reference_supercell
-        model_forces = evaluator.evaluate(trajectory.to_atoms_list()).forces_array()
-        phi_model = model_force_constants(
-            reference, loaded, supercell_matrix=(1, 1, 1), displacement=settings.displacement, evaluator=evaluator
-        ).force_constants
-        dft = sigma(trajectory, reference, system.force_constants)
-        report = model_sigma_report(trajectory, reference, system.force_constants, model_forces, phi_model)
-        per_frame = {k: np.asarray(report.pop(k)) for k in list(report) if k.startswith("sigma_per_frame_")}
-        summary = {
-            "system": name,
-            "n_frames": len(trajectory),
-            "n_atoms": trajectory.n_atoms,
-            "sigma_reference": dft.sigma_mean_per_frame,
-            "sigma_pooled_reference": dft.sigma_pooled,
-            "sigma_per_species_reference": dft.sigma_per_species,
-            "sigma_reference_fhi_vibes": system.extra.get("sigma_fhi_vibes"),
-            **report,
-        }
-        from hdpbench.physics.anharmonicity import displacements
-
-        error = np.abs(model_forces - trajectory.forces)
-        arrays = {
-            # per frame: RMS displacement from the reference (Å) and force MAE (eV/Å), for errors vs amplitude
-            "displacement_rms_per_frame": np.sqrt((displacements(trajectory.positions, reference) ** 2).sum(axis=2).mean(axis=1)),
-            "force_mae_per_frame": error.mean(axis=(1, 2)),
-            "forces_reference": trajectory.forces,
-            "forces_model": model_forces,
-            "sigma_per_frame_reference": dft.sigma_per_frame,
-            "force_constants_model": phi_model,
-            **per_frame,
-        }
-        return {"json_data": summary, "arrays": arrays}
-
-    stage.run(list(systems), compute, progress=progress)
-    return stage
+    """Model forces on the DFT frames: σ_DFT, σ_model(Φ_DFT), σ_model(Φ_model) per species and frame, force errors."""
+    return _per_system(model, "real-sigma", settings, systems, _sigma_result, device=device, results_root=results_root, progress=progress)
 
 
 def run_md(
