@@ -19,8 +19,8 @@
 # {cite:p}`togo2023phonopy`, and the three CHGNet models {cite:p}`deng2023chgnet` in the `chgnet` wheel. Any registered model can take their place (see *Rerun it* below).
 #
 # **What is computed, as in the paper.**
-# - Φ_model from finite displacements of 0.01 Å: the authors' phonon script, no relaxation, the
-#   reference cell.
+# - Φ_model from finite displacements, no relaxation, the reference cell: 0.01 Å for the bands (the
+#   authors' phonon script) and 0.02 Å for the Φ that σ reads (their σ scripts), as on the demo pages.
 # - Bands on the seekpath path, 50 points per segment.
 # - RMSE(ω²), RMSE(v_g) and the stability class (−0.5 THz).
 # - σ of the DFT frames with model forces, once with Φ_DFT and once with the model's own Φ.

@@ -25,7 +25,7 @@
 # ## The full paper, at scale
 #
 # ```bash
-# hdpbench run kpca --dataset hdp --model medium-omat-0 --dry-run             # the plan and its cost; writes nothing
+# hdpbench run kpca --dataset hdp --model medium-omat-0 --dry-run             # the plan and its cost; writes no results
 # hdpbench run phonons --dataset hdp --model medium-omat-0 --device cuda       # one Dask worker per GPU
 # hdpbench run sigma-reference-frames --dataset hdp --model medium-omat-0 --device cuda
 # hdpbench run sigma-md --dataset hdp --model medium-omat-0 --device cuda      # runs phonons and md first

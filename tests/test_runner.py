@@ -146,7 +146,7 @@ def test_dry_run_prints_the_plan_and_writes_nothing(three_compounds, tmp_path, c
     md_step = json.loads(capsys.readouterr().out)["models"][0]["stages"][1]
     assert md_step["directory"] == report.directory and md_step["to_compute"] == [] and len(md_step["done"]) == 3
     assert main([*base, "--dry-run"]) == 0
-    assert "nothing is computed or written" in capsys.readouterr().out
+    assert "nothing is computed and no results are written" in capsys.readouterr().out
 
 
 def test_config_file_with_command_line_overrides(three_compounds, tmp_path, capsys):

@@ -613,6 +613,10 @@ def _print_estimate(args, options, settings) -> int:
 
 
 def build_parser() -> argparse.ArgumentParser:
+    from hdpbench.physics.md import MDSettings
+    from hdpbench.physics.phonons import PhononSettings
+
+    phonon_defaults, md_defaults = PhononSettings(), MDSettings()  # the command line's defaults are the settings records'
     parser = argparse.ArgumentParser(
         prog="hdpbench",
         description="MACE models on halide double perovskites: phonons, anharmonicity score, MD, kernel maps.",
@@ -672,17 +676,17 @@ def build_parser() -> argparse.ArgumentParser:
     phonon_commands = phonons.add_subparsers(dest="phonons_command", metavar="ACTION", required=True)
     compare = phonon_commands.add_parser("compare", help="RMSE(ω²), RMSE(v_g), MAE(f), stability, thermal errors")
     compare.add_argument("--unitcell", required=True, help="unit cell (POSCAR/CONTCAR or any ASE format)")
-    compare.add_argument("--supercell", type=_count(1), nargs=3, default=[2, 2, 2], metavar=("N1", "N2", "N3"))
+    compare.add_argument("--supercell", type=_count(1), nargs=3, default=list(phonon_defaults.supercell), metavar=("N1", "N2", "N3"))
     compare.add_argument("--reference", required=True, help="force constants: hdf5, FORCE_CONSTANTS, FORCE_SETS, phonopy yaml")
     compare.add_argument(
         "--model", required=True,
         help="force constants to compare (any supported format), or a model (registry name or checkpoint): then Φ_model comes from its finite displacements",
     )
-    compare.add_argument("--displacement", type=_positive_float, default=0.01, help="Å, finite displacement for a model's Φ (the authors' phonon script: 0.01)")
+    compare.add_argument("--displacement", type=_positive_float, default=phonon_defaults.displacement, help="Å, finite displacement for a model's Φ (default: the authors' phonon script, %(default)s)")
     compare.add_argument("--device", default="cpu")
     compare.add_argument("--dtype", default="float32", choices=["float32", "float64"])
-    compare.add_argument("--npoints", type=_count(1), default=50, help="q-points per path segment")
-    compare.add_argument("--unstable-below", type=float, default=-0.5, help="THz; lower frequencies mean unstable")
+    compare.add_argument("--npoints", type=_count(1), default=phonon_defaults.points_per_segment, help="q-points per path segment")
+    compare.add_argument("--unstable-below", type=float, default=phonon_defaults.unstable_below_thz, help="THz; lower frequencies mean unstable")
     compare.add_argument("--json", action="store_true")
     compare.set_defaults(func=cmd_phonons_compare)
 
@@ -692,7 +696,7 @@ def build_parser() -> argparse.ArgumentParser:
     sigma.add_argument("--force-constants", help="Φ of that supercell, any supported format")
     sigma.add_argument("--discard", type=_count(0), default=0, help="frames dropped from the start")
     sigma.add_argument("--model", help="also σ with this model's forces (registry name or checkpoint), with the reference Φ and its own Φ")
-    sigma.add_argument("--displacement", type=_positive_float, default=0.01, help="Å, finite displacement for the model's Φ")
+    sigma.add_argument("--displacement", type=_positive_float, default=phonon_defaults.sigma_displacement, help="Å, finite displacement for the model's Φ (default: the authors' σ scripts, %(default)s)")
     sigma.add_argument("--device", default="cpu")
     sigma.add_argument("--dtype", default="float32", choices=["float32", "float64"])
     sigma.add_argument("--json", action="store_true")
@@ -701,12 +705,12 @@ def build_parser() -> argparse.ArgumentParser:
     md = commands.add_parser("md", help="batched NVT MD with an Andersen thermostat (ASE semantics)")
     md.add_argument("--structure", required=True, help="starting structure (any ASE format)")
     md.add_argument("--model", required=True, help="registry name or checkpoint path")
-    md.add_argument("--temperature", type=_positive_float, default=300.0)
-    md.add_argument("--steps", type=_count(0), default=2000)
+    md.add_argument("--temperature", type=_positive_float, default=md_defaults.temperature_K, help="K")
+    md.add_argument("--steps", type=_count(0), default=md_defaults.steps)
     md.add_argument("--replicas", type=_count(1), default=2)
     md.add_argument("--seed", type=_count(0), default=0)
-    md.add_argument("--timestep", type=_positive_float, default=1.0, help="fs")
-    md.add_argument("--andersen-prob", type=float, default=0.5)
+    md.add_argument("--timestep", type=_positive_float, default=md_defaults.timestep_fs, help="fs")
+    md.add_argument("--andersen-prob", type=float, default=md_defaults.andersen_prob)
     md.add_argument("--write-every", type=_count(1), default=1, help="write a frame every k steps (with --output)")
     md.add_argument("--output", help="folder for replica_XXX.extxyz and the checkpoint (resumes if present)")
     md.add_argument("--device", default="cpu")
@@ -722,7 +726,7 @@ def build_parser() -> argparse.ArgumentParser:
         help="run a stage (and the stages it needs) for models on a dataset: sharded, resumable, serial or on Dask",
         description="Compounds are split into fixed shards; each shard's results are stored as they finish, "
         "and a rerun computes only what is missing. Settings: the authors' defaults, then --config, then "
-        "--set. --dry-run prints the plan and writes nothing; --estimate prints the cost from measured throughput.",
+        "--set. --dry-run prints the plan and writes no results; --estimate prints the cost from measured throughput.",
         epilog="settings keys (--set and --config): " + ", ".join(setting_keys()),
     )
     running.add_argument("stage", choices=list(STAGES))
@@ -741,7 +745,7 @@ def build_parser() -> argparse.ArgumentParser:
     running.add_argument("--results", help="results folder (default: HDPBENCH_RESULTS or results/)")
     running.add_argument("--set", action="append", metavar="GROUP.FIELD=VALUE", help="e.g. md.steps=500 (repeatable; see the keys below)")
     modes = running.add_mutually_exclusive_group()
-    modes.add_argument("--dry-run", action="store_true", help="print the plan (stages, results folders, done and pending compounds, files, cost) and write nothing")
+    modes.add_argument("--dry-run", action="store_true", help="print the plan (stages, results folders, done and pending compounds, files, cost); nothing is computed and no results are written")
     modes.add_argument("--estimate", action="store_true", help="print the estimated cost and exit")
     running.add_argument("--smoke", action="store_true", help="tiny settings (every code path runs, the numbers mean nothing), results in their own folder (HDPBENCH_SMOKE_RESULTS)")
     running.add_argument(

@@ -199,12 +199,13 @@ def model_sigma(
     force_constants: np.ndarray,
     model,
     *,
-    displacement: float = 0.01,
+    displacement: float = 0.02,
     device: str = "cpu",
     dtype: str = "float32",
 ) -> dict:
     """:func:`model_sigma_report` for any model: its forces on the frames (batched) and its Φ from
-    finite displacements of ``reference`` itself (phonopy, supercell matrix 1)."""
+    finite displacements of ``reference`` itself (phonopy, supercell matrix 1); ``displacement``
+    (Å): the authors' σ scripts use 0.02 (:attr:`PhononSettings.sigma_displacement`)."""
     from hdpbench.models.evaluate import load_model
     from hdpbench.physics.phonons import model_force_constants
 

@@ -150,7 +150,7 @@ def format_plan(described: dict[str, Any]) -> str:
 
     names = described["compounds"]
     lines = [
-        f"Dry run of `{described['stage']}` on {described['dataset']}: nothing is computed or written.",
+        f"Dry run of `{described['stage']}` on {described['dataset']}: nothing is computed and no results are written.",
         f"  stages, needs first: {' → '.join(described['stages'])}",
         f"  compounds: {len(names)} ({', '.join(names[:8])}{' ...' if len(names) > 8 else ''}), "
         f"{described['shards']} shard(s) of ≤ {described['shard_size']}, device {described['device']}",

@@ -42,7 +42,7 @@ class RealPhononSettings:
 
 @dataclass(frozen=True)
 class RealSigmaSettings:
-    displacement: float = 0.01  # Å, for Φ_model of the reference supercell
+    displacement: float = 0.02  # Å, Φ_model of the reference supercell: the authors' σ displacement (PhononSettings.sigma_displacement)
     dtype: str = "float32"
 
 
