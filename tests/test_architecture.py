@@ -95,3 +95,13 @@ def test_no_import_cycles():
 @pytest.mark.parametrize("layer_name", LAYERS[:-1])
 def test_every_layer_is_a_subpackage(layer_name):
     assert (PACKAGE / layer_name / "__init__.py").is_file()
+
+
+def test_the_facade_names_resolve_to_their_owners():
+    import hdpbench
+
+    for name, owner in hdpbench._FACADE.items():
+        module = __import__(owner, fromlist=[name])
+        assert getattr(hdpbench, name) is getattr(module, name)
+    with pytest.raises(AttributeError, match="no_such_name"):
+        hdpbench.no_such_name  # noqa: B018
