@@ -11,8 +11,8 @@
 # %% [markdown]
 # # Rerunning everything: with a new model, on a GPU, on the full data
 #
-# Every stage of this book is a function in `hdpbench.pipeline.compute`, run by the notebooks and by the
-# command line alike, and every result is stored once in `results/<dataset>/<model>/<stage>/<key>/` with a
+# Every stage of this book is declared once in the stage table (`hdpbench.pipeline.stages`) and computed
+# by the same function for the notebooks and the command line, and every result is stored once in `results/<dataset>/<model>/<stage>/<key>/` with a
 # manifest (model, checkpoint sha256, settings, dataset and code versions). A rebuild reuses what is
 # there; changing a setting or a checkpoint recomputes only what depends on it.
 #
@@ -62,6 +62,7 @@ from myst_nb import glue
 from hdpbench.book import analysis, figures, page
 from hdpbench.book import build as book
 from hdpbench.pipeline.cost import Workload, estimate, measured_rates
+from hdpbench.pipeline.stages import STAGES
 
 figures.use_book_style()
 
@@ -71,7 +72,7 @@ for target in ("cpu", "cuda"):
     notes[target] = "; ".join(result["sources"]) or "no benchmark measured on this device yet"
     for stage, seconds in result["seconds_per_stage"].items():
         rows.append({"device": target, "stage": stage, "hours per model": None if seconds is None else seconds / 3600})
-costs = pd.DataFrame(rows).pivot(index="stage", columns="device", values="hours per model")
+costs = pd.DataFrame(rows).pivot(index="stage", columns="device", values="hours per model").reindex(list(STAGES))  # table order
 cpu_total = costs["cpu"].sum(min_count=1)
 glue("cost_cpu_total_hours", float(cpu_total), display=False)
 glue("cost_cpu_sources", analysis.prose(notes["cpu"]), display=False)
