@@ -173,7 +173,7 @@ def test_section_pages_declare_the_same_parameters():
 
 def test_demo_book_leaves_out_a_demo_model_not_trained_yet(monkeypatch, capsys):
     from hdpbench.book import build as book
-    from hdpbench.models.registry import registry as models
+    from hdpbench.models import registry as models
 
     monkeypatch.setattr(models, "is_available", lambda spec: spec.name == "demo-small-data")
     assert book.default_models("demo") == ["demo-small-data"]
