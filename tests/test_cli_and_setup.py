@@ -155,3 +155,15 @@ def test_phonons_compare_cli(capsys, fixtures, tmp_path):
     for key in ("rmse_omega2_thz2", "rmse_vg_thz_ang", "mae_freq_thz", "min_freq_reference_thz", "min_freq_model_thz"):
         assert key in metrics
     assert metrics["rmse_omega2_thz2"] > 0.5 and metrics["stable_reference"]
+
+
+def test_output_into_a_closed_pipe_ends_without_a_traceback():
+    """`hdpbench models list | head -1`: the reader stops early; the command ends quietly."""
+    import subprocess
+    import sys
+
+    process = subprocess.Popen([sys.executable, "-m", "hdpbench", "models", "list"], stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    process.stdout.close()  # the reader is gone before the table is written out
+    stderr = process.stderr.read().decode()
+    process.wait(timeout=60)
+    assert "BrokenPipeError" not in stderr and "Traceback" not in stderr, stderr

@@ -147,6 +147,15 @@ def test_md_cli(tmp_path, capsys):
     assert code == 0 and summary["replicas"] == 2 and summary["steps"] == 5
     assert len(summary["mean_temperature_per_replica"]) == 2 and summary["stopped_replicas"] == {}
     assert len(ase.io.read(tmp_path / "md" / "replica_001.extxyz", index=":")) == 5
+    # any other field of the MD settings record through --set: a force guard that every step trips
+    base = ["md", "--structure", str(tmp_path / "POSCAR"), "--model", str(model), "--steps", "5", "--json"]
+    assert cli.main([*base, "--set", "md.max_force=1e-6"]) == 0
+    stopped = json.loads(capsys.readouterr().out)["stopped_replicas"]
+    assert len(stopped) == 2 and all("force" in reason for reason in stopped.values())
+    assert cli.main([*base, "--set", "sigma.discard=3"]) == 2
+    assert "md.FIELD=VALUE only" in capsys.readouterr().err
+    assert cli.main([*base, "--set", "md.max_force=strong"]) == 2
+    assert "md.max_force='strong': expected a number" in capsys.readouterr().err
 
 
 def test_device_resident_md_equals_the_atoms_path_for_200_steps_in_float64(tmp_path):

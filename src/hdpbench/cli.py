@@ -433,6 +433,13 @@ def cmd_md(args) -> int:
         write_every=args.write_every,
         seed=args.seed,
     )
+    if args.set:  # any other field of the md settings record, e.g. md.max_force=20
+        from hdpbench.pipeline.settings import RunSettings
+
+        wrong = [item for item in args.set if not item.strip().startswith("md.")]
+        if wrong:
+            raise UsageError(f"--set {wrong[0]!r}: hdpbench md takes md.FIELD=VALUE only")
+        settings = RunSettings(md=settings).with_overrides(args.set).md
     md = BatchedAndersen(
         replicas, model_forces(args.model, device=args.device, dtype=args.dtype), settings, output_dir=args.output
     )
@@ -715,6 +722,7 @@ def build_parser() -> argparse.ArgumentParser:
     md.add_argument("--output", help="folder for replica_XXX.extxyz and the checkpoint (resumes if present)")
     md.add_argument("--device", default="cpu")
     md.add_argument("--dtype", default="float32", choices=["float32", "float64"])
+    md.add_argument("--set", action="append", metavar="md.FIELD=VALUE", help="any other MD setting, e.g. md.max_force=20 (repeatable; keys as in `hdpbench run --help`)")
     md.add_argument("--json", action="store_true")
     md.set_defaults(func=cmd_md)
 
@@ -840,7 +848,14 @@ def main(argv: Sequence[str] | None = None) -> int:
         parser.print_help()
         return 0
     try:
-        return int(args.func(args) or 0)
+        code = int(args.func(args) or 0)
+        sys.stdout.flush()  # a closed pipe shows here, not as an error at interpreter exit
+        return code
+    except BrokenPipeError:  # the output went into a reader that stopped early (`| head`): no traceback
+        import os
+
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())  # Python's own advice for SIGPIPE
+        return 1
     except UsageError as error:  # a bad option or setting: nothing was computed
         print(f"hdpbench: error: {error}", file=sys.stderr)
         return 2
