@@ -55,3 +55,7 @@ def test_estimate_on_a_local_dataset_counts_its_frames(authors_dataset, capsys):
     assert "(5 reference frames each)" in capsys.readouterr().out
     assert main([*args, "--frames-per-compound", "300"]) == 0
     assert "(300 reference frames each)" in capsys.readouterr().out
+    # a stage whose cost does not depend on the AIMD frames neither counts nor quotes them
+    assert main(["run", "md", "--dataset", str(root), "--model", "medium-omat-0", "--estimate", "--device", "cpu"]) == 0
+    out = capsys.readouterr().out
+    assert "for 2 compounds, per model" in out and "reference frames" not in out

@@ -161,11 +161,15 @@ def test_config_file_with_command_line_overrides(three_compounds, tmp_path, caps
     assert main(["run", "md", "--config", str(config), "--set", "md.steps=9", "--results", str(tmp_path / "r"), "--dry-run", "--json"]) == 0
     plan = json.loads(capsys.readouterr().out)
     assert plan["compounds"] == ["Cs2AgBiBr6", "Rb2NiAgF6"]
-    manifest_key = plan["models"][0]["stages"][0]["key"]
-    expected = RunSettings().with_dtype("float64").with_overrides(["md.steps=9", "md.runs_per_compound=1"])
-    from hdpbench.pipeline.stages import get_stage, key_settings
-
-    assert key_settings(get_stage("md"), expected)["steps"] == 9 and manifest_key
+    from_file = plan["models"][0]["stages"][0]["key"]
+    # the same run given entirely on the command line has the same key: the file's md.runs_per_compound
+    # and dtype were read, and --set md.steps=9 overrode the file's 7
+    explicit = ["run", "md", "--dataset", dataset, "--model", model, "--compounds", "Cs2AgBiBr6", "Rb2NiAgF6", "--dtype", "float64",
+                "--results", str(tmp_path / "r"), "--dry-run", "--json"]
+    assert main([*explicit, "--set", "md.steps=9", "--set", "md.runs_per_compound=1"]) == 0
+    assert json.loads(capsys.readouterr().out)["models"][0]["stages"][0]["key"] == from_file
+    assert main([*explicit, "--set", "md.steps=7", "--set", "md.runs_per_compound=1"]) == 0
+    assert json.loads(capsys.readouterr().out)["models"][0]["stages"][0]["key"] != from_file
 
     for text, message in [
         ("md: {steps: many}\n", "md.steps='many': expected an integer"),

@@ -515,8 +515,9 @@ def _run_config(path: str) -> tuple[dict, dict]:
 
 
 def _run_request(args):
-    """The run's options and settings: defaults, then ``--config``, then the command line; everything
-    type-checked and the dataset, models and compounds validated before any work (UsageError → exit 2)."""
+    """The run's options and settings: defaults, then ``--config``, then the command line; every value
+    type-checked and the models validated before any work (UsageError → exit 2). The dataset and the
+    compounds are validated by the caller, which loads the dataset only when it needs it."""
     from hdpbench.pipeline.plan import require_models
     from hdpbench.pipeline.settings import RunSettings
 
@@ -591,27 +592,18 @@ def _format_sigma_reference(sigma: float | None, stored: float | None) -> str:
 
 
 def _print_estimate(args, options, settings) -> int:
-    from hdpbench.pipeline.cost import Workload, estimate, format_estimate, measured_rates
+    from hdpbench.pipeline.cost import format_estimate
+    from hdpbench.pipeline.plan import estimate, require_compounds, require_dataset, workload
     from hdpbench.pipeline.stages import plan
 
     stages = [step.name.value for step, _ in plan(args.stage, settings)]
     if options["dataset"] == "hdp" and not options.get("compounds"):
-        workload = Workload.paper()  # the authors' full dataset, whether or not it is on this machine
+        work = workload(settings, stages)  # the authors' full dataset, whether or not it is on this machine
     else:
-        from hdpbench.pipeline.plan import mean_reference_frames, require_compounds, require_dataset
-
         data = require_dataset(options["dataset"])
         names = require_compounds(data, options.get("compounds"))
-        frames = args.frames_per_compound or mean_reference_frames(data, names, settings)
-        workload = Workload(compounds=len(names), reference_frames_per_compound=frames)
-    workload = dataclasses.replace(
-        workload,
-        md_runs_per_compound=settings.md.runs_per_compound,
-        md_steps_per_run=settings.md.steps,
-        kpca_frames_per_set=settings.kpca.max_frames_per_set,
-    )
-    device = "cuda" if options["device"].startswith("cuda") else options["device"]
-    result = estimate(workload, measured_rates(device), stages)
+        work = workload(settings, stages, data=data, names=names, frames_per_compound=args.frames_per_compound)
+    result = estimate(work, stages, options["device"])
     if args.json:
         _print_json(result | {"stage": args.stage, "models": options["models"]})
     else:

@@ -106,10 +106,8 @@ def estimate(workload: Workload, rates: Rates, stages: Sequence[str] | None = No
 
 def format_estimate(result: dict[str, Any], models: int = 1) -> str:
     work = result["workload"]
-    lines = [
-        f"Estimated cost on {result['device']} for {work['compounds']} compounds "
-        f"({work['reference_frames_per_compound']} reference frames each), per model:"
-    ]
+    frames = f" ({work['reference_frames_per_compound']} reference frames each)" if StageName.SIGMA_REFERENCE_FRAMES in result["seconds_per_stage"] else ""
+    lines = [f"Estimated cost on {result['device']} for {work['compounds']} compounds{frames}, per model:"]
     for stage, seconds in result["seconds_per_stage"].items():
         value = "not measured on this device" if seconds is None else f"{seconds / 3600:10.2f} h"
         lines.append(f"  {stage:24s} {value}")

@@ -94,7 +94,10 @@ def describe(
         "shard_size": shard_size,
         "stages": [step.name.value for step, _ in steps],
         "models": [],
-        "estimate": estimate(data, names, settings, [step.name.value for step, _ in steps], device, frames_per_compound),
+        "estimate": estimate(
+            workload(settings, [step.name for step, _ in steps], data=data, names=names, frames_per_compound=frames_per_compound),
+            [step.name.value for step, _ in steps], device,
+        ),
     }
     for model in models:
         loaded, why = model_identity(model, settings.group(target.dtype_group).dtype)
@@ -119,16 +122,32 @@ def describe(
     return result
 
 
-def estimate(data, names: Sequence[str], settings: RunSettings, stages: Sequence[str], device: str, frames_per_compound: int | None):
-    """The cost of these stages for these compounds from measured throughput (None where not measured)."""
-    from hdpbench.pipeline.cost import Workload, estimate, measured_rates
+def workload(settings: RunSettings, stages: Sequence[str], *, data=None, names: Sequence[str] = (), frames_per_compound: int | None = None):
+    """The work of a run for the cost model: the paper's full dataset when ``data`` is None, else these
+    compounds. AIMD frames are counted in the production files only when the σ stage is in ``stages``
+    (the only stage whose cost depends on them)."""
+    import dataclasses
 
-    frames = frames_per_compound or mean_reference_frames(data, names, settings) if names else 0
-    workload = Workload(
-        compounds=len(names), reference_frames_per_compound=max(frames, 1), md_runs_per_compound=settings.md.runs_per_compound,
-        md_steps_per_run=settings.md.steps, kpca_frames_per_set=settings.kpca.max_frames_per_set,
+    from hdpbench.pipeline.cost import Workload
+    from hdpbench.pipeline.names import StageName
+
+    if data is None:
+        base = Workload.paper()
+    else:
+        counted = StageName.SIGMA_REFERENCE_FRAMES in stages and names
+        frames = frames_per_compound or (mean_reference_frames(data, names, settings) if counted else 1)
+        base = Workload(compounds=len(names), reference_frames_per_compound=max(frames, 1))
+    return dataclasses.replace(
+        base, md_runs_per_compound=settings.md.runs_per_compound, md_steps_per_run=settings.md.steps,
+        kpca_frames_per_set=settings.kpca.max_frames_per_set,
     )  # fmt: skip
-    return estimate(workload, measured_rates("cuda" if device.startswith("cuda") else device), stages)
+
+
+def estimate(work, stages: Sequence[str], device: str) -> dict[str, Any]:
+    """The cost of these stages for this workload from measured throughput on ``device`` (None where not measured)."""
+    from hdpbench.pipeline.cost import estimate, measured_rates
+
+    return estimate(work, measured_rates("cuda" if device.startswith("cuda") else device), stages)
 
 
 def mean_reference_frames(data, names: Sequence[str], settings: RunSettings) -> int:

@@ -32,13 +32,11 @@ import numpy as np
 from hdpbench import __version__
 from hdpbench.core import paths
 from hdpbench.core.errors import CompoundFailures, StoreWriteError
-from hdpbench.core.storage import (  # noqa: F401
+from hdpbench.core.storage import (
     atomic_path,
-    atomic_write_bytes,
     atomic_write_json,
     json_default,
     remove_orphaned_temporaries,
-    require_writable,
 )
 
 
