@@ -13,6 +13,7 @@ import errno
 import gzip
 import json
 import os
+import platform
 import random
 import signal
 import stat
@@ -161,6 +162,25 @@ def test_the_first_force_call_of_a_process_gives_the_same_bits_as_later_calls(tm
         assert float(done.stdout.split()[-1]) == 0.0, f"{threads} thread(s): first call differs by {done.stdout.split()[-1]} eV/Å"
         forces[threads] = np.load(tmp_path / f"{threads}.npy")
     np.testing.assert_allclose(forces["1"], forces["2"], rtol=0, atol=1e-5)
+
+
+def test_the_allocator_tuning_changes_no_bit_and_can_be_turned_off(tmp_path):
+    """``tune_allocator`` (speed only) applies by default on glibc and not with HDPBENCH_MALLOC_TUNING=0;
+    the forces of the two processes are bit-identical."""
+    structure = demo_supercell(tmp_path / "cell.extxyz")
+    script = FIRST_CALLS.replace("print(max(", "from hdpbench.core.torch_setup import tune_allocator\nprint(tune_allocator(), max(")
+    applied = {}
+    for tuning in ("0", "1"):
+        done = subprocess.run(
+            [sys.executable, "-c", script, str(structure), str(tmp_path / f"tuning{tuning}.npy")],
+            env={**os.environ, "HDPBENCH_THREADS": "2", "HDPBENCH_MALLOC_TUNING": tuning}, capture_output=True, text=True, timeout=120,
+        )
+        assert done.returncode == 0, done.stderr[-2000:]
+        applied[tuning] = done.stdout.split()[-2]
+    assert applied["0"] == "False"
+    if sys.platform.startswith("linux") and platform.libc_ver()[0] == "glibc":
+        assert applied["1"] == "True"
+    assert np.load(tmp_path / "tuning0.npy").tobytes() == np.load(tmp_path / "tuning1.npy").tobytes()
 
 
 def test_md_checkpoint_of_another_system_or_a_shortened_file_is_refused(uninterrupted_md, tmp_path):

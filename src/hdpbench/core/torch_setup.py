@@ -18,7 +18,12 @@ Two process-wide settings make results depend only on the inputs (tested in ``te
 * The torch thread count changes the order of floating-point sums (measured: 1 vs 2 threads differ
   by up to 6e-8 eV/Å on 8 x 80 atoms). :func:`pin_threads` fixes it once per process (``HDPBENCH_THREADS``, default the
   cores this process may use) and every entry point (CLI, stages, runner workers) calls it.
+
+One process-wide setting is for speed only (:func:`tune_allocator`): on a CPU, torch takes every
+tensor from the C allocator, and glibc's defaults hand large blocks back to the kernel as soon as
+they are freed, so the next force call faults every page of its edge tensors in again.
 """
+
 
 from __future__ import annotations
 
@@ -39,7 +44,40 @@ def prepare_torch():
         torch.serialization.add_safe_globals([slice])
     if hasattr(torch._C, "_jit_set_profiling_executor"):  # same bits at every call (module docstring)
         torch._C._jit_set_profiling_executor(False)
+    tune_allocator()
     return torch
+
+
+# glibc mallopt parameters (malloc.h): keep freed memory in the process instead of returning it.
+_M_TRIM_THRESHOLD, _M_TOP_PAD, _M_MMAP_THRESHOLD = -1, -2, -3
+
+
+@functools.cache
+def tune_allocator() -> bool:
+    """Keep freed heap memory for reuse (glibc only; ``HDPBENCH_MALLOC_TUNING=0`` turns it off).
+
+    A MACE force call allocates and frees tens of (edges x features) tensors of a few MB each. With
+    glibc's defaults those blocks go back to the kernel at every free (``munmap`` or heap trim) and
+    come back as fresh zero pages, so much of a CPU force call is page faults: the zero fills of
+    e3nn's backward pass ran at ~4 GB/s. Serving blocks up to 32 MB from the heap and never trimming
+    it removes that cost (measured with ``hdpbench bench md``; README, Benchmarks). The arithmetic is
+    unchanged: torch aligns every tensor to 64 bytes either way, so results are bit-identical.
+    The price is that the process keeps its peak heap until it exits. Returns whether it applied.
+    """
+    import ctypes
+    import os
+    import sys
+
+    if os.environ.get("HDPBENCH_MALLOC_TUNING", "1") == "0" or not sys.platform.startswith("linux"):
+        return False
+    try:
+        libc = ctypes.CDLL("libc.so.6")
+        mallopt = libc.mallopt
+        mallopt.argtypes, mallopt.restype = (ctypes.c_int, ctypes.c_int), ctypes.c_int
+    except (OSError, AttributeError):  # not glibc (musl, ...): nothing to tune
+        return False
+    settings = ((_M_MMAP_THRESHOLD, 32 << 20), (_M_TRIM_THRESHOLD, 2**31 - 1), (_M_TOP_PAD, 64 << 20))
+    return all(mallopt(parameter, value) == 1 for parameter, value in settings)
 
 
 _pinned_threads: int | None = None
