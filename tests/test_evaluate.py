@@ -116,3 +116,43 @@ def test_any_ase_calculator_is_the_slow_path():
     atoms = structures[2].copy()
     atoms.calc = LennardJones(sigma=3.0, rc=6.0)
     np.testing.assert_array_equal(result.forces[2], atoms.get_forces())
+
+
+# ---- tensor-product backends ---------------------------------------------------------------------------
+@pytest.mark.parametrize("dtype, tolerance", [("float64", 1e-7), ("float32", 2e-6)])
+def test_the_cueq_accelerator_gives_the_e3nn_forces_energies_and_stresses(dtype, tolerance):
+    """cuEquivariance's rebuilt module (its PyTorch fallback here) against the e3nn module it came from,
+    on a trained demo model. float64 agrees to ~2e-8 eV/Å only (measured): cuEquivariance's own
+    coefficients, not the dtype, bound it, hence 1e-7."""
+    pytest.importorskip("cuequivariance_torch", reason="the cueq extra (pip install cuequivariance-torch)")
+    import torch
+
+    structures = mixed_structures()[:3]
+    default_dtype = torch.get_default_dtype()
+    plain = load_model("demo-small-data", dtype=dtype, accelerator="e3nn")
+    accelerated = load_model("demo-small-data", dtype=dtype, accelerator="cueq")
+    assert torch.get_default_dtype() == default_dtype  # the converter's global change is undone
+    assert (plain.accelerator, accelerated.accelerator) == ("e3nn", "cueq")
+    assert type(accelerated.module.interactions[0].conv_tp).__module__.startswith("cuequivariance_torch")
+    a = plain.evaluator(batch_size=3, progress=False).evaluate(structures, stress=True)
+    b = accelerated.evaluator(batch_size=3, progress=False).evaluate(structures, stress=True)
+    for fa, fb in zip(a.forces, b.forces, strict=True):
+        np.testing.assert_allclose(fb, fa, rtol=0, atol=tolerance)
+    np.testing.assert_allclose(b.energies, a.energies, rtol=0, atol=50 * tolerance)
+    np.testing.assert_allclose(b.stresses, a.stresses, rtol=0, atol=tolerance)
+    assert max(np.abs(f).max() for f in a.forces) > 0.1  # the comparison is not between zeros
+
+
+def test_accelerator_choices_are_checked(monkeypatch):
+    from hdpbench.core.errors import HdpbenchError
+    from hdpbench.models.evaluate import default_accelerator
+
+    with pytest.raises(HdpbenchError, match="accelerator=.triton."):
+        load_model("demo-small-data", accelerator="triton")
+    with pytest.raises(HdpbenchError, match="chgnet-0.3.0 \\(kind: ase\\).*MACE models only"):
+        load_model("chgnet-0.3.0", accelerator="cueq")
+    monkeypatch.setenv("HDPBENCH_ACCELERATOR", "cuda")
+    with pytest.raises(HdpbenchError, match="HDPBENCH_ACCELERATOR='cuda'"):
+        default_accelerator()
+    monkeypatch.setenv("HDPBENCH_ACCELERATOR", "e3nn")
+    assert load_model("demo-small-data").accelerator == "e3nn"

@@ -106,7 +106,28 @@ def test_batched_rematch_equals_dscribe_on_real_aimd_frames(demo_aimd_descriptor
     for block in (5, 16):  # partial blocks and one block
         np.testing.assert_allclose(rematch_kernel(demo_aimd_descriptors, block=block), expected, rtol=0, atol=1e-12)
     # float32 atom-pair products: the faster option stays within the issue's 1e-6
-    np.testing.assert_allclose(rematch_kernel(demo_aimd_descriptors, gram_dtype="float32"), expected, rtol=0, atol=1e-6)
+    plain32 = rematch_kernel(demo_aimd_descriptors, gram_dtype="float32")
+    np.testing.assert_allclose(plain32, expected, rtol=0, atol=1e-6)
+    # mixed: float64 reference directions + float32 residuals, orders of magnitude closer than float32
+    mixed = rematch_kernel(demo_aimd_descriptors, gram_dtype="mixed", block=5)
+    np.testing.assert_allclose(mixed, expected, rtol=0, atol=1e-10)
+    assert np.abs(mixed - expected).max() < np.abs(plain32 - expected).max() / 100
+
+
+def test_mixed_precision_rematch_rectangular_sizes_and_another_compound(demo_aimd_descriptors):
+    """The mixed split on rectangular kernels and mixed frame sizes, and on frames of another compound,
+    where the first frame's directions do not fit: still within plain float32's accuracy."""
+    from hdpbench.data.datasets import get_dataset
+
+    rows, columns = demo_aimd_descriptors[:5], demo_aimd_descriptors[5:9]
+    np.testing.assert_allclose(rematch_kernel(rows, columns, gram_dtype="mixed"), rematch_kernel_dscribe(rows, columns), rtol=0, atol=1e-10)
+    sizes = [d if k % 2 else d[: 40 + 10 * (k % 3)] for k, d in enumerate(demo_aimd_descriptors[:7])]
+    np.testing.assert_allclose(rematch_kernel(sizes, block=2, gram_dtype="mixed"), rematch_kernel_dscribe(sizes), rtol=0, atol=1e-10)
+    data = get_dataset("demo")
+    first = data.load(data.compounds()[0], discard=100).trajectory.to_atoms_list()[:3]
+    other = data.load(data.compounds()[1], discard=100).trajectory.to_atoms_list()[:3]
+    both = soap_descriptors(first + other)  # one SOAP basis (the species of both compounds)
+    np.testing.assert_allclose(rematch_kernel(both, gram_dtype="mixed"), rematch_kernel_dscribe(both), rtol=0, atol=1e-6)
 
 
 def test_batched_rematch_rectangular_and_mixed_sizes_equal_dscribe(demo_aimd_descriptors):
@@ -128,7 +149,7 @@ def test_batched_rematch_equals_dscribe_on_dft_aimd_frames():
 
 
 def test_rematch_refuses_an_unknown_precision():
-    with pytest.raises(ValueError, match="gram_dtype"):
+    with pytest.raises(ValueError, match="gram_dtype='float16': expected one of 'float64', 'mixed', 'float32'"):
         rematch_kernel([np.ones((2, 3))], gram_dtype="float16")
 
 
@@ -141,6 +162,7 @@ def test_bench_rematch_cli_reports_ratio_and_difference_in_one_run(capsys):
     report = json.loads(capsys.readouterr().out)
     assert report["frames"] == 20 and report["atoms_per_frame"] == 80
     assert report["ratio_vs_dscribe"] == pytest.approx(report["dscribe_s"] / report["ours_s"])
-    assert report["max_abs_diff"] < 1e-12 and report["max_abs_diff_float32"] < 1e-6
+    assert report["ours_precision"] == "mixed" and report["max_abs_diff"] < 1e-10
+    assert report["max_abs_diff_float64"] < 1e-12 and report["max_abs_diff_float32"] < 1e-6
     assert cli.main(["bench", "rematch", "--frames", "100000"]) == 2  # more frames than the compound has
     assert "frames after the discard" in capsys.readouterr().err

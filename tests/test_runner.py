@@ -10,6 +10,7 @@ import sys
 import time
 from pathlib import Path
 
+import numpy as np
 import pytest
 
 from hdpbench.models.mace import build_mace, save_model
@@ -73,6 +74,26 @@ def test_serial_and_two_worker_runs_give_identical_results(three_compounds, tmp_
     stages = {Path(name).parts[2] for name in expected}
     assert stages == set(STAGES) - {"sigma-reference-frames"}  # kpca reads phonons, md and sigma-md
     assert result_files(tmp_path / "dask") == expected
+
+
+def test_the_accelerator_reaches_the_workers_and_the_manifest(three_compounds, tmp_path):
+    """``accelerator="cueq"`` on a two-worker run: every worker's model runs cuEquivariance (recorded in
+    the manifest, not in the key) and the phonon frequencies equal the e3nn run's within rounding."""
+    pytest.importorskip("cuequivariance_torch", reason="the cueq extra (pip install cuequivariance-torch)")
+    dataset, model = three_compounds
+    compounds = ["Cs2AgBiBr6", "Rb2NiAgF6"]
+    reports = {
+        accelerator: run("phonons", dataset, model, compounds=compounds, settings=SETTINGS, shard_size=1, workers=workers,
+                         results_root=tmp_path / accelerator, progress=False, accelerator=accelerator)
+        for accelerator, workers in (("e3nn", 0), ("cueq", 2))
+    }  # fmt: skip
+    manifests = {name: json.loads((Path(report.directory) / "manifest.json").read_text()) for name, report in reports.items()}
+    assert manifests["cueq"]["key"] == manifests["e3nn"]["key"]
+    assert {name: m["execution"]["accelerator"] for name, m in manifests.items()} == {"e3nn": "e3nn", "cueq": "cueq"}
+    for compound in compounds:
+        thz = {name: np.load(Path(report.directory) / f"{compound}.npz")["frequencies_model"] for name, report in reports.items()}
+        assert np.abs(thz["e3nn"]).max() > 0.1
+        np.testing.assert_allclose(thz["cueq"], thz["e3nn"], rtol=0, atol=1e-4)
 
 
 def test_killed_run_resumes_to_byte_identical_results(three_compounds, tmp_path):
@@ -177,6 +198,7 @@ def test_config_file_with_command_line_overrides(three_compounds, tmp_path, caps
         ("models: 5\n", "models=5: expected a name or a list of names"),
         ("phonons: {supercell: 2}\n", "phonons.supercell=2: expected a list of 3 integers"),
         ("[1, 2]\n", "expected a mapping"),
+        ("accelerator: triton\n", "accelerator='triton': expected one of 'e3nn', 'cueq'"),
     ]:
         config.write_text(text)
         assert main(["run", "md", "--config", str(config), "--model", model, "--dry-run"]) == 2

@@ -239,6 +239,8 @@ def cmd_bench_evaluate(args) -> int:
         f"{report['ratio_batched_vs_ase']:.2f}x; max |dF| {report['max_abs_force_diff']:.2e} eV/A; "
         f"neighbour lists {100 * report['neighbor_list_share_of_batched_time']:.1f}% of batched time"
     )
+    if "cueq_frames_per_s" in report:
+        line += f"; cuEquivariance {report['cueq_frames_per_s']:.2f} frames/s (max |dF| {report['max_abs_force_diff_cueq_vs_batched']:.1e})"
     if "torchsim_frames_per_s" in report:
         line += f"; TorchSim {report['torchsim_frames_per_s']:.2f} frames/s"
     print(line)
@@ -263,6 +265,7 @@ def cmd_bench_md(args) -> int:
             device=args.device,
             dtype=args.dtype,
             replicas_per_call=replicas_per_call,
+            accelerator=args.accelerator,
         )
     except (ValueError, KeyError) as error:
         print(f"hdpbench bench md: error: {error}", file=sys.stderr)
@@ -293,8 +296,9 @@ def cmd_bench_rematch(args) -> int:
         return 0
     print(
         f"REMatch {report['frames']} x {report['frames']} frames of {report['atoms_per_frame']} atoms ({report['compound']}, "
-        f"{report['hardware']}): dscribe {report['dscribe_s']:.2f} s, batched {report['ours_s']:.2f} s -> "
-        f"{report['ratio_vs_dscribe']:.1f}x (max |dK| {report['max_abs_diff']:.1e}); float32 products "
+        f"{report['hardware']}): dscribe {report['dscribe_s']:.2f} s, batched ({report['ours_precision']} products) {report['ours_s']:.2f} s -> "
+        f"{report['ratio_vs_dscribe']:.1f}x (max |dK| {report['max_abs_diff']:.1e}); float64 products {report['ours_float64_s']:.2f} s -> "
+        f"{report['ratio_float64_vs_dscribe']:.1f}x (max |dK| {report['max_abs_diff_float64']:.1e}); float32 products "
         f"{report['ours_float32_s']:.2f} s -> {report['ratio_float32_vs_dscribe']:.1f}x (max |dK| {report['max_abs_diff_float32']:.1e}); "
         f"SOAP {report['soap_s']:.2f} s"
     )
@@ -441,7 +445,7 @@ def cmd_md(args) -> int:
             raise UsageError(f"--set {wrong[0]!r}: hdpbench md takes md.FIELD=VALUE only")
         settings = RunSettings(md=settings).with_overrides(args.set).md
     md = BatchedAndersen(
-        replicas, model_forces(args.model, device=args.device, dtype=args.dtype), settings, output_dir=args.output
+        replicas, model_forces(args.model, device=args.device, dtype=args.dtype, accelerator=args.accelerator), settings, output_dir=args.output
     )
     md.run(progress=not args.json)
     summary = md.summary()
@@ -477,12 +481,12 @@ def cmd_finetune(args) -> int:
 
 
 RUN_DEFAULTS = {"dataset": "demo", "device": "cpu", "shard_size": 4}
-RUN_CONFIG_KEYS = ("dataset", "models", "compounds", "device", "dtype", "results", "shard_size")
+RUN_CONFIG_KEYS = ("dataset", "models", "compounds", "device", "dtype", "accelerator", "results", "shard_size")
 
 
 def _run_config(path: str) -> tuple[dict, dict]:
     """(run options, settings groups) of a ``--config`` YAML: ``GROUP: {FIELD: VALUE}`` as ``--set``,
-    plus optional ``dataset``, ``models``, ``compounds``, ``device``, ``dtype``, ``results``, ``shard_size``."""
+    plus optional ``dataset``, ``models``, ``compounds``, ``device``, ``dtype``, ``accelerator``, ``results``, ``shard_size``."""
     import yaml
 
     from hdpbench.pipeline.settings import GROUPS
@@ -506,7 +510,7 @@ def _run_config(path: str) -> tuple[dict, dict]:
             options[key] = [value]
         elif value is not None and not (isinstance(value, list) and all(isinstance(v, str) for v in value)):
             raise UsageError(f"--config {file}: {key}={value!r}: expected a name or a list of names")
-    for key in ("dataset", "device", "dtype", "results"):
+    for key in ("dataset", "device", "dtype", "accelerator", "results"):
         if key in options and not isinstance(options[key], str):
             raise UsageError(f"--config {file}: {key}={options[key]!r}: expected text")
     if "shard_size" in options and (isinstance(options["shard_size"], bool) or not isinstance(options["shard_size"], int) or options["shard_size"] < 1):
@@ -524,7 +528,8 @@ def _run_request(args):
     options, groups = _run_config(args.config) if args.config else ({}, {})
     source = f"--config {args.config}" if args.config else "settings"
     for key, value in {"dataset": args.dataset, "models": args.model, "compounds": args.compounds, "device": args.device,
-                       "dtype": args.dtype, "results": args.results, "shard_size": args.shard_size}.items():  # fmt: skip
+                       "dtype": args.dtype, "accelerator": args.accelerator, "results": args.results,
+                       "shard_size": args.shard_size}.items():  # fmt: skip
         if value is not None:
             options[key] = value  # the command line overrides the file
     for key, value in RUN_DEFAULTS.items():
@@ -533,6 +538,10 @@ def _run_request(args):
         raise UsageError("no model: give --model NAME ... or `models:` in the --config file")
     if options.get("dtype") not in (None, "float32", "float64"):
         raise UsageError(f"{source}: dtype={options['dtype']!r}: expected one of 'float32', 'float64'")
+    from hdpbench.models.mace import ACCELERATORS
+
+    if options.get("accelerator") not in (None, *ACCELERATORS):
+        raise UsageError(f"{source}: accelerator={options['accelerator']!r}: expected one of {', '.join(map(repr, ACCELERATORS))}")
     settings = RunSettings.smoke() if args.smoke else RunSettings()
     if options.get("dtype"):
         settings = settings.with_dtype(options["dtype"])
@@ -571,7 +580,7 @@ def cmd_run(args) -> int:
         report = run(
             args.stage, options["dataset"], model, compounds=compounds, settings=settings, device=options["device"],
             workers=args.workers, scheduler=args.scheduler, shard_size=options["shard_size"], results_root=options.get("results"),
-            progress=not (args.quiet or args.json),
+            progress=not (args.quiet or args.json), accelerator=options.get("accelerator"),
         )  # fmt: skip
         reports.append(report)
         if not args.json:
@@ -612,6 +621,7 @@ def _print_estimate(args, options, settings) -> int:
 
 
 def build_parser() -> argparse.ArgumentParser:
+    from hdpbench.models.mace import ACCELERATORS
     from hdpbench.physics.md import MDSettings
     from hdpbench.physics.phonons import PhononSettings
 
@@ -714,6 +724,7 @@ def build_parser() -> argparse.ArgumentParser:
     md.add_argument("--output", help="folder for replica_XXX.extxyz and the checkpoint (resumes if present)")
     md.add_argument("--device", default="cpu")
     md.add_argument("--dtype", default="float32", choices=["float32", "float64"])
+    md.add_argument("--accelerator", choices=ACCELERATORS, help="MACE tensor-product backend: e3nn (as trained) or cueq (cuEquivariance; CUDA kernels with cuequivariance-ops-torch-cu12); default $HDPBENCH_ACCELERATOR, else e3nn")
     md.add_argument("--set", action="append", metavar="md.FIELD=VALUE", help="any other MD setting, e.g. md.max_force=20 (repeatable; keys as in `hdpbench run --help`)")
     md.add_argument("--json", action="store_true")
     md.set_defaults(func=cmd_md)
@@ -736,6 +747,7 @@ def build_parser() -> argparse.ArgumentParser:
     running.add_argument("--compounds", nargs="*", help="formulas (default: all of the dataset)")
     running.add_argument("--device", help="cpu (default), cuda (one worker per GPU), cuda:1, ...")
     running.add_argument("--dtype", choices=["float32", "float64"], help="every stage's floating-point type (default: float32)")
+    running.add_argument("--accelerator", choices=ACCELERATORS, help="MACE tensor-product backend: e3nn (as trained) or cueq (cuEquivariance; CUDA kernels with cuequivariance-ops-torch-cu12); default $HDPBENCH_ACCELERATOR, else e3nn")
     cluster = running.add_mutually_exclusive_group()
     cluster.add_argument(
         "--workers", type=_count(0), help="Dask LocalCluster worker processes; 0 runs in this process (default: one per device, i.e. per GPU with --device cuda)"
@@ -817,6 +829,7 @@ def build_parser() -> argparse.ArgumentParser:
     bench_md.add_argument("--steps", type=_count(0), default=20)
     bench_md.add_argument("--device", default="cpu")
     bench_md.add_argument("--dtype", default="float32", choices=["float32", "float64"])
+    bench_md.add_argument("--accelerator", choices=ACCELERATORS, help="backend of the batched MD's model (the ASE loop runs e3nn); default $HDPBENCH_ACCELERATOR, else e3nn")
     bench_md.add_argument("--replicas-per-call", default="auto", help="replicas per forward pass: an integer or 'auto'")
     bench_md.add_argument("--json", action="store_true", help="print the JSON report")
     bench_md.add_argument("--output", help="also write the JSON report to this file")

@@ -43,6 +43,7 @@ class LoadedModel:
     head: str
     checkpoint_sha256: str | None = None
     kind: str = "mace"
+    accelerator: str = "e3nn"  # tensor-product backend (hdpbench.models.mace.ACCELERATORS)
 
     def evaluator(self, *, batch_size: int | str = "auto", progress: bool = False) -> BatchedEvaluator:
         return BatchedEvaluator(self, batch_size=batch_size, progress=progress)
@@ -75,13 +76,30 @@ def _choose_head(heads: list[str], head: str | None, name: str) -> str:
     raise HdpbenchError(f"model {name} has several heads {heads}: choose one with head=")
 
 
-def load_model(model, *, device: str = "cpu", dtype: str = "float32", head: str | None = None):
+def default_accelerator() -> str:
+    """``HDPBENCH_ACCELERATOR`` if set (``e3nn`` or ``cueq``), else ``e3nn``: the backend of every MACE model
+    loaded without an explicit ``accelerator=`` (stages, notebooks, runner workers inherit it)."""
+    import os
+
+    from hdpbench.models.mace import ACCELERATORS
+
+    value = os.environ.get("HDPBENCH_ACCELERATOR") or "e3nn"
+    if value not in ACCELERATORS:
+        raise HdpbenchError(f"HDPBENCH_ACCELERATOR={value!r}: expected one of {', '.join(ACCELERATORS)}")
+    return value
+
+
+def load_model(model, *, device: str = "cpu", dtype: str = "float32", head: str | None = None, accelerator: str | None = None):
     """Any model → a loaded model with ``evaluator()``, ``name``, ``device``, ``dtype``, ``atomic_numbers``.
 
     ``model``: a registry name (any kind), a MACE checkpoint path, a torch module, an ASE calculator
     object, or an already loaded model (returned as it is). MACE models become a
     :class:`LoadedModel`; ``kind: ase`` entries and calculator objects a
     :class:`~hdpbench.models.calculators.CalculatorModel`.
+
+    ``accelerator``: the tensor-product backend of a MACE model, ``"e3nn"`` or ``"cueq"``
+    (:func:`hdpbench.models.mace.accelerate`); None: :func:`default_accelerator`. Other kinds take
+    only ``"e3nn"`` (their own code) when it is given explicitly.
 
     Checkpoints are pickles and run code when loaded: only load files from a trusted source
     (registry models are checked against their sha256 where known).
@@ -109,6 +127,8 @@ def load_model(model, *, device: str = "cpu", dtype: str = "float32", head: str 
 
         spec = get_model_spec(model)
         if spec.kind == ModelKind.ASE.value:
+            if accelerator not in (None, "e3nn"):
+                raise HdpbenchError(f"model {spec.name} (kind: ase) runs its own code: accelerator {accelerator!r} applies to MACE models only")
             return load_calculator_model(spec, device=device, dtype=dtype)
         import_mace()
         head = head or spec.head
@@ -119,6 +139,10 @@ def load_model(model, *, device: str = "cpu", dtype: str = "float32", head: str 
     module = module.to(device=device, dtype=getattr(torch, dtype)).eval()
     for parameter in module.parameters():
         parameter.requires_grad_(False)
+    from hdpbench.models.mace import accelerate
+
+    accelerator = accelerator or default_accelerator()
+    module = accelerate(module, accelerator, device)
     heads = list(getattr(module, "heads", None) or ["Default"])
     return LoadedModel(
         name=name,
@@ -130,6 +154,7 @@ def load_model(model, *, device: str = "cpu", dtype: str = "float32", head: str 
         heads=heads,
         head=_choose_head(heads, head, name),
         checkpoint_sha256=checkpoint_sha256,
+        accelerator=accelerator,
     )
 
 

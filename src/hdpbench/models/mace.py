@@ -1,6 +1,7 @@
-"""Build MACE models from a few sizes (random weights), for tests, timing benchmarks and demo training configs.
+"""MACE modules: built from a few sizes (random weights) for tests, timing benchmarks and demo
+training configs, and converted to another tensor-product backend (:func:`accelerate`).
 
-Nothing here is a trained potential: ``build_mace`` gives a correctly shaped ScaleShiftMACE whose
+Nothing built here is a trained potential: ``build_mace`` gives a correctly shaped ScaleShiftMACE whose
 weights come from a seed, which is what equality tests and throughput measurements need.
 """
 
@@ -10,7 +11,11 @@ from pathlib import Path
 
 import numpy as np
 
+from hdpbench.core.errors import HdpbenchError
 from hdpbench.core.torch_setup import import_mace, prepare_torch
+
+# Tensor-product backends of a MACE module: e3nn (as trained and saved) or NVIDIA cuEquivariance.
+ACCELERATORS = ("e3nn", "cueq")
 
 
 def build_mace(
@@ -68,3 +73,41 @@ def save_model(model, path: str | Path) -> Path:
     path.parent.mkdir(parents=True, exist_ok=True)
     torch.save(model, path)
     return path
+
+
+def accelerate(module, accelerator: str, device: str):
+    """``module`` with its tensor products, linear layers and symmetric contractions on ``accelerator``.
+
+    ``"e3nn"`` returns the module unchanged. ``"cueq"`` rebuilds it with cuEquivariance
+    (``mace.cli.convert_e3nn_cueq``, the conversion mace-torch's ``MACECalculator(enable_cueq=True)``
+    uses, with the fused convolution on CUDA); the same weights, equal forces within the dtype's
+    rounding (tested on CPU, where cuEquivariance runs its PyTorch fallback: slower than e3nn there,
+    measured by ``hdpbench bench evaluate``; its CUDA kernels come with ``cuequivariance-ops-torch-cu12``).
+    The module must already be in its final dtype.
+    """
+    from hdpbench.core.validation import require_choice
+
+    require_choice("accelerator", accelerator, ACCELERATORS)
+    if accelerator == "e3nn":
+        return module
+    try:
+        import cuequivariance_torch  # noqa: F401
+    except ImportError as error:
+        raise HdpbenchError(
+            "accelerator 'cueq' needs cuEquivariance: pip install cuequivariance-torch "
+            "(and cuequivariance-ops-torch-cu12 for its CUDA kernels)"
+        ) from error
+    torch = prepare_torch()
+    import_mace()
+    from mace.cli.convert_e3nn_cueq import run as convert_to_cueq
+
+    default_dtype = torch.get_default_dtype()
+    try:  # the converter sets torch's default dtype to the module's for the process: put it back
+        # "cuda", not "cuda:1": the converter turns the fused convolution on for exactly "cuda"
+        converted = convert_to_cueq(module, device="cuda" if str(device).startswith("cuda") else "cpu", return_model=True)
+    finally:
+        torch.set_default_dtype(default_dtype)
+    converted = converted.to(device).eval()
+    for parameter in converted.parameters():
+        parameter.requires_grad_(False)
+    return converted

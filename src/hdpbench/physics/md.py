@@ -53,10 +53,12 @@ class ModelForces:
     force tensors out, graphs built on the model's device (:class:`hdpbench.models.evaluate.ReplicaForces`).
     """
 
-    def __init__(self, model, *, device: str = "cpu", dtype: str = "float32", replicas_per_call: int | str | None = "auto"):
+    def __init__(
+        self, model, *, device: str = "cpu", dtype: str = "float32", replicas_per_call: int | str | None = "auto", accelerator: str | None = None
+    ):
         from hdpbench.models.evaluate import load_model
 
-        self.model = load_model(model, device=device, dtype=dtype)
+        self.model = load_model(model, device=device, dtype=dtype, accelerator=accelerator)
         self.device = self.model.device
         self.replicas_per_call = replicas_per_call
         self._evaluator = self.model.evaluator(batch_size="auto", progress=False)
@@ -73,9 +75,11 @@ class ModelForces:
         return ReplicaForces(self.model, structures, replicas_per_call=self.replicas_per_call)
 
 
-def model_forces(model, *, device: str = "cpu", dtype: str = "float32", replicas_per_call: int | str | None = "auto") -> ModelForces:
+def model_forces(
+    model, *, device: str = "cpu", dtype: str = "float32", replicas_per_call: int | str | None = "auto", accelerator: str | None = None
+) -> ModelForces:
     """:class:`ModelForces` of ``model`` (kept as the short name the stages and tests use)."""
-    return ModelForces(model, device=device, dtype=dtype, replicas_per_call=replicas_per_call)
+    return ModelForces(model, device=device, dtype=dtype, replicas_per_call=replicas_per_call, accelerator=accelerator)
 
 
 @dataclass(frozen=True)

@@ -84,6 +84,13 @@ def evaluation_benchmark(
         return evaluator.evaluate(frames).forces_array()
 
     methods = {"ase": ase_loop, "batched": batched}
+    cueq_note = None
+    try:  # the same model on cuEquivariance (its PyTorch fallback on a CPU, its kernels on CUDA)
+        cueq_loaded = load_model(str(model_file), device=device, dtype=dtype, accelerator="cueq")
+        cueq_evaluator = BatchedEvaluator(cueq_loaded, batch_size=evaluator.cached_batch_size(len(frames[0])) or 1, progress=False)
+        methods["cueq"] = lambda: cueq_evaluator.evaluate(frames).forces_array()
+    except Exception as error:  # optional extra: record why it was not measured
+        cueq_note = f"{type(error).__name__}: {error}"
     torchsim_note = None
     try:
         import torch_sim
@@ -136,6 +143,12 @@ def evaluation_benchmark(
         "neighbor_list_share_of_batched_time": graph_s / (graph_s + model_s),
         "all_times_s": times,
     }
+    if "cueq" in methods:
+        report["cueq_frames_per_s"] = n_frames / best["cueq"]
+        report["ratio_cueq_vs_batched"] = best["batched"] / best["cueq"]
+        report["max_abs_force_diff_cueq_vs_batched"] = float(np.abs(forces["cueq"] - forces["batched"]).max())
+    else:
+        report["cueq_not_measured"] = cueq_note
     if "torchsim" in methods:
         report["torchsim_frames_per_s"] = n_frames / best["torchsim"]
         report["ratio_batched_vs_torchsim"] = best["torchsim"] / best["batched"]
@@ -188,11 +201,13 @@ def calculator_benchmark(model: str = "chgnet-0.3.0", *, n_frames: int = 32, rep
 
 
 def rematch_benchmark(*, n_frames: int = 60, repeats: int = 3, dataset: str = "demo", compound: str | None = None) -> dict[str, Any]:
-    """The KPCA stage's REMatch kernel, batched (float64 and float32 atom-pair products) against dscribe's
-    ``REMatchKernel``, on real AIMD frames of one compound (the embedded demo by default), methods
-    alternated in every repeat, best kept; the SOAP time of the same frames for scale."""
+    """The KPCA stage's REMatch kernel, batched, against dscribe's ``REMatchKernel``, on real AIMD frames
+    of one compound (the embedded demo by default), methods alternated in every repeat, best kept; the
+    SOAP time of the same frames for scale. ``ours`` is the stage's precision of the atom-pair products
+    (``KPCASettings.gram_precision``); float64 (dscribe's arithmetic) and plain float32 are reported too."""
     from hdpbench.data.datasets import get_dataset
     from hdpbench.physics.kpca import (
+        KPCASettings,
         rematch_kernel,
         rematch_kernel_dscribe,
         soap_descriptors,
@@ -209,9 +224,11 @@ def rematch_benchmark(*, n_frames: int = 60, repeats: int = 3, dataset: str = "d
     start = time.perf_counter()
     descriptors = soap_descriptors(frames)
     soap_s = time.perf_counter() - start
+    precision = KPCASettings().gram_precision
     methods = {
         "dscribe": lambda: rematch_kernel_dscribe(descriptors),
-        "ours": lambda: rematch_kernel(descriptors),
+        "ours": lambda: rematch_kernel(descriptors, gram_dtype=precision),
+        "ours_float64": lambda: rematch_kernel(descriptors, gram_dtype="float64"),
         "ours_float32": lambda: rematch_kernel(descriptors, gram_dtype="float32"),
     }
     times: dict[str, list[float]] = {name: [] for name in methods}
@@ -236,9 +253,13 @@ def rematch_benchmark(*, n_frames: int = 60, repeats: int = 3, dataset: str = "d
         "repeats": repeats,
         "soap_s": soap_s,
         "dscribe_s": best["dscribe"],
+        "ours_precision": precision,
         "ours_s": best["ours"],
         "ratio_vs_dscribe": best["dscribe"] / best["ours"],
         "max_abs_diff": float(np.abs(kernels["ours"] - kernels["dscribe"]).max()),
+        "ours_float64_s": best["ours_float64"],
+        "ratio_float64_vs_dscribe": best["dscribe"] / best["ours_float64"],
+        "max_abs_diff_float64": float(np.abs(kernels["ours_float64"] - kernels["dscribe"]).max()),
         "ours_float32_s": best["ours_float32"],
         "ratio_float32_vs_dscribe": best["dscribe"] / best["ours_float32"],
         "max_abs_diff_float32": float(np.abs(kernels["ours_float32"] - kernels["dscribe"]).max()),
@@ -281,6 +302,7 @@ def md_benchmark(
     device: str = "cpu",
     dtype: str = "float32",
     replicas_per_call: int | str | None = "auto",
+    accelerator: str | None = None,
 ) -> dict[str, Any]:
     """Andersen NVT of ``replicas`` demo structures: the ASE loop the authors ran (``Andersen`` with
     ``MACECalculator``, one replica after another) against hdpbench's batched, device-resident MD with
@@ -301,7 +323,7 @@ def md_benchmark(
     from mace.calculators import MACECalculator
     frames = md_starting_frames(replicas)
     calculator = MACECalculator(model_paths=str(checkpoint_path(get_model_spec(model))), device=device, default_dtype=dtype)
-    forces = model_forces(model, device=device, dtype=dtype, replicas_per_call=replicas_per_call)
+    forces = model_forces(model, device=device, dtype=dtype, replicas_per_call=replicas_per_call, accelerator=accelerator)
 
     def synchronise():
         if device.startswith("cuda"):
@@ -348,6 +370,7 @@ def md_benchmark(
         "atoms_per_replica": len(frames[0]),
         "steps": steps,
         "replicas_per_call": forces.on_replicas(frames).replicas_per_call,
+        "accelerator": forces.model.accelerator,
         "ase_steps_per_s": steps / seconds["ase"],
         "batched_steps_per_s": steps / seconds["batched"],
         "ratio_batched_vs_ase": seconds["ase"] / seconds["batched"],

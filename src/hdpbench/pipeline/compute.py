@@ -352,6 +352,7 @@ def compute_kpca(run: StageRun) -> None:
             reference_sigma=sigma(reference, compound.reference_supercell, compound.force_constants).sigma_per_frame,
             model_sigma=sigma_md_stage.load_arrays(name)["sigma_per_frame"],
             progress=run.progress,
+            gram_precision=settings.gram_precision,
         )
         return {
             "json_data": {

@@ -37,10 +37,10 @@ def shards(compounds: Sequence[str], shard_size: int) -> list[list[str]]:
 
 
 @functools.lru_cache(maxsize=4)
-def cached_model(model: str, device: str, dtype: str):
+def cached_model(model: str, device: str, dtype: str, accelerator: str | None = None):
     from hdpbench.models.evaluate import load_model
 
-    return load_model(model, device=device, dtype=dtype)
+    return load_model(model, device=device, dtype=dtype, accelerator=accelerator)
 
 
 @functools.lru_cache(maxsize=4)
@@ -64,7 +64,8 @@ def _worker_device(device: str) -> str:
 
 
 def run_stage_in_process(
-    stage: str, dataset: str, model: str, shard: list[str], settings: RunSettings, device: str, results_root: str | None
+    stage: str, dataset: str, model: str, shard: list[str], settings: RunSettings, device: str, results_root: str | None,
+    accelerator: str | None = None,
 ):
     """Run (or reuse) one stage, and the stages it needs, for these compounds here; returns its results store.
 
@@ -77,7 +78,7 @@ def run_stage_in_process(
     from hdpbench.pipeline.stages import run_stage
 
     table_entry = get_stage(stage)
-    loaded = cached_model(model, device, settings.group(table_entry.dtype_group).dtype)
+    loaded = cached_model(model, device, settings.group(table_entry.dtype_group).dtype, accelerator)
     with threadpool_limits(limits=1, user_api="blas"):
         return run_stage(
             stage, cached_dataset(dataset), loaded, compounds=shard, settings=settings, device=device,
@@ -94,13 +95,14 @@ def run_shard(
     device: str,
     results_root: str | None,
     torch_threads: int | None = None,
+    accelerator: str | None = None,
 ) -> dict[str, Any]:
     """Run one stage on one shard (in whatever process calls it); returns what was done and how long it took."""
     start = time.perf_counter()
     from hdpbench.core.torch_setup import pin_threads
 
     pin_threads(torch_threads)  # CPU workers share the cores instead of each taking all of them
-    result = run_stage_in_process(stage, dataset, model, shard, settings, _worker_device(device), results_root)
+    result = run_stage_in_process(stage, dataset, model, shard, settings, _worker_device(device), results_root, accelerator)
     done = [name for name in shard if result.is_done(name)]
     failed = {name: record["error"] for name, record in result.failures([n for n in shard if n not in done]).items()}
     failed.update({name: "no result and no recorded failure" for name in shard if name not in done and name not in failed})
@@ -164,14 +166,22 @@ def run(
     shard_size: int = 4,
     results_root: str | Path | None = None,
     progress: bool = True,
+    accelerator: str | None = None,
 ) -> RunReport:
-    """Run ``stage`` for ``model`` on ``dataset`` shard by shard; see the module docstring."""
+    """Run ``stage`` for ``model`` on ``dataset`` shard by shard; see the module docstring.
+
+    ``accelerator``: the MACE tensor-product backend (``e3nn``, ``cueq``); None: this process's
+    :func:`~hdpbench.models.evaluate.default_accelerator`, resolved here so that workers on another
+    machine run what was asked."""
     from tqdm.auto import tqdm
 
     from hdpbench.core.paths import results_dir
     from hdpbench.core.storage import require_writable
 
     get_stage(stage)  # an unknown name fails here, with suggestions
+    from hdpbench.models.evaluate import default_accelerator
+
+    accelerator = accelerator or default_accelerator()
     names = list(compounds) if compounds is not None else cached_dataset(str(dataset)).compounds()
     work = shards(names, shard_size)
     root = str(require_writable(Path(results_root) if results_root is not None else results_dir()))
@@ -195,7 +205,7 @@ def run(
     if workers == 0 and scheduler is None:
         for shard in work:
             try:
-                record(run_shard(*arguments, shard, settings, device, root))
+                record(run_shard(*arguments, shard, settings, device, root, None, accelerator))
             except Exception as error:  # one bad shard must not lose the others' results
                 shard_died(shard, error)
     else:
@@ -212,7 +222,7 @@ def run(
         try:
             with Client(scheduler or cluster) as client:
                 futures = {
-                    client.submit(run_shard, *arguments, shard, settings, device, root, threads, key=f"{stage}-{model}-shard-{i}", pure=False): shard
+                    client.submit(run_shard, *arguments, shard, settings, device, root, threads, accelerator, key=f"{stage}-{model}-shard-{i}", pure=False): shard
                     for i, shard in enumerate(work)
                 }
                 for future in as_completed(futures):

@@ -134,6 +134,7 @@ def results_store(name: str, settings: dict[str, Any], data, loaded, results_roo
         StageManifest(
             dataset=data.name, model=loaded.name, stage=str(name), settings=settings,
             model_sha256=loaded.checkpoint_sha256 or loaded.identity, dataset_version=data.spec.version, stage_version=version,
+            execution={"device": str(loaded.device), "dtype": loaded.dtype, "accelerator": getattr(loaded, "accelerator", None) or loaded.kind},
         ),
         root=results_root,
     )  # fmt: skip
@@ -163,14 +164,14 @@ class StageRun:
     errors: str = "raise"
 
 
-def load_inputs(dataset, model, *, device: str, dtype: str, compounds: Sequence[str] | None = None):
+def load_inputs(dataset, model, *, device: str, dtype: str, compounds: Sequence[str] | None = None, accelerator: str | None = None):
     """The dataset and the loaded model (any kind); a compound with an element the model does not know
     is refused here, before any compute, naming compound and element."""
     from hdpbench.data.datasets import Dataset, get_dataset
     from hdpbench.models.evaluate import load_model
 
     data = dataset if isinstance(dataset, Dataset) else get_dataset(dataset, download=False)
-    loaded = load_model(model, device=device, dtype=dtype)
+    loaded = load_model(model, device=device, dtype=dtype, accelerator=accelerator)
     compute.require_elements(loaded, list(compounds) if compounds is not None else data.compounds())
     return data, loaded
 
@@ -186,15 +187,21 @@ def run_stage(
     results_root=None,
     progress: bool = True,
     errors: str = "raise",
+    accelerator: str | None = None,
 ) -> StageResults:
     """Run stage ``name`` (and first every stage it needs, where not done) for ``model`` on ``dataset``;
     returns its results store. ``dataset``/``model``: names, or a loaded dataset and model.
 
     ``errors="raise"`` stops at the first failing compound; ``"record"`` writes the failure down and
     goes on. The needs always record, so one bad compound never hides the others' results.
+    ``accelerator``: the MACE tensor-product backend when ``model`` is a name (``e3nn``, ``cueq``;
+    :func:`hdpbench.models.evaluate.load_model`); it changes rounding only, so it is recorded in the
+    manifest, not in the key.
     """
     stage = get_stage(name)
-    data, loaded = load_inputs(dataset, model, device=device, dtype=settings.group(stage.dtype_group).dtype, compounds=compounds)
+    data, loaded = load_inputs(
+        dataset, model, device=device, dtype=settings.group(stage.dtype_group).dtype, compounds=compounds, accelerator=accelerator
+    )
     names = list(compounds) if compounds is not None else data.compounds()
     if stage.needs_production_md:
         names = compute.with_production_md(data, names)

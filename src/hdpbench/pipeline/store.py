@@ -61,6 +61,8 @@ class StageManifest:
     model_sha256: str | None = None
     dataset_version: str | None = None
     stage_version: int = 1  # bump when a stage's code changes its results
+    # How the model ran (device, tensor-product backend): recorded, not in the key, like the thread count
+    execution: dict[str, Any] = field(default_factory=dict)
 
     def _identity(self) -> dict[str, Any]:
         """Everything that changes results (and nothing that does not, such as the time)."""
@@ -88,6 +90,7 @@ class StageManifest:
             # Not in the key: results are bit-identical for the same count, equal within float
             # tolerance for another (README, "Same bytes, failures, limits").
             "torch_threads": pinned_threads(),
+            **({"execution": self.execution} if self.execution else {}),
             "written_at": _dt.datetime.now(_dt.UTC).isoformat(timespec="seconds"),
         }
 
