@@ -135,7 +135,6 @@ class _GramFactors:
     REFERENCE_DIRECTIONS = 16
 
     def __init__(self, descriptors, other, precision: str):
-        self.precision = precision
         rows = [np.asarray(x, dtype=np.float64) for x in descriptors]
         columns = rows if other is None else [np.asarray(y, dtype=np.float64) for y in other]
         self.sizes = [len(x) for x in rows]
