@@ -83,8 +83,8 @@ overlaps = pd.DataFrame(
         "reference_split": [kpca.reference_split_overlap(arrays[c]["kernel"], arrays[c]["labels"]) for c in chosen],
     }
 )
-glue("kp_overlap_range", analysis.prose(f"{overlaps['overlap'].min():.2f} to {overlaps['overlap'].max():.2f}"), display=False)
-glue("kp_split_range", analysis.prose(f"{overlaps['reference_split'].min():.2f} to {overlaps['reference_split'].max():.2f}"), display=False)
+glue("kp_overlap_range", analysis.prose(analysis.range_text(overlaps["overlap"])), display=False)
+glue("kp_split_range", analysis.prose(analysis.range_text(overlaps["reference_split"])), display=False)
 
 # %% [markdown]
 # {glue:md}`kp_dataset`. Model: {glue:md}`kp_model`; compounds: {glue:md}`kp_compounds`. Each map uses

@@ -89,6 +89,8 @@ def test_confusion_summary_and_its_text_cells():
     assert shown.iloc[0]["correct (diagonal)"] == "12\u00a0of\u00a018 (67\u00a0%)"
     assert analysis.fraction_text(np.nan, np.nan, 38.0) == "38\u00a0% (counts not printed)"
     assert analysis.fraction_text(None, None) == "not printed" and analysis.fraction_text(0, 0) == "0\u00a0of\u00a00"
+    assert analysis.range_text([0.031, 0.029]) == "0.03"  # equal ends in print: one number, not "0.03 to 0.03"
+    assert analysis.range_text(np.array([0.12, 0.031, 0.05])) == "0.03 to 0.12"
 
 
 def test_published_fig3_summary_counts_the_paper_panels():

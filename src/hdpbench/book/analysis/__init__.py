@@ -22,6 +22,7 @@ from hdpbench.book.analysis.common import (  # noqa: F401
     dataset_label,
     fraction_text,
     prose,
+    range_text,
     spearman,
     stage_results,
     supercell_atoms,

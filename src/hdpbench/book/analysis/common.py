@@ -150,6 +150,12 @@ def book_execution_times() -> tuple[pd.DataFrame, dict[str, Any]] | None:
     return table, record
 
 
+def range_text(values, digits: int = 2) -> str:
+    """The span of ``values`` for prose: "0.03 to 0.12", or one number when both ends print alike."""
+    low, high = (f"{float(v):.{digits}f}" for v in (np.min(values), np.max(values)))
+    return low if low == high else f"{low} to {high}"
+
+
 # -- triangles, rank correlations and σ(t) traces (σ and model-MD pages) ----------------------------
 def fraction_text(count, denominator, percent=None) -> str:
     """A fraction as a table cell: "3 of 5 (60 %)"; a published percentage without counts as
