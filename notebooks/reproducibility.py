@@ -83,11 +83,12 @@ display(page.readable(costs.astype(object).where(costs.notna(), "not measured"),
 # %% [markdown]
 # On the 2-core CPU of the build machines, one model costs {glue:text}`cost_cpu_total_hours:.0f` hours
 # for the stages that were measured (rates from {glue:md}`cost_cpu_sources`; each file records its
-# hardware and whether other jobs shared the machine). GPU rates: {glue:md}`cost_gpu_sources`. The goal
+# hardware and whether other jobs shared the machine). Force calls and MD steps are priced with a MACE
+# as wide as the paper's medium foundation models (128 channels), never with a smaller model that was
+# timed too (the demo models, CHGNet). GPU rates: {glue:md}`cost_gpu_sources`. The goal
 # for the full paper with four models is at most 8 H200-hours; it can be checked only once GPU
-# throughput is measured (`hdpbench bench evaluate --device cuda --output …`, `hdpbench bench md
-# --device cuda --replicas 64 --output …` and `python benchmarks/bench_md.py --device cuda --json …`
-# for a 128-channel model, results committed under `benchmarks/results/`).
+# throughput is measured (`hdpbench bench evaluate --device cuda --output …` and `hdpbench bench md
+# --channels 128 --device cuda --replicas 64 --output …`, results committed under `benchmarks/results/`).
 
 # %% [markdown]
 # ## What this build cost

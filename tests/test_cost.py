@@ -5,7 +5,7 @@ import json
 import pytest
 
 from hdpbench.cli import main
-from hdpbench.pipeline.cost import Workload, estimate, measured_rates
+from hdpbench.pipeline.cost import COST_MODEL, Workload, estimate, measured_rates
 
 
 def write(directory, name, report):
@@ -13,12 +13,17 @@ def write(directory, name, report):
 
 
 def test_estimate_from_measured_rates(tmp_path):
-    write(tmp_path, "evaluate.json", {"device": "cuda", "atoms_per_frame": 80, "batched_frames_per_s": 100.0, "model": "m"})
-    write(tmp_path, "slower.json", {"device": "cuda", "atoms_per_frame": 80, "batched_frames_per_s": 50.0})
-    write(tmp_path, "md.json", {"device": "cuda", "batched_atom_steps_per_s": 8000.0})
-    write(tmp_path, "cpu.json", {"device": "cpu", "batched_atom_steps_per_s": 1e9})
+    wide = COST_MODEL + ", L=1, random weights"
+    write(tmp_path, "evaluate.json", {"device": "cuda", "atoms_per_frame": 80, "batched_frames_per_s": 100.0, "model": wide})
+    write(tmp_path, "slower.json", {"device": "cuda", "atoms_per_frame": 80, "batched_frames_per_s": 50.0, "model": wide})
+    write(tmp_path, "small.json", {"device": "cuda", "atoms_per_frame": 80, "batched_frames_per_s": 900.0, "model": "demo-small-data"})
+    write(tmp_path, "md.json", {"device": "cuda", "batched_atom_steps_per_s": 8000.0, "model": wide})
+    write(tmp_path, "cpu.json", {"device": "cpu", "batched_atom_steps_per_s": 1e9, "model": wide})
     rates = measured_rates("cuda", tmp_path)
+    # the fastest of the cost model's class; a faster, smaller model's rate is not the paper's cost
     assert rates.evaluate_frames_per_s == 100.0 and rates.md_atom_steps_per_s == 8000.0
+    assert "small.json" not in " ".join(rates.sources)
+    assert measured_rates("cuda", tmp_path, model_class=None).evaluate_frames_per_s == 900.0
     assert rates.sigma_frames_per_s is None and rates.rematch_pairs_per_s is None
     work = Workload(compounds=10, displaced_supercells_per_compound=5, reference_frames_per_compound=300, md_steps_per_run=100)
     result = estimate(work, rates)
@@ -33,7 +38,7 @@ def test_estimate_from_measured_rates(tmp_path):
 def test_estimate_command_prints_the_paper_workload(capsys):
     assert main(["run", "md", "--dataset", "hdp", "--model", "medium-omat-0", "medium-mpa-0", "--estimate", "--device", "cpu"]) == 0
     out = capsys.readouterr().out
-    assert "1682 compounds" in out and "for 2 model(s)" in out and "md_cpu" in out
+    assert "1682 compounds" in out and "for 2 model(s)" in out and "md_cpu_128ch.json (ScaleShiftMACE 128 channels" in out
     assert main(["run", "md", "--dataset", "hdp", "--model", "medium-omat-0", "--estimate", "--device", "rocm"]) == 0
     assert "not measured on this device" in capsys.readouterr().out
     # the estimate of a stage covers the stages it runs, needs first; an unknown model is refused

@@ -209,4 +209,37 @@ def test_bench_md_cli_compares_with_the_ase_loop_on_the_same_draws(capsys):
     assert report["replicas"] == 3 and report["steps"] == 2 and report["atoms_per_replica"] == 80
     assert report["max_abs_position_diff"] < 1e-5  # float32 forces, same random draws as ASE's Andersen
     assert ("torchsim_steps_per_s" in report) != ("torchsim_not_measured" in report)
+    assert report["batched_atom_steps_per_s"] == pytest.approx(report["batched_steps_per_s"] * 3 * 80)
     assert cli.main(["bench", "md", "--replicas-per-call", "many"]) == 2
+    # a random MACE of a given width (what the cost model prices), named as the cost model selects it
+    assert cli.main(["bench", "md", "--channels", "8", "--replicas", "2", "--steps", "2", "--json"]) == 0
+    report = json.loads(capsys.readouterr().out)
+    assert report["model"].startswith("ScaleShiftMACE 8 channels") and report["max_abs_position_diff"] < 1e-5
+    with pytest.raises(SystemExit) as stop:  # argparse: one model or one width
+        cli.main(["bench", "md", "--channels", "8", "--model", "demo-small-data"])
+    assert stop.value.code == 2 and "not allowed with argument" in capsys.readouterr().err
+
+
+def test_cpu_replicas_per_call_keeps_the_widest_edge_tensor_within_the_budget(tmp_path, monkeypatch):
+    """The CPU rule: at most CPU_ATOMS_PER_CALL atoms per pass, and no more replicas than keep
+    (edges x widest convolution output) within CPU_EDGE_TENSOR_BYTES; GPUs take all in one pass."""
+    import torch
+
+    from hdpbench.models.evaluate import ReplicaForces, load_model
+    from hdpbench.models.mace import build_mace, save_model
+    from hdpbench.models.neighbours import neighbour_list
+    from hdpbench.pipeline.benchmarking import md_starting_frames
+
+    frames = md_starting_frames(6)
+    elements = sorted({int(z) for atoms in frames for z in atoms.numbers})
+    model = load_model(str(save_model(build_mace(elements, channels=8, r_max=5.0, seed=1), tmp_path / "tiny.model")))
+    assert ReplicaForces(model, frames).replicas_per_call == ReplicaForces.CPU_ATOMS_PER_CALL // 80  # small tensors: the atom rule
+    edges = max(
+        len(neighbour_list(torch.as_tensor(a.positions), torch.as_tensor(a.cell[:])[None], torch.zeros(80, dtype=torch.int64), 5.0).sender)
+        for a in frames
+    )
+    width = max(block.conv_tp.irreps_out.dim for block in model.module.interactions)
+    monkeypatch.setattr(ReplicaForces, "CPU_EDGE_TENSOR_BYTES", 2 * edges * width * 4 + 1)  # float32: two replicas fit
+    assert ReplicaForces(model, frames).replicas_per_call == 2
+    monkeypatch.setattr(ReplicaForces, "CPU_EDGE_TENSOR_BYTES", 1)  # nothing fits: still one replica per pass
+    assert ReplicaForces(model, frames).replicas_per_call == 1

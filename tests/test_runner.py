@@ -65,8 +65,18 @@ def test_settings_overrides_are_checked():
 
 
 def test_serial_and_two_worker_runs_give_identical_results(three_compounds, tmp_path):
+    """Same bytes at the same torch thread count (README): the serial run takes what each of the two
+    workers gets, cores // 2."""
+    from hdpbench.core.torch_setup import pin_threads, pinned_threads
+
     dataset, model = three_compounds
-    serial = run("kpca", dataset, model, settings=SETTINGS, shard_size=2, workers=0, results_root=tmp_path / "serial", progress=False)
+    before = pinned_threads()
+    try:
+        pin_threads(max(1, (os.cpu_count() or 1) // 2))
+        serial = run("kpca", dataset, model, settings=SETTINGS, shard_size=2, workers=0, results_root=tmp_path / "serial", progress=False)
+    finally:
+        if before:
+            pin_threads(before)
     parallel = run("kpca", dataset, model, settings=SETTINGS, shard_size=2, workers=2, results_root=tmp_path / "dask", progress=False)
     assert serial.failed == {} and parallel.failed == {}
     assert serial.done == parallel.done == ["Cs2AgBiBr6", "Cs2NaInCl6", "Rb2NiAgF6"]

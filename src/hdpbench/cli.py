@@ -266,6 +266,7 @@ def cmd_bench_md(args) -> int:
             dtype=args.dtype,
             replicas_per_call=replicas_per_call,
             accelerator=args.accelerator,
+            channels=args.channels,
         )
     except (ValueError, KeyError) as error:
         print(f"hdpbench bench md: error: {error}", file=sys.stderr)
@@ -823,7 +824,11 @@ def build_parser() -> argparse.ArgumentParser:
     bench_calculator.add_argument("--output", help="also write the JSON report to this file")
     bench_calculator.set_defaults(func=cmd_bench_calculator)
     bench_md = bench_commands.add_parser("md", help="batched device-resident Andersen MD vs the ASE Andersen loop (same draws)")
-    bench_md.add_argument("--model", default="demo-small-data", help="a registered MACE model")
+    bench_md_model = bench_md.add_mutually_exclusive_group()
+    bench_md_model.add_argument("--model", default="demo-small-data", help="a registered MACE model")
+    bench_md_model.add_argument(
+        "--channels", type=_count(1), help="instead: a MACE of this width with random weights (128: the foundation models' width, read by the cost model)"
+    )
     bench_md.add_argument("--quick", action="store_true", help="16 replicas, 5 steps")
     bench_md.add_argument("--replicas", type=_count(1), default=16)
     bench_md.add_argument("--steps", type=_count(0), default=20)

@@ -361,11 +361,16 @@ class ReplicaForces:
     structures into several forward passes; ``None``: all in one; ``"auto"``: all in one on a GPU, and
     on a CPU passes of at most ``CPU_ATOMS_PER_CALL`` atoms (measured with ``demo-small-data``, 8 x 80
     atoms, float32, 2 cores, seconds per force call: 2 replicas per pass 0.21, 4 0.19, 8 0.26; and
-    16 x 80 atoms in one pass 0.64 s: big passes leave the caches). A fixed rule, not a timing probe,
+    16 x 80 atoms in one pass 0.64 s: big passes leave the caches) and whose largest edge tensor
+    (edges x the widest convolution output) stays within ``CPU_EDGE_TENSOR_BYTES``, the largest block
+    the tuned allocator keeps (:func:`hdpbench.core.torch_setup.tune_allocator`): a 128-channel MACE on
+    the dense demo fluorides (r_cut 6 Å, 7312 edges per 80-atom cell, 5120 floats per edge) measured
+    694 ms per frame at 1 replica per pass, 777 at 2 and 918 at 4. A fixed rule, not a timing probe,
     so results never depend on machine load.
     """
 
     CPU_ATOMS_PER_CALL = 320
+    CPU_EDGE_TENSOR_BYTES = 32 << 20
 
     def __init__(self, model: LoadedModel, structures: Sequence[Atoms], *, replicas_per_call: int | str | None = "auto"):
         torch = prepare_torch()
@@ -378,8 +383,7 @@ class ReplicaForces:
         self.pbc = pbc.pop()
         self.model = model
         if replicas_per_call == "auto":
-            largest = max((len(atoms) for atoms in structures), default=1)
-            replicas_per_call = None if str(model.device).startswith("cuda") else max(1, self.CPU_ATOMS_PER_CALL // largest)
+            replicas_per_call = None if str(model.device).startswith("cuda") else self._cpu_replicas_per_call(model, structures)
         elif replicas_per_call is not None and (not isinstance(replicas_per_call, int) or replicas_per_call < 1):
             raise ValueError(f"replicas_per_call must be a positive integer, 'auto' or None, not {replicas_per_call!r}")
         self.replicas_per_call = replicas_per_call
@@ -395,6 +399,27 @@ class ReplicaForces:
         self.node_attrs = torch.nn.functional.one_hot(species, len(model.atomic_numbers)).to(self.dtype)
         self.head = torch.full((len(structures),), model.heads.index(model.head), dtype=torch.int64, device=device)
         self.calls = 0
+
+    @classmethod
+    def _cpu_replicas_per_call(cls, model: LoadedModel, structures: list[Atoms]) -> int:
+        """The CPU rule of the class docstring, from the starting structures' edges and the model's widths."""
+        torch = prepare_torch()
+        from hdpbench.models.neighbours import neighbour_list
+
+        largest = max((len(atoms) for atoms in structures), default=1)
+        by_atoms = max(1, cls.CPU_ATOMS_PER_CALL // largest)
+        widths = [getattr(getattr(block.conv_tp, "irreps_out", None), "dim", None) for block in getattr(model.module, "interactions", [])]
+        if not structures or not widths or None in widths:  # not a MACE of the usual layout: the atom rule only
+            return by_atoms
+        edges = 0
+        for atoms in structures:
+            found = neighbour_list(
+                torch.as_tensor(atoms.positions, dtype=torch.float64), torch.as_tensor(np.asarray(atoms.cell[:]))[None],
+                torch.zeros(len(atoms), dtype=torch.int64), model.r_max, tuple(bool(p) for p in atoms.pbc),
+            )  # fmt: skip
+            edges = max(edges, len(found.sender))
+        per_replica = max(1, edges) * max(widths) * torch.empty((), dtype=getattr(torch, model.dtype)).element_size()
+        return max(1, min(by_atoms, cls.CPU_EDGE_TENSOR_BYTES // per_replica))
 
     def __call__(self, positions, replicas: Sequence[int] | None = None):
         """Forces (N, 3) eV/Å, float64, for ``positions`` (N, 3) Å of all atoms; atoms of replicas not in

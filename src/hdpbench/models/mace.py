@@ -62,6 +62,10 @@ def build_mace(
         correlation=correlation,
         atomic_inter_scale=1.0,
         atomic_inter_shift=0.0,
+        # mace-torch switches to a reduced Clebsch-Gordan basis whenever cuEquivariance is installed:
+        # pin the full basis (that of the trained checkpoints) so the same seed builds the same model
+        # whatever is installed
+        use_reduced_cg=False,
     )
     return model.to(getattr(torch, dtype))
 

@@ -2,7 +2,10 @@
 
 Nothing here is guessed: every rate comes from a file in ``benchmarks/results/`` that records the
 hardware it was measured on. A device without measurements gets no estimate (and says so), rather
-than a number extrapolated from another device.
+than a number extrapolated from another device. The rates that depend on the model (force calls,
+MD) come only from measurements of one model class, ``COST_MODEL``: a MACE as wide as the paper's
+medium foundation models, never the fastest model that happens to have been timed (CHGNet, the small
+demo models).
 """
 
 from __future__ import annotations
@@ -47,8 +50,16 @@ class Rates:
     sources: tuple[str, ...] = ()
 
 
-def measured_rates(device: str, directory: Path | None = None) -> Rates:
-    """The best throughput of each kind found in the benchmark JSON files for ``device`` ('cpu', 'cuda')."""
+# The model the paper's cost is estimated for: the width of MACE-MP/OMAT "medium" (128 channels, L=1),
+# as hdpbench.pipeline.benchmarking.random_mace_label names it in the benchmark reports
+COST_MODEL = "ScaleShiftMACE 128 channels"
+MODEL_DEPENDENT_RATES = ("evaluate_frames_per_s", "md_atom_steps_per_s")
+
+
+def measured_rates(device: str, directory: Path | None = None, *, model_class: str | None = COST_MODEL) -> Rates:
+    """The best throughput of each kind found in the benchmark JSON files for ``device`` ('cpu', 'cuda').
+
+    ``model_class``: model-dependent rates only from reports whose ``model`` starts with it (None: any)."""
     directory = directory or paths.project_root() / "benchmarks" / "results"
     found: dict[str, float] = {}
     sources = []
@@ -63,6 +74,8 @@ def measured_rates(device: str, directory: Path | None = None) -> Rates:
             "rematch_pairs_per_s": report.get("rematch_pairs_per_s"),
         }
         for key, value in rates.items():
+            if key in MODEL_DEPENDENT_RATES and model_class is not None and not str(report.get("model", "")).startswith(model_class):
+                continue
             if value and value > found.get(key, 0.0):
                 found[key] = float(value)
                 model = report.get("model")
