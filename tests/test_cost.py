@@ -15,14 +15,14 @@ def write(directory, name, report):
 def test_estimate_from_measured_rates(tmp_path):
     wide = COST_MODEL + ", L=1, random weights"
     write(tmp_path, "evaluate.json", {"device": "cuda", "atoms_per_frame": 80, "batched_frames_per_s": 100.0, "model": wide})
-    write(tmp_path, "slower.json", {"device": "cuda", "atoms_per_frame": 80, "batched_frames_per_s": 50.0, "model": wide})
+    write(tmp_path, "a_slower.json", {"device": "cuda", "atoms_per_frame": 80, "batched_frames_per_s": 50.0, "model": wide})
     write(tmp_path, "small.json", {"device": "cuda", "atoms_per_frame": 80, "batched_frames_per_s": 900.0, "model": "demo-small-data"})
     write(tmp_path, "md.json", {"device": "cuda", "batched_atom_steps_per_s": 8000.0, "model": wide})
     write(tmp_path, "cpu.json", {"device": "cpu", "batched_atom_steps_per_s": 1e9, "model": wide})
     rates = measured_rates("cuda", tmp_path)
     # the fastest of the cost model's class; a faster, smaller model's rate is not the paper's cost
     assert rates.evaluate_frames_per_s == 100.0 and rates.md_atom_steps_per_s == 8000.0
-    assert "small.json" not in " ".join(rates.sources)
+    assert rates.sources == ("evaluate.json (" + wide + ")", "md.json (" + wide + ")")  # a_slower.json, read first and beaten: not a source
     assert measured_rates("cuda", tmp_path, model_class=None).evaluate_frames_per_s == 900.0
     assert rates.sigma_frames_per_s is None and rates.rematch_pairs_per_s is None
     work = Workload(compounds=10, displaced_supercells_per_compound=5, reference_frames_per_compound=300, md_steps_per_run=100)

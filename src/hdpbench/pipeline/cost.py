@@ -62,7 +62,7 @@ def measured_rates(device: str, directory: Path | None = None, *, model_class: s
     ``model_class``: model-dependent rates only from reports whose ``model`` starts with it (None: any)."""
     directory = directory or paths.project_root() / "benchmarks" / "results"
     found: dict[str, float] = {}
-    sources = []
+    source_of: dict[str, str] = {}  # the file each kept rate came from (a rate beaten later is not a source)
     for path in sorted(directory.glob("*.json")):
         report = json.loads(path.read_text())
         if not str(report.get("device", "cpu")).startswith(device):
@@ -79,8 +79,8 @@ def measured_rates(device: str, directory: Path | None = None, *, model_class: s
             if value and value > found.get(key, 0.0):
                 found[key] = float(value)
                 model = report.get("model")
-                sources.append(f"{path.name} ({model})" if model else path.name)
-    return Rates(device=device, sources=tuple(sorted(set(sources))), **found)
+                source_of[key] = f"{path.name} ({model})" if model else path.name
+    return Rates(device=device, sources=tuple(sorted(set(source_of.values()))), **found)
 
 
 def _seconds(amount: float, rate: float | None) -> float | None:
