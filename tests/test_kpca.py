@@ -148,6 +148,26 @@ def test_batched_rematch_equals_dscribe_on_dft_aimd_frames():
     np.testing.assert_allclose(rematch_kernel(descriptors, block=4), rematch_kernel_dscribe(descriptors), rtol=0, atol=1e-12)
 
 
+def test_rematch_kernel_is_bit_identical_on_one_or_several_threads(demo_aimd_descriptors):
+    """Blocks solved on several threads (each with single-threaded BLAS) give the same bytes as one
+    thread, whatever BLAS's own thread count: results must not depend on how a run was split."""
+    from threadpoolctl import threadpool_limits
+
+    rows, columns = demo_aimd_descriptors[:6], demo_aimd_descriptors[6:11]
+    for precision in ("float64", "mixed"):
+        serial = rematch_kernel(demo_aimd_descriptors, gram_dtype=precision, block=3, threads=1)
+        with threadpool_limits(limits=2, user_api="blas"):  # what a notebook without the runner's limit has
+            threaded = rematch_kernel(demo_aimd_descriptors, gram_dtype=precision, block=3, threads=3)
+        assert np.array_equal(serial, threaded), precision
+        rectangular = rematch_kernel(rows, columns, gram_dtype=precision, block=2, threads=1)
+        assert np.array_equal(rectangular, rematch_kernel(rows, columns, gram_dtype=precision, block=2, threads=2)), precision
+
+
+def test_rematch_refuses_a_bad_thread_count():
+    with pytest.raises(ValueError, match="threads=0: expected"):
+        rematch_kernel([np.ones((2, 3))], threads=0)
+
+
 def test_rematch_refuses_an_unknown_precision():
     with pytest.raises(ValueError, match="gram_dtype='float16': expected one of 'float64', 'mixed', 'float32'"):
         rematch_kernel([np.ones((2, 3))], gram_dtype="float16")

@@ -106,6 +106,23 @@ def test_the_accelerator_reaches_the_workers_and_the_manifest(three_compounds, t
         np.testing.assert_allclose(thz["cueq"], thz["e3nn"], rtol=0, atol=1e-4)
 
 
+def test_a_finished_stage_is_read_without_loading_the_model(three_compounds, tmp_path):
+    """A rerun whose results are all stored needs the model's hash, name and elements, not its
+    weights: mace-torch and the checkpoint are not loaded (seconds on every notebook page)."""
+    from hdpbench.pipeline.runner import cached_model, run_stage_in_process
+    from hdpbench.pipeline.stages import get_stage
+
+    dataset, model = three_compounds
+    run("phonons", dataset, model, compounds=["Cs2AgBiBr6"], settings=SETTINGS, shard_size=1, workers=0, results_root=tmp_path, progress=False)
+    cached_model.cache_clear()
+    store = run_stage_in_process("phonons", dataset, model, ["Cs2AgBiBr6"], SETTINGS, "cpu", str(tmp_path))
+    assert store.is_done("Cs2AgBiBr6")
+    loaded = cached_model(model, "cpu", SETTINGS.group(get_stage("phonons").dtype_group).dtype, None)
+    assert not loaded.is_loaded
+    assert loaded.atomic_numbers == [9, 11, 17, 28, 35, 37, 47, 49, 55, 83] and loaded.r_max == 5.0
+    assert loaded.module.r_max.item() == 5.0 and loaded.is_loaded  # loaded when first used
+
+
 def test_killed_run_resumes_to_byte_identical_results(three_compounds, tmp_path):
     dataset, model = three_compounds
     settings = SETTINGS.with_overrides(["md.steps=60"])

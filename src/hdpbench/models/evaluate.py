@@ -16,8 +16,8 @@ from __future__ import annotations
 import hashlib
 import json
 import time
-from collections.abc import Sequence
-from dataclasses import dataclass
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
@@ -25,16 +25,21 @@ from ase import Atoms
 
 from hdpbench.core import paths
 from hdpbench.core.errors import HdpbenchError
+from hdpbench.core.storage import try_write_cache
 from hdpbench.core.torch_setup import import_mace, prepare_torch
 from hdpbench.models.base import DTYPES, Evaluation, UnknownElementError, check_elements  # noqa: F401 (public here too)
 
 
 @dataclass
 class LoadedModel:
-    """A MACE module ready for evaluation, with what is needed to build its input graphs."""
+    """A MACE module ready for evaluation, with what is needed to build its input graphs.
+
+    The module itself is loaded on first use (``module``): a stage whose results are all stored
+    needs only the name, hash and elements, and loading mace-torch and a checkpoint costs seconds.
+    """
 
     name: str
-    module: Any  # torch.nn.Module
+    module_loader: Callable[[], Any] = field(repr=False)  # returns the torch.nn.Module, ready on device
     device: str
     dtype: str
     r_max: float
@@ -44,6 +49,18 @@ class LoadedModel:
     checkpoint_sha256: str | None = None
     kind: str = "mace"
     accelerator: str = "e3nn"  # tensor-product backend (hdpbench.models.mace.ACCELERATORS)
+    _module: Any = field(default=None, init=False, repr=False)
+
+    @property
+    def module(self):
+        """The torch.nn.Module (loaded now if it was not yet)."""
+        if self._module is None:
+            self._module = self.module_loader()
+        return self._module
+
+    @property
+    def is_loaded(self) -> bool:
+        return self._module is not None
 
     def evaluator(self, *, batch_size: int | str = "auto", progress: bool = False) -> BatchedEvaluator:
         return BatchedEvaluator(self, batch_size=batch_size, progress=progress)
@@ -117,45 +134,86 @@ def load_model(model, *, device: str = "cpu", dtype: str = "float32", head: str 
     if dtype not in DTYPES:
         raise ValueError(f"dtype must be one of {DTYPES}, not {dtype!r}")
     torch = prepare_torch()
-    checkpoint_sha256 = None
     if isinstance(model, torch.nn.Module):
         import_mace()
-        module, name = model, type(model).__name__
-    else:
-        from hdpbench.core.storage import sha256_file
-        from hdpbench.models.registry import ModelKind, checkpoint_path, get_model_spec
+        accelerator = accelerator or default_accelerator()
+        module = _ready_module(model, device, dtype, accelerator)
+        return _loaded_model(type(model).__name__, lambda: module, _describe(module), device, dtype, head, None, accelerator, module)
+    from hdpbench.core.storage import sha256_file
+    from hdpbench.models.registry import ModelKind, checkpoint_path, get_model_spec
 
-        spec = get_model_spec(model)
-        if spec.kind == ModelKind.ASE.value:
-            if accelerator not in (None, "e3nn"):
-                raise HdpbenchError(f"model {spec.name} (kind: ase) runs its own code: accelerator {accelerator!r} applies to MACE models only")
-            return load_calculator_model(spec, device=device, dtype=dtype)
+    spec = get_model_spec(model)
+    if spec.kind == ModelKind.ASE.value:
+        if accelerator not in (None, "e3nn"):
+            raise HdpbenchError(f"model {spec.name} (kind: ase) runs its own code: accelerator {accelerator!r} applies to MACE models only")
+        return load_calculator_model(spec, device=device, dtype=dtype)
+    accelerator = accelerator or default_accelerator()
+    path = checkpoint_path(spec)
+    checkpoint_sha256 = spec.sha256 or sha256_file(path)
+
+    def load_module():
         import_mace()
-        head = head or spec.head
-        path = checkpoint_path(spec)
-        checkpoint_sha256 = spec.sha256 or sha256_file(path)
-        module = torch.load(path, map_location=device, weights_only=False)
-        name = spec.name
+        return _ready_module(torch.load(path, map_location=device, weights_only=False), device, dtype, accelerator)
+
+    description = _cached_description(checkpoint_sha256)
+    module = None
+    if description is None:  # first use of this checkpoint here: load it now and remember what it is
+        module = load_module()
+        description = _describe(module)
+        try_write_cache(_description_file(checkpoint_sha256), description)
+    return _loaded_model(spec.name, load_module, description, device, dtype, head or spec.head, checkpoint_sha256, accelerator, module)
+
+
+def _ready_module(module, device: str, dtype: str, accelerator: str):
+    """The module on ``device`` in ``dtype``, frozen, in eval mode, on the ``accelerator`` backend."""
+    from hdpbench.models.mace import accelerate
+
+    torch = prepare_torch()
     module = module.to(device=device, dtype=getattr(torch, dtype)).eval()
     for parameter in module.parameters():
         parameter.requires_grad_(False)
-    from hdpbench.models.mace import accelerate
+    return accelerate(module, accelerator, device)
 
-    accelerator = accelerator or default_accelerator()
-    module = accelerate(module, accelerator, device)
-    heads = list(getattr(module, "heads", None) or ["Default"])
-    return LoadedModel(
+
+def _describe(module) -> dict[str, Any]:
+    """What building graphs and checking elements need, read from a MACE module."""
+    return {
+        "r_max": float(module.r_max.item() if hasattr(module.r_max, "item") else module.r_max),
+        "atomic_numbers": [int(z) for z in module.atomic_numbers],
+        "heads": list(getattr(module, "heads", None) or ["Default"]),
+    }
+
+
+def _description_file(checkpoint_sha256: str):
+    return paths.cache_dir() / "model-descriptions" / f"{checkpoint_sha256}.json"
+
+
+def _cached_description(checkpoint_sha256: str) -> dict[str, Any] | None:
+    """:func:`_describe` of a checkpoint seen before (keyed by the file's sha256, so never stale)."""
+    try:
+        description = json.loads(_description_file(checkpoint_sha256).read_text())
+    except (OSError, json.JSONDecodeError):
+        return None
+    if not isinstance(description, dict) or set(description) != {"r_max", "atomic_numbers", "heads"}:
+        return None
+    return description
+
+
+def _loaded_model(name, module_loader, description, device, dtype, head, checkpoint_sha256, accelerator, module=None) -> LoadedModel:
+    loaded = LoadedModel(
         name=name,
-        module=module,
+        module_loader=module_loader,
         device=device,
         dtype=dtype,
-        r_max=float(module.r_max.item() if hasattr(module.r_max, "item") else module.r_max),
-        atomic_numbers=[int(z) for z in module.atomic_numbers],
-        heads=heads,
-        head=_choose_head(heads, head, name),
+        r_max=description["r_max"],
+        atomic_numbers=description["atomic_numbers"],
+        heads=description["heads"],
+        head=_choose_head(description["heads"], head, name),
         checkpoint_sha256=checkpoint_sha256,
         accelerator=accelerator,
     )
+    loaded._module = module
+    return loaded
 
 
 def _is_out_of_memory(error: BaseException) -> bool:
