@@ -209,7 +209,10 @@ def rematch_benchmark(*, n_frames: int = 60, repeats: int = 3, dataset: str = "d
     """The KPCA stage's REMatch kernel, batched, against dscribe's ``REMatchKernel``, on real AIMD frames
     of one compound (the embedded demo by default), methods alternated in every repeat, best kept; the
     SOAP time of the same frames for scale. ``ours`` is the stage's precision of the atom-pair products
-    (``KPCASettings.gram_precision``); float64 (dscribe's arithmetic) and plain float32 are reported too."""
+    (``KPCASettings.gram_precision``); float64 (dscribe's arithmetic) and plain float32 are reported too.
+    Ours solves blocks on the process's threads (``ours_threads``, each with single-threaded BLAS);
+    dscribe runs with BLAS's own threads."""
+    from hdpbench.core.torch_setup import default_threads, pinned_threads
     from hdpbench.data.datasets import get_dataset
     from hdpbench.physics.kpca import (
         KPCASettings,
@@ -259,6 +262,7 @@ def rematch_benchmark(*, n_frames: int = 60, repeats: int = 3, dataset: str = "d
         "soap_s": soap_s,
         "dscribe_s": best["dscribe"],
         "ours_precision": precision,
+        "ours_threads": pinned_threads() or default_threads(),
         "ours_s": best["ours"],
         "ratio_vs_dscribe": best["dscribe"] / best["ours"],
         "max_abs_diff": float(np.abs(kernels["ours"] - kernels["dscribe"]).max()),
