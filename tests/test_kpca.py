@@ -163,6 +163,21 @@ def test_rematch_kernel_is_bit_identical_on_one_or_several_threads(demo_aimd_des
         assert np.array_equal(rectangular, rematch_kernel(rows, columns, gram_dtype=precision, block=2, threads=2)), precision
 
 
+def test_rematch_on_a_torch_device_equals_dscribe(demo_aimd_descriptors):
+    """The GPU path (torch tensors on ``device``) run on the CPU: the same arithmetic as the numpy path,
+    so within dscribe's tolerances for every precision, square, rectangular and mixed frame sizes."""
+    expected = rematch_kernel_dscribe(demo_aimd_descriptors)
+    on_device = rematch_kernel(demo_aimd_descriptors, device="cpu", block=5)
+    assert isinstance(on_device, np.ndarray) and on_device.shape == expected.shape
+    np.testing.assert_allclose(on_device, expected, rtol=0, atol=1e-12)
+    np.testing.assert_allclose(rematch_kernel(demo_aimd_descriptors, device="cpu", gram_dtype="mixed"), expected, rtol=0, atol=1e-10)
+    np.testing.assert_allclose(rematch_kernel(demo_aimd_descriptors, device="cpu", gram_dtype="float32"), expected, rtol=0, atol=1e-6)
+    rows, columns = demo_aimd_descriptors[:5], demo_aimd_descriptors[5:9]
+    np.testing.assert_allclose(rematch_kernel(rows, columns, device="cpu", block=2), rematch_kernel_dscribe(rows, columns), rtol=0, atol=1e-12)
+    sizes = [d if k % 2 else d[: 40 + 10 * (k % 3)] for k, d in enumerate(demo_aimd_descriptors[:7])]
+    np.testing.assert_allclose(rematch_kernel(sizes, device="cpu", block=2), rematch_kernel_dscribe(sizes), rtol=0, atol=1e-12)
+
+
 def test_rematch_refuses_a_bad_thread_count():
     with pytest.raises(ValueError, match="threads=0: expected"):
         rematch_kernel([np.ones((2, 3))], threads=0)
@@ -182,7 +197,7 @@ def test_bench_rematch_cli_reports_ratio_and_difference_in_one_run(capsys):
     report = json.loads(capsys.readouterr().out)
     assert report["frames"] == 20 and report["atoms_per_frame"] == 80
     assert report["ratio_vs_dscribe"] == pytest.approx(report["dscribe_s"] / report["ours_s"])
-    assert report["ours_precision"] == "mixed" and report["max_abs_diff"] < 1e-10
+    assert report["ours_precision"] == "mixed" and report["max_abs_diff"] < 1e-10 and report["device"] == "cpu"
     assert report["max_abs_diff_float64"] < 1e-12 and report["max_abs_diff_float32"] < 1e-6
     assert cli.main(["bench", "rematch", "--frames", "100000"]) == 2  # more frames than the compound has
     assert "frames after the discard" in capsys.readouterr().err

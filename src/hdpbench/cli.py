@@ -289,14 +289,17 @@ def cmd_bench_rematch(args) -> int:
     from hdpbench.pipeline.benchmarking import rematch_benchmark
 
     try:
-        report = rematch_benchmark(n_frames=20 if args.quick else args.frames, repeats=1 if args.quick else args.repeats, dataset=args.dataset, compound=args.compound)
+        report = rematch_benchmark(
+            n_frames=20 if args.quick else args.frames, repeats=1 if args.quick else args.repeats, dataset=args.dataset,
+            compound=args.compound, device=args.device,
+        )  # fmt: skip
     except (ValueError, KeyError) as error:
         print(f"hdpbench bench rematch: error: {error}", file=sys.stderr)
         return 2
     if _write_bench_report(args, report):
         return 0
     print(
-        f"REMatch {report['frames']} x {report['frames']} frames of {report['atoms_per_frame']} atoms ({report['compound']}, "
+        f"REMatch {report['frames']} x {report['frames']} frames of {report['atoms_per_frame']} atoms ({report['compound']}, {report['device']}, "
         f"{report['hardware']}): dscribe {report['dscribe_s']:.2f} s, batched ({report['ours_precision']} products) {report['ours_s']:.2f} s -> "
         f"{report['ratio_vs_dscribe']:.1f}x (max |dK| {report['max_abs_diff']:.1e}); float64 products {report['ours_float64_s']:.2f} s -> "
         f"{report['ratio_float64_vs_dscribe']:.1f}x (max |dK| {report['max_abs_diff_float64']:.1e}); float32 products "
@@ -845,6 +848,7 @@ def build_parser() -> argparse.ArgumentParser:
     bench_rematch.add_argument("--repeats", type=_count(1), default=3)
     bench_rematch.add_argument("--dataset", default="demo")
     bench_rematch.add_argument("--compound", help="default: the dataset's first compound")
+    bench_rematch.add_argument("--device", default="cpu", help="cpu (numpy on the cores) or a torch device such as cuda (dscribe stays on the CPU)")
     bench_rematch.add_argument("--json", action="store_true", help="print the JSON report")
     bench_rematch.add_argument("--output", help="also write the JSON report to this file")
     bench_rematch.set_defaults(func=cmd_bench_rematch)

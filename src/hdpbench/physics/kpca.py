@@ -64,9 +64,10 @@ def rematch_kernel(
     other: Sequence[np.ndarray] | None = None,
     *,
     progress: bool = False,
-    block: int = 10,
+    block: int | None = None,
     gram_dtype: str = "float64",
     threads: int | None = None,
+    device: str | None = None,
 ) -> np.ndarray:
     """Normalised REMatch kernel between frames, batched: dscribe's ``REMatchKernel`` (paper settings,
     ``REMATCH_SETTINGS``) computed block by block instead of pair by pair.
@@ -93,16 +94,31 @@ def rematch_kernel(
     order, a block solved on another thread does not. Measured on 2 cores (demo AIMD, 120 x 120
     frames of 80 atoms, mixed): 3.0 s on one thread, 1.5 s on two (blocks of 16); blocks of 10 then
     took 1.4 s, against 1.5 for 16, 8 and 6 (more blocks to share out, products still large).
+    ``block`` defaults to 10 frames on the CPU path.
+
+    ``device``: None computes with numpy as above; a torch device (``"cuda"``, ``"cuda:1"``, also
+    ``"cpu"``) computes the same arithmetic with torch tensors there, one block after another in
+    blocks of ``block`` (default 64) frames: the GPU path (equal to dscribe within 1e-12 in float64,
+    tested on the CPU; ``hdpbench bench rematch --device cuda`` measures it). SOAP stays dscribe's.
     """
     require_choice("gram_dtype", gram_dtype, GRAM_PRECISIONS)
+    if block is not None:
+        require_positive_int("block", block)
+    if device is not None:
+        ops = _TorchOps(device)
+        factors = _GramFactors(descriptors, other, gram_dtype, ops=ops)
+        with ThreadPoolExecutor(max_workers=1) as pool:  # the device runs each block in parallel itself
+            return _solve_blocks(factors, other is None, block or 64, pool, progress)
     with _single_threaded_blas(), ThreadPoolExecutor(max_workers=_rematch_threads(threads)) as pool:
         factors = _GramFactors(descriptors, other, gram_dtype, map_frames=pool.map)
-        return _solve_blocks(factors, other is None, block, pool, progress)
+        return _solve_blocks(factors, other is None, block or 10, pool, progress)
 
 
 def _solve_blocks(factors: _GramFactors, symmetric: bool, block: int, pool: ThreadPoolExecutor, progress: bool) -> np.ndarray:
     """The kernel from the factors, block pairs solved on ``pool`` (BLAS single-threaded already)."""
     from tqdm.auto import tqdm
+
+    ops = factors.ops
 
     if not factors.sizes or (not symmetric and not factors.column_sizes):
         return np.zeros((len(factors.sizes), len(factors.column_sizes)))
@@ -115,15 +131,16 @@ def _solve_blocks(factors: _GramFactors, symmetric: bool, block: int, pool: Thre
         row_index, column_index, upper_only = task
         similarity, (i, j) = _local_similarities(factors, row_index, column_index, upper_only)
         if not symmetric:
-            return [(i, j, _rematch_sinkhorn(similarity, alpha, threshold))]
+            return [(i, j, ops.to_numpy(_rematch_sinkhorn(similarity, alpha, threshold, ops)))]
         # dscribe solves the pair (i, j) with i <= j as C_ij; a pair below the diagonal is solved as C_ji.
         below = i > j
         solved = []
         for take, swap in ((~below, False), (below, True)):
             if take.any():
-                stack = similarity[take].transpose(0, 2, 1) if swap else similarity[take]
+                stack = similarity[ops.index(take)]
+                stack = ops.contiguous(ops.permute(stack, (0, 2, 1))) if swap else stack
                 first, second = (j[take], i[take]) if swap else (i[take], j[take])
-                solved.append((first, second, _rematch_sinkhorn(np.ascontiguousarray(stack), alpha, threshold)))
+                solved.append((first, second, ops.to_numpy(_rematch_sinkhorn(stack, alpha, threshold, ops))))
         return solved
 
     for solved in tqdm(pool.map(solve, tasks), total=len(tasks), desc="REMatch kernel", unit="block", disable=not progress):
@@ -156,6 +173,75 @@ def _single_threaded_blas():
     return threadpool_limits(limits=1, user_api="blas")
 
 
+class _NumpyOps:
+    """The array operations of the REMatch kernel, in numpy (the CPU path)."""
+
+    concatenate = staticmethod(np.concatenate)
+    stack = staticmethod(np.stack)
+    exp = staticmethod(np.exp)
+    einsum = staticmethod(np.einsum)
+    contiguous = staticmethod(np.ascontiguousarray)
+
+    @staticmethod
+    def array(x):
+        return x
+
+    @staticmethod
+    def index(x):
+        return np.asarray(x)
+
+    @staticmethod
+    def float64(x):
+        return x.astype(np.float64, copy=False)
+
+    @staticmethod
+    def permute(x, axes):
+        return x.transpose(axes)
+
+    @staticmethod
+    def full(shape, value, like):
+        return np.full(shape, value, dtype=like.dtype)
+
+    @staticmethod
+    def to_numpy(x):
+        return x
+
+
+class _TorchOps:
+    """The same operations on torch tensors on ``device`` (the GPU path)."""
+
+    def __init__(self, device: str):
+        from hdpbench.core.torch_setup import prepare_torch
+
+        self.torch = prepare_torch()
+        self.device = self.torch.device(device)
+        self.concatenate, self.stack, self.exp, self.einsum = self.torch.cat, self.torch.stack, self.torch.exp, self.torch.einsum
+
+    def array(self, x):
+        return self.torch.as_tensor(x, device=self.device)
+
+    def index(self, x):
+        return self.torch.as_tensor(np.asarray(x), device=self.device)
+
+    def float64(self, x):
+        return x.to(self.torch.float64)
+
+    @staticmethod
+    def contiguous(x):
+        return x.contiguous()
+
+    @staticmethod
+    def permute(x, axes):
+        return x.permute(axes)
+
+    def full(self, shape, value, like):
+        return self.torch.full(shape, value, dtype=like.dtype, device=like.device)
+
+    @staticmethod
+    def to_numpy(x):
+        return x.cpu().numpy()
+
+
 class _GramFactors:
     """The frames' descriptors in the form their products C = X_i X_j^T are taken in.
 
@@ -173,7 +259,8 @@ class _GramFactors:
 
     REFERENCE_DIRECTIONS = 16
 
-    def __init__(self, descriptors, other, precision: str, *, map_frames=map):
+    def __init__(self, descriptors, other, precision: str, *, map_frames=map, ops=_NumpyOps):
+        self.ops = ops
         rows = [np.asarray(x, dtype=np.float64) for x in descriptors]
         columns = rows if other is None else [np.asarray(y, dtype=np.float64) for y in other]
         self.sizes = [len(x) for x in rows]
@@ -188,6 +275,9 @@ class _GramFactors:
             cast = np.float32 if precision == "float32" else np.float64
             self.rows = ([x.astype(cast, copy=False) for x in rows],)
             self.columns = None if other is None else ([y.astype(cast, copy=False) for y in columns],)
+        if ops is not _NumpyOps:  # the split is made in numpy, the products where ops computes
+            self.rows = tuple([ops.array(x) for x in part] for part in self.rows)
+            self.columns = None if self.columns is None else tuple([ops.array(y) for y in part] for part in self.columns)
         if self.columns is None:
             self.columns = self.rows
 
@@ -207,11 +297,12 @@ class _GramFactors:
         """(atoms of the row frames) x (atoms of the column frames) products, float64."""
         rows = self.rows if side != "columns" else self.columns
         columns = self.columns if side is None else rows
+        concatenate = self.ops.concatenate
         gram = None
         for row_parts, column_parts in zip(rows, columns, strict=True):
-            a = np.concatenate([row_parts[i] for i in row_index])
-            part = a @ a.T if upper_only else a @ np.concatenate([column_parts[j] for j in column_index]).T  # a @ a.T: BLAS syrk
-            gram = part.astype(np.float64, copy=False) if gram is None else gram + part
+            a = concatenate([row_parts[i] for i in row_index])
+            part = a @ a.T if upper_only else a @ concatenate([column_parts[j] for j in column_index]).T  # a @ a.T: BLAS syrk
+            gram = self.ops.float64(part) if gram is None else gram + part
         return gram
 
 
@@ -237,50 +328,52 @@ def _size_blocks(frame_sizes, block: int) -> list[np.ndarray]:
 
 def _local_similarities(factors: _GramFactors, row_index, column_index, upper_only: bool):
     """C_ij = X_i X_j^T for every frame pair of a block, shape (pairs, n_i, n_j), and the pairs (i, j)."""
+    ops = factors.ops
     gram = factors.gram(row_index, column_index, upper_only)
     n, m = factors.sizes[row_index[0]], factors.column_sizes[column_index[0]]
-    blocks = gram.reshape(len(row_index), n, len(column_index), m).transpose(0, 2, 1, 3)
+    blocks = ops.permute(gram.reshape(len(row_index), n, len(column_index), m), (0, 2, 1, 3))
     i, j = np.meshgrid(np.arange(len(row_index)), np.arange(len(column_index)), indexing="ij")
     if upper_only:
         keep = i <= j
-        similarity = np.ascontiguousarray(blocks[i[keep], j[keep]], dtype=np.float64)
+        similarity = ops.contiguous(blocks[ops.index(i[keep]), ops.index(j[keep])])
         i, j = i[keep], j[keep]
     else:
-        similarity = np.ascontiguousarray(blocks, dtype=np.float64).reshape(-1, n, m)
+        similarity = ops.contiguous(blocks).reshape(-1, n, m)
         i, j = i.ravel(), j.ravel()
     return similarity, (np.asarray(row_index)[i], np.asarray(column_index)[j])
 
 
-def _rematch_sinkhorn(similarity: np.ndarray, alpha: float, threshold: float) -> np.ndarray:
-    """dscribe's ``REMatchKernel.get_global_similarity`` for a stack of (n, m) similarity matrices:
-    Sinkhorn balancing of exp(-(1 - C)/alpha) to uniform marginals, each matrix stopping when dscribe's
-    would, then Tr(P^T C)."""
+def _rematch_sinkhorn(similarity, alpha: float, threshold: float, ops=_NumpyOps):
+    """dscribe's ``REMatchKernel.get_global_similarity`` for a stack of (n, m) similarity matrices
+    (float64, numpy or torch as ``ops``): Sinkhorn balancing of exp(-(1 - C)/alpha) to uniform
+    marginals, each matrix stopping when dscribe's would, then Tr(P^T C)."""
     pairs, n, m = similarity.shape
-    transport = np.exp(-(1.0 - similarity) / alpha)
-    u = np.full((pairs, n), 1.0 / n)
-    v = np.full((pairs, m), 1.0 / m)
-    active = np.arange(pairs)
+    transport = ops.exp(-(1.0 - similarity) / alpha)
+    u = ops.full((pairs, n), 1.0 / n, similarity)
+    v = ops.full((pairs, m), 1.0 / m, similarity)
+    active = ops.index(np.arange(pairs))
     iteration = 0
     while len(active):
         k = transport if len(active) == pairs else transport[active]
         u_previous, v_previous = u[active], v[active]
-        v_new = (1.0 / m) / np.einsum("bi,bij->bj", u_previous, k)
-        u_new = (1.0 / n) / np.einsum("bij,bj->bi", k, v_new)
+        v_new = (1.0 / m) / ops.einsum("bi,bij->bj", u_previous, k)
+        u_new = (1.0 / n) / ops.einsum("bij,bj->bi", k, v_new)
         u[active], v[active] = u_new, v_new
         if iteration % 5:  # dscribe tests convergence on every iteration not divisible by 5
             error = ((u_new - u_previous) ** 2).sum(1) / (u_new**2).sum(1) + ((v_new - v_previous) ** 2).sum(1) / (v_new**2).sum(1)
             active = active[error > threshold]
         iteration += 1
-    return np.einsum("bi,bij,bj->b", u, transport * similarity, v)
+    return ops.einsum("bi,bij,bj->b", u, transport * similarity, v)
 
 
 def _self_similarities(factors: _GramFactors, sizes, block: int, alpha: float, threshold: float, side: str) -> np.ndarray:
     """Unnormalised REMatch K_ii of each frame of ``side`` (rows, columns) with itself (for a rectangular
     kernel's normalisation)."""
+    ops = factors.ops
     values = np.empty(len(sizes))
     for index in _size_blocks(sizes, block):
-        similarity = np.stack([factors.gram([i], [i], True, side=side) for i in index])
-        values[index] = _rematch_sinkhorn(similarity, alpha, threshold)
+        similarity = ops.stack([factors.gram([i], [i], True, side=side) for i in index])
+        values[index] = ops.to_numpy(_rematch_sinkhorn(similarity, alpha, threshold, ops))
     return values
 
 
@@ -355,15 +448,16 @@ def configuration_map(
     model_sigma: np.ndarray | None = None,
     progress: bool = False,
     gram_precision: str = "float64",
+    device: str | None = None,
 ) -> ConfigurationMap:
     """KPCA map of reference and model frames of one compound (kernel computed unless given;
-    ``gram_precision``: :func:`rematch_kernel`'s ``gram_dtype``)."""
+    ``gram_precision`` and ``device``: :func:`rematch_kernel`'s ``gram_dtype`` and ``device``)."""
     reference_index = subsample(len(reference_frames), max_frames_per_set)
     model_index = subsample(len(model_frames), max_frames_per_set)
     frames = [reference_frames[i] for i in reference_index] + [model_frames[i] for i in model_index]
     labels = np.array([0] * len(reference_index) + [1] * len(model_index))
     if kernel is None:
-        kernel = rematch_kernel(soap_descriptors(frames), progress=progress, gram_dtype=gram_precision)
+        kernel = rematch_kernel(soap_descriptors(frames), progress=progress, gram_dtype=gram_precision, device=device)
     sigma_per_frame = None
     if reference_sigma is not None and model_sigma is not None:
         sigma_per_frame = np.concatenate([np.asarray(reference_sigma)[reference_index], np.asarray(model_sigma)[model_index]])

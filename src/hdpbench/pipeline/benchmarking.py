@@ -205,13 +205,16 @@ def calculator_benchmark(model: str = "chgnet-0.3.0", *, n_frames: int = 32, rep
     }
 
 
-def rematch_benchmark(*, n_frames: int = 60, repeats: int = 3, dataset: str = "demo", compound: str | None = None) -> dict[str, Any]:
+def rematch_benchmark(
+    *, n_frames: int = 60, repeats: int = 3, dataset: str = "demo", compound: str | None = None, device: str = "cpu"
+) -> dict[str, Any]:
     """The KPCA stage's REMatch kernel, batched, against dscribe's ``REMatchKernel``, on real AIMD frames
     of one compound (the embedded demo by default), methods alternated in every repeat, best kept; the
     SOAP time of the same frames for scale. ``ours`` is the stage's precision of the atom-pair products
     (``KPCASettings.gram_precision``); float64 (dscribe's arithmetic) and plain float32 are reported too.
-    Ours solves blocks on the process's threads (``ours_threads``, each with single-threaded BLAS);
-    dscribe runs with BLAS's own threads."""
+    On ``device="cpu"`` ours solves blocks on the process's threads (``ours_threads``, each with
+    single-threaded BLAS; dscribe runs with BLAS's own threads); on a GPU (``"cuda"``) all three
+    precisions run the torch path there (``rematch_kernel(device=...)``), against dscribe on the CPU."""
     from hdpbench.core.torch_setup import default_threads, pinned_threads
     from hdpbench.data.datasets import get_dataset
     from hdpbench.physics.kpca import (
@@ -233,12 +236,15 @@ def rematch_benchmark(*, n_frames: int = 60, repeats: int = 3, dataset: str = "d
     descriptors = soap_descriptors(frames)
     soap_s = time.perf_counter() - start
     precision = KPCASettings().gram_precision
+    on = None if device == "cpu" else device  # the CPU's numpy path, else the torch path on the device
     methods = {
         "dscribe": lambda: rematch_kernel_dscribe(descriptors),
-        "ours": lambda: rematch_kernel(descriptors, gram_dtype=precision),
-        "ours_float64": lambda: rematch_kernel(descriptors, gram_dtype="float64"),
-        "ours_float32": lambda: rematch_kernel(descriptors, gram_dtype="float32"),
+        "ours": lambda: rematch_kernel(descriptors, gram_dtype=precision, device=on),
+        "ours_float64": lambda: rematch_kernel(descriptors, gram_dtype="float64", device=on),
+        "ours_float32": lambda: rematch_kernel(descriptors, gram_dtype="float32", device=on),
     }
+    if on is not None:
+        rematch_kernel(descriptors[:2], gram_dtype=precision, device=on)  # device start-up outside the timings
     times: dict[str, list[float]] = {name: [] for name in methods}
     kernels = {}
     for _ in range(repeats):
@@ -251,8 +257,8 @@ def rematch_benchmark(*, n_frames: int = 60, repeats: int = 3, dataset: str = "d
     return {
         "benchmark": "rematch",
         "hdpbench_version": __version__,
-        "hardware": hardware("cpu"),
-        "device": "cpu",
+        "hardware": hardware(device),
+        "device": device,
         "dataset": dataset,
         "compound": compound,
         "frames": n_frames,
@@ -262,7 +268,7 @@ def rematch_benchmark(*, n_frames: int = 60, repeats: int = 3, dataset: str = "d
         "soap_s": soap_s,
         "dscribe_s": best["dscribe"],
         "ours_precision": precision,
-        "ours_threads": pinned_threads() or default_threads(),
+        "ours_threads": (pinned_threads() or default_threads()) if on is None else None,
         "ours_s": best["ours"],
         "ratio_vs_dscribe": best["dscribe"] / best["ours"],
         "max_abs_diff": float(np.abs(kernels["ours"] - kernels["dscribe"]).max()),

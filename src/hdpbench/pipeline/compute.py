@@ -353,6 +353,7 @@ def compute_kpca(run: StageRun) -> None:
             model_sigma=sigma_md_stage.load_arrays(name)["sigma_per_frame"],
             progress=run.progress,
             gram_precision=settings.gram_precision,
+            device=run.device if str(run.device).startswith("cuda") else None,  # REMatch on the run's GPU
         )
         return {
             "json_data": {
