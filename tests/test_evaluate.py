@@ -156,3 +156,32 @@ def test_accelerator_choices_are_checked(monkeypatch):
         default_accelerator()
     monkeypatch.setenv("HDPBENCH_ACCELERATOR", "e3nn")
     assert load_model("demo-small-data").accelerator == "e3nn"
+
+
+def test_torch_compile_gives_the_plain_forces(tiny_model_file, monkeypatch):
+    """``torch_compile=True`` (mace-torch's rebuilt module under torch.compile): the evaluator's forces
+    and the MD's tensor path equal the plain module's within float64 rounding; the switch also comes
+    from ``HDPBENCH_TORCH_COMPILE``, and refuses the cueq backend. Forces only: each other output
+    (stress) is one more compilation, over a minute on 2 cores."""
+    import torch
+
+    from hdpbench.core.errors import HdpbenchError
+    from hdpbench.models.evaluate import ReplicaForces
+
+    structures = mixed_structures()[:3]
+    plain = load_model(str(tiny_model_file), dtype="float64", torch_compile=False)
+    monkeypatch.setenv("HDPBENCH_TORCH_COMPILE", "1")
+    compiled = load_model(str(tiny_model_file), dtype="float64")
+    assert (plain.compiled, compiled.compiled) == (False, True) and hasattr(compiled.module, "_orig_mod")
+    a = plain.evaluator(batch_size=3, progress=False).evaluate(structures)
+    b = compiled.evaluator(batch_size=3, progress=False).evaluate(structures)
+    for fa, fb in zip(a.forces, b.forces, strict=True):
+        np.testing.assert_allclose(fb, fa, rtol=0, atol=1e-10)
+    assert max(np.abs(f).max() for f in a.forces) > 0.01  # the comparison is not between zeros
+    positions = torch.as_tensor(np.concatenate([atoms.positions for atoms in structures]))
+    np.testing.assert_allclose(ReplicaForces(compiled, structures)(positions), ReplicaForces(plain, structures)(positions), rtol=0, atol=1e-10)
+    with pytest.raises(HdpbenchError, match="torch_compile applies to the e3nn backend"):
+        load_model(str(tiny_model_file), accelerator="cueq")
+    monkeypatch.setenv("HDPBENCH_TORCH_COMPILE", "yes")
+    with pytest.raises(HdpbenchError, match="HDPBENCH_TORCH_COMPILE='yes': expected 0 or 1"):
+        load_model(str(tiny_model_file))

@@ -100,6 +100,7 @@ def test_the_accelerator_reaches_the_workers_and_the_manifest(three_compounds, t
     manifests = {name: json.loads((Path(report.directory) / "manifest.json").read_text()) for name, report in reports.items()}
     assert manifests["cueq"]["key"] == manifests["e3nn"]["key"]
     assert {name: m["execution"]["accelerator"] for name, m in manifests.items()} == {"e3nn": "e3nn", "cueq": "cueq"}
+    assert {m["execution"]["torch_compile"] for m in manifests.values()} == {False}
     for compound in compounds:
         thz = {name: np.load(Path(report.directory) / f"{compound}.npz")["frequencies_model"] for name, report in reports.items()}
         assert np.abs(thz["e3nn"]).max() > 0.1

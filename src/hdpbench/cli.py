@@ -267,6 +267,7 @@ def cmd_bench_md(args) -> int:
             replicas_per_call=replicas_per_call,
             accelerator=args.accelerator,
             channels=args.channels,
+            torch_compile=True if args.compile else None,
         )
     except (ValueError, KeyError) as error:
         print(f"hdpbench bench md: error: {error}", file=sys.stderr)
@@ -839,6 +840,9 @@ def build_parser() -> argparse.ArgumentParser:
     bench_md.add_argument("--dtype", default="float32", choices=["float32", "float64"])
     bench_md.add_argument("--accelerator", choices=ACCELERATORS, help="backend of the batched MD's model (the ASE loop runs e3nn); default $HDPBENCH_ACCELERATOR, else e3nn")
     bench_md.add_argument("--replicas-per-call", default="auto", help="replicas per forward pass: an integer or 'auto'")
+    bench_md.add_argument(
+        "--compile", action="store_true", help="torch.compile the batched MD's model (compile time not timed); default $HDPBENCH_TORCH_COMPILE, else off"
+    )
     bench_md.add_argument("--json", action="store_true", help="print the JSON report")
     bench_md.add_argument("--output", help="also write the JSON report to this file")
     bench_md.set_defaults(func=cmd_bench_md)

@@ -49,6 +49,7 @@ class LoadedModel:
     checkpoint_sha256: str | None = None
     kind: str = "mace"
     accelerator: str = "e3nn"  # tensor-product backend (hdpbench.models.mace.ACCELERATORS)
+    compiled: bool = False  # torch.compile (hdpbench.models.mace.compile_mace)
     _module: Any = field(default=None, init=False, repr=False)
 
     @property
@@ -61,6 +62,14 @@ class LoadedModel:
     @property
     def is_loaded(self) -> bool:
         return self._module is not None
+
+    def forward(self, inputs: dict, *, compute_stress: bool = False) -> dict:
+        """mace-torch's output dict (energy, forces, ...) for a graph dict, in the calling convention
+        of this module: a compiled module runs with ``training=True`` and positions that already
+        require grad (as mace-torch's calculator calls it), an uncompiled one with ``training=False``."""
+        if self.compiled:
+            inputs["positions"].requires_grad_(True)
+        return self.module(inputs, compute_stress=compute_stress, training=self.compiled)
 
     def evaluator(self, *, batch_size: int | str = "auto", progress: bool = False) -> BatchedEvaluator:
         return BatchedEvaluator(self, batch_size=batch_size, progress=progress)
@@ -106,7 +115,21 @@ def default_accelerator() -> str:
     return value
 
 
-def load_model(model, *, device: str = "cpu", dtype: str = "float32", head: str | None = None, accelerator: str | None = None):
+def default_torch_compile() -> bool:
+    """``HDPBENCH_TORCH_COMPILE=1``: MACE models loaded without an explicit ``torch_compile=`` are
+    compiled (stages, notebooks and runner workers inherit it); unset or ``0``: not."""
+    import os
+
+    value = os.environ.get("HDPBENCH_TORCH_COMPILE") or "0"
+    if value not in ("0", "1"):
+        raise HdpbenchError(f"HDPBENCH_TORCH_COMPILE={value!r}: expected 0 or 1")
+    return value == "1"
+
+
+def load_model(
+    model, *, device: str = "cpu", dtype: str = "float32", head: str | None = None, accelerator: str | None = None,
+    torch_compile: bool | None = None,
+):  # fmt: skip
     """Any model → a loaded model with ``evaluator()``, ``name``, ``device``, ``dtype``, ``atomic_numbers``.
 
     ``model``: a registry name (any kind), a MACE checkpoint path, a torch module, an ASE calculator
@@ -117,6 +140,9 @@ def load_model(model, *, device: str = "cpu", dtype: str = "float32", head: str 
     ``accelerator``: the tensor-product backend of a MACE model, ``"e3nn"`` or ``"cueq"``
     (:func:`hdpbench.models.mace.accelerate`); None: :func:`default_accelerator`. Other kinds take
     only ``"e3nn"`` (their own code) when it is given explicitly.
+
+    ``torch_compile``: compile a MACE model with ``torch.compile`` (:func:`hdpbench.models.mace.compile_mace`;
+    e3nn backend only; slower on a CPU, measured); None: :func:`default_torch_compile`.
 
     Checkpoints are pickles and run code when loaded: only load files from a trusted source
     (registry models are checked against their sha256 where known).
@@ -137,23 +163,25 @@ def load_model(model, *, device: str = "cpu", dtype: str = "float32", head: str 
     if isinstance(model, torch.nn.Module):
         import_mace()
         accelerator = accelerator or default_accelerator()
-        module = _ready_module(model, device, dtype, accelerator)
-        return _loaded_model(type(model).__name__, lambda: module, _describe(module), device, dtype, head, None, accelerator, module)
+        compiled = _resolve_compile(torch_compile, accelerator)
+        module = _ready_module(model, device, dtype, accelerator, compiled)
+        return _loaded_model(type(model).__name__, lambda: module, _describe(module), device, dtype, head, None, accelerator, compiled, module)
     from hdpbench.core.storage import sha256_file
     from hdpbench.models.registry import ModelKind, checkpoint_path, get_model_spec
 
     spec = get_model_spec(model)
     if spec.kind == ModelKind.ASE.value:
-        if accelerator not in (None, "e3nn"):
-            raise HdpbenchError(f"model {spec.name} (kind: ase) runs its own code: accelerator {accelerator!r} applies to MACE models only")
+        if accelerator not in (None, "e3nn") or torch_compile:
+            raise HdpbenchError(f"model {spec.name} (kind: ase) runs its own code: accelerator and torch_compile apply to MACE models only")
         return load_calculator_model(spec, device=device, dtype=dtype)
     accelerator = accelerator or default_accelerator()
+    compiled = _resolve_compile(torch_compile, accelerator)
     path = checkpoint_path(spec)
     checkpoint_sha256 = spec.sha256 or sha256_file(path)
 
     def load_module():
         import_mace()
-        return _ready_module(torch.load(path, map_location=device, weights_only=False), device, dtype, accelerator)
+        return _ready_module(torch.load(path, map_location=device, weights_only=False), device, dtype, accelerator, compiled)
 
     description = _cached_description(checkpoint_sha256)
     module = None
@@ -161,18 +189,27 @@ def load_model(model, *, device: str = "cpu", dtype: str = "float32", head: str 
         module = load_module()
         description = _describe(module)
         try_write_cache(_description_file(checkpoint_sha256), description)
-    return _loaded_model(spec.name, load_module, description, device, dtype, head or spec.head, checkpoint_sha256, accelerator, module)
+    return _loaded_model(spec.name, load_module, description, device, dtype, head or spec.head, checkpoint_sha256, accelerator, compiled, module)
 
 
-def _ready_module(module, device: str, dtype: str, accelerator: str):
-    """The module on ``device`` in ``dtype``, frozen, in eval mode, on the ``accelerator`` backend."""
-    from hdpbench.models.mace import accelerate
+def _resolve_compile(torch_compile: bool | None, accelerator: str) -> bool:
+    compiled = default_torch_compile() if torch_compile is None else bool(torch_compile)
+    if compiled and accelerator != "e3nn":
+        raise HdpbenchError(f"torch_compile applies to the e3nn backend, not accelerator {accelerator!r}")
+    return compiled
+
+
+def _ready_module(module, device: str, dtype: str, accelerator: str, compiled: bool = False):
+    """The module on ``device`` in ``dtype``, frozen, in eval mode, on the ``accelerator`` backend,
+    compiled if asked."""
+    from hdpbench.models.mace import accelerate, compile_mace
 
     torch = prepare_torch()
     module = module.to(device=device, dtype=getattr(torch, dtype)).eval()
     for parameter in module.parameters():
         parameter.requires_grad_(False)
-    return accelerate(module, accelerator, device)
+    module = accelerate(module, accelerator, device)
+    return compile_mace(module, device) if compiled else module
 
 
 def _describe(module) -> dict[str, Any]:
@@ -199,7 +236,7 @@ def _cached_description(checkpoint_sha256: str) -> dict[str, Any] | None:
     return description
 
 
-def _loaded_model(name, module_loader, description, device, dtype, head, checkpoint_sha256, accelerator, module=None) -> LoadedModel:
+def _loaded_model(name, module_loader, description, device, dtype, head, checkpoint_sha256, accelerator, compiled, module=None) -> LoadedModel:
     loaded = LoadedModel(
         name=name,
         module_loader=module_loader,
@@ -211,6 +248,7 @@ def _loaded_model(name, module_loader, description, device, dtype, head, checkpo
         head=_choose_head(description["heads"], head, name),
         checkpoint_sha256=checkpoint_sha256,
         accelerator=accelerator,
+        compiled=compiled,
     )
     loaded._module = module
     return loaded
@@ -272,7 +310,7 @@ class BatchedEvaluator:
 
         start = time.perf_counter()
         batch = torch_geometric.Batch.from_data_list(graphs).to(self.model.device)
-        output = self.model.module(batch.to_dict(), compute_stress=stress, training=False)
+        output = self.model.forward(batch.to_dict(), compute_stress=stress)
         energies = output["energy"].detach().to("cpu", torch.float64).numpy()
         forces = output["forces"].detach().to("cpu", torch.float64).numpy()
         stresses = output["stress"].detach().to("cpu", torch.float64).numpy() if stress else None
@@ -521,5 +559,5 @@ class ReplicaForces:
         }
 
     def _forward(self, positions, chosen, atoms):
-        output = self.model.module(self.graph(positions, chosen, atoms), compute_stress=False, training=False)
+        output = self.model.forward(self.graph(positions, chosen, atoms))
         return output["forces"].detach()

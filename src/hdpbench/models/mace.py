@@ -115,3 +115,32 @@ def accelerate(module, accelerator: str, device: str):
     for parameter in converted.parameters():
         parameter.requires_grad_(False)
     return converted
+
+
+def compile_mace(module, device: str):
+    """``module`` compiled with ``torch.compile`` the way mace-torch's ``MACECalculator(compile_mode=
+    "default")`` does: rebuilt from its configuration with e3nn's generated code left as Python
+    (``mace.tools.compile.prepare``), the same weights, dynamic shapes (the edge count changes every
+    MD step). Call it with ``training=True`` and positions that require grad (dynamo traces the force
+    gradient only then; :meth:`hdpbench.models.evaluate.LoadedModel.forward` does both).
+
+    Measured on the 2-core CPU (``demo-small-data``, 4 x 80 atoms, float32): the first call compiles
+    for ~120 s, later calls took 0.19 s against 0.10–0.12 s uncompiled; forces within 7e-6 eV/Å.
+    So it is off by default; it is there for GPUs, where it is not measured yet.
+    """
+    torch = prepare_torch()
+    import_mace()
+    from mace.tools.compile import prepare
+    from mace.tools.scripts_utils import extract_model
+
+    dtype = next(module.parameters()).dtype
+    default_dtype = torch.get_default_dtype()
+    try:  # the rebuilt model's parameters take the default dtype before the weights are copied in
+        torch.set_default_dtype(dtype)
+        rebuilt = prepare(extract_model)(model=module, map_location=device)
+    finally:
+        torch.set_default_dtype(default_dtype)
+    rebuilt = rebuilt.to(device=device, dtype=dtype).eval()
+    for parameter in rebuilt.parameters():
+        parameter.requires_grad_(False)
+    return torch.compile(rebuilt, mode="default", dynamic=True)

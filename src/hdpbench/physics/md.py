@@ -54,11 +54,12 @@ class ModelForces:
     """
 
     def __init__(
-        self, model, *, device: str = "cpu", dtype: str = "float32", replicas_per_call: int | str | None = "auto", accelerator: str | None = None
-    ):
+        self, model, *, device: str = "cpu", dtype: str = "float32", replicas_per_call: int | str | None = "auto",
+        accelerator: str | None = None, torch_compile: bool | None = None,
+    ):  # fmt: skip
         from hdpbench.models.evaluate import load_model
 
-        self.model = load_model(model, device=device, dtype=dtype, accelerator=accelerator)
+        self.model = load_model(model, device=device, dtype=dtype, accelerator=accelerator, torch_compile=torch_compile)
         self.device = self.model.device
         self.replicas_per_call = replicas_per_call
         self._evaluator = self.model.evaluator(batch_size="auto", progress=False)
@@ -76,10 +77,11 @@ class ModelForces:
 
 
 def model_forces(
-    model, *, device: str = "cpu", dtype: str = "float32", replicas_per_call: int | str | None = "auto", accelerator: str | None = None
-) -> ModelForces:
+    model, *, device: str = "cpu", dtype: str = "float32", replicas_per_call: int | str | None = "auto", accelerator: str | None = None,
+    torch_compile: bool | None = None,
+) -> ModelForces:  # fmt: skip
     """:class:`ModelForces` of ``model`` (kept as the short name the stages and tests use)."""
-    return ModelForces(model, device=device, dtype=dtype, replicas_per_call=replicas_per_call, accelerator=accelerator)
+    return ModelForces(model, device=device, dtype=dtype, replicas_per_call=replicas_per_call, accelerator=accelerator, torch_compile=torch_compile)
 
 
 @dataclass(frozen=True)

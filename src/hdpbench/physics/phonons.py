@@ -297,7 +297,8 @@ def analytic_force_constants(supercell: Atoms, loaded_model) -> np.ndarray:
     evaluator = BatchedEvaluator(loaded_model, batch_size=1, progress=False)
     graphs = evaluator.graphs([supercell])
     batch = torch_geometric.Batch.from_data_list(graphs).to(loaded_model.device)
-    output = loaded_model.module(batch.to_dict(), compute_hessian=True, training=False)
+    module = getattr(loaded_model.module, "_orig_mod", loaded_model.module)  # a compiled model's own module: no Hessian tracing
+    output = module(batch.to_dict(), compute_hessian=True, training=False)
     hessian = output["hessian"].detach().to("cpu", torch.float64).numpy()  # (3N, 3N) = −∂F/∂x
     n = len(supercell)
     return hessian.reshape(n, 3, n, 3).transpose(0, 2, 1, 3)

@@ -319,6 +319,7 @@ def md_benchmark(
     replicas_per_call: int | str | None = "auto",
     accelerator: str | None = None,
     channels: int | None = None,
+    torch_compile: bool | None = None,
 ) -> dict[str, Any]:
     """Andersen NVT of ``replicas`` demo structures: the ASE loop the authors ran (``Andersen`` with
     ``MACECalculator``, one replica after another) against hdpbench's batched, device-resident MD with
@@ -350,7 +351,7 @@ def md_benchmark(
     else:
         model_label = model
     calculator = MACECalculator(model_paths=str(checkpoint_path(get_model_spec(model))), device=device, default_dtype=dtype)
-    forces = model_forces(model, device=device, dtype=dtype, replicas_per_call=replicas_per_call, accelerator=accelerator)
+    forces = model_forces(model, device=device, dtype=dtype, replicas_per_call=replicas_per_call, accelerator=accelerator, torch_compile=torch_compile)
 
     def synchronise():
         if device.startswith("cuda"):
@@ -398,6 +399,7 @@ def md_benchmark(
         "steps": steps,
         "replicas_per_call": forces.on_replicas(frames).replicas_per_call,
         "accelerator": forces.model.accelerator,
+        "torch_compile": forces.model.compiled,
         "ase_steps_per_s": steps / seconds["ase"],
         "batched_steps_per_s": steps / seconds["batched"],
         "batched_atom_steps_per_s": steps * sum(len(atoms) for atoms in frames) / seconds["batched"],
