@@ -87,8 +87,9 @@ display(page.readable(costs.astype(object).where(costs.notna(), "not measured"),
 # as wide as the paper's medium foundation models (128 channels), never with a smaller model that was
 # timed too (the demo models, CHGNet). GPU rates: {glue:md}`cost_gpu_sources`. The goal
 # for the full paper with four models is at most 8 H200-hours; it can be checked only once GPU
-# throughput is measured (`hdpbench bench evaluate --device cuda --output …` and `hdpbench bench md
-# --channels 128 --device cuda --replicas 64 --output …`, results committed under `benchmarks/results/`).
+# throughput is measured (`hdpbench bench evaluate --device cuda --output …`, `hdpbench bench md
+# --channels 128 --device cuda --replicas 64 --output …` and `hdpbench bench rematch --device cuda
+# --output …`, results committed under `benchmarks/results/`).
 
 # %% [markdown]
 # ## What this build cost
