@@ -125,7 +125,7 @@ def compile_mace(module, device: str):
     gradient only then; :meth:`hdpbench.models.evaluate.LoadedModel.forward` does both).
 
     Measured on the 2-core CPU (``demo-small-data``, 4 x 80 atoms, float32): the first call compiles
-    for ~120 s, later calls took 0.19 s against 0.10–0.12 s uncompiled; forces within 7e-6 eV/Å.
+    for ~120 s, later calls took 0.19–0.29 s (settling at 0.19) against 0.10–0.14 s uncompiled; forces within 7e-6 eV/Å.
     So it is off by default; it is there for GPUs, where it is not measured yet.
     """
     torch = prepare_torch()

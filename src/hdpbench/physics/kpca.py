@@ -93,7 +93,7 @@ def rematch_kernel(
     bit-identical whatever the count (tested): a multi-threaded matrix product may sum in another
     order, a block solved on another thread does not. Measured on 2 cores (demo AIMD, 120 x 120
     frames of 80 atoms, mixed): 3.0 s on one thread, 1.5 s on two (blocks of 16); blocks of 10 then
-    took 1.4 s, against 1.5 for 16, 8 and 6 (more blocks to share out, products still large).
+    took 1.40 s, against 1.45–1.53 for 16, 8 and 6 (more blocks to share out, products still large).
     ``block`` defaults to 10 frames on the CPU path.
 
     ``device``: None computes with numpy as above; a torch device (``"cuda"``, ``"cuda:1"``, also
