@@ -199,5 +199,12 @@ def test_bench_rematch_cli_reports_ratio_and_difference_in_one_run(capsys):
     assert report["ratio_vs_dscribe"] == pytest.approx(report["dscribe_s"] / report["ours_s"])
     assert report["ours_precision"] == "mixed" and report["max_abs_diff"] < 1e-10 and report["device"] == "cpu"
     assert report["max_abs_diff_float64"] < 1e-12 and report["max_abs_diff_float32"] < 1e-6
+    # the products' arithmetic, counted by hand: 20 frames = 2 blocks of 10 x 80 atoms; two diagonal
+    # blocks (syrk: n(n+1)/2 multiply-adds) and one off-diagonal block (n x n)
+    n, features = 800, report["features_per_atom"]
+    assert report["products_gflop_float32"] == pytest.approx((2 * n * (n + 1) + 2 * n * n) * features / 1e9)
+    floor = report["products_gflop_float32"] / report["matmul_gflop_per_s_float32"]
+    assert report["products_floor_s_float32"] == pytest.approx(floor)
+    assert report["ratio_ceiling_float32_products_vs_dscribe"] == pytest.approx(report["dscribe_s"] / floor)
     assert cli.main(["bench", "rematch", "--frames", "100000"]) == 2  # more frames than the compound has
     assert "frames after the discard" in capsys.readouterr().err

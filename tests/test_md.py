@@ -210,6 +210,10 @@ def test_bench_md_cli_compares_with_the_ase_loop_on_the_same_draws(capsys):
     assert report["max_abs_position_diff"] < 1e-5  # float32 forces, same random draws as ASE's Andersen
     assert ("torchsim_steps_per_s" in report) != ("torchsim_not_measured" in report)
     assert report["batched_atom_steps_per_s"] == pytest.approx(report["batched_steps_per_s"] * 3 * 80)
+    # where a step's time goes: the model's force call on all replicas, and what a second thread buys
+    assert report["force_share_of_batched_run"] == pytest.approx(3 * report["force_call_s"] / report["seconds"]["batched"])
+    if report["force_call_threads"] > 1:
+        assert report["force_call_thread_speedup"] == pytest.approx(report["force_call_one_thread_s"] / report["force_call_s"])
     assert cli.main(["bench", "md", "--replicas-per-call", "many"]) == 2
     # a random MACE of a given width (what the cost model prices), named as the cost model selects it
     assert cli.main(["bench", "md", "--channels", "8", "--replicas", "2", "--steps", "2", "--json"]) == 0

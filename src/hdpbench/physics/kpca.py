@@ -23,6 +23,7 @@ from hdpbench.core.validation import require_choice, require_dtype, require_posi
 SOAP_SETTINGS = {"r_cut": 5.0, "n_max": 7, "l_max": 6, "sigma": 0.1, "periodic": True}
 REMATCH_SETTINGS = {"alpha": 0.1, "threshold": 1e-6, "metric": "linear", "normalize_kernel": True}
 GRAM_PRECISIONS = ("float64", "mixed", "float32")  # of REMatch's atom-pair products (rematch_kernel)
+DEFAULT_CPU_BLOCK = 10  # frames per block of rematch_kernel's CPU path (measured best; its docstring)
 
 
 @dataclass(frozen=True)
@@ -111,7 +112,7 @@ def rematch_kernel(
             return _solve_blocks(factors, other is None, block or 64, pool, progress)
     with _single_threaded_blas(), ThreadPoolExecutor(max_workers=_rematch_threads(threads)) as pool:
         factors = _GramFactors(descriptors, other, gram_dtype, map_frames=pool.map)
-        return _solve_blocks(factors, other is None, block or 10, pool, progress)
+        return _solve_blocks(factors, other is None, block or DEFAULT_CPU_BLOCK, pool, progress)
 
 
 def _solve_blocks(factors: _GramFactors, symmetric: bool, block: int, pool: ThreadPoolExecutor, progress: bool) -> np.ndarray:

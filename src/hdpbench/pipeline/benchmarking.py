@@ -254,6 +254,7 @@ def rematch_benchmark(
             times[name].append(time.perf_counter() - start)
     best = {name: min(values) for name, values in times.items()}
     off_diagonal = kernels["dscribe"][~np.eye(n_frames, dtype=bool)]
+    ceiling = _rematch_product_ceiling(descriptors, best["dscribe"]) if on is None else {}
     return {
         "benchmark": "rematch",
         "hdpbench_version": __version__,
@@ -280,8 +281,49 @@ def rematch_benchmark(
         "max_abs_diff_float32": float(np.abs(kernels["ours_float32"] - kernels["dscribe"]).max()),
         "kernel_off_diagonal_range": [float(off_diagonal.min()), float(off_diagonal.max())],
         "rematch_pairs_per_s": n_frames**2 / best["ours"],
+        **ceiling,
         "all_times_s": times,
         "load_average_1min_after": os.getloadavg()[0],
+    }
+
+
+def _rematch_product_ceiling(descriptors, dscribe_s: float) -> dict[str, Any]:
+    """What the atom-pair products alone cost on this machine: their arithmetic for this symmetric
+    kernel (float32, blocks as :func:`~hdpbench.physics.kpca.rematch_kernel` makes them, a diagonal
+    block's a a^T counted once per pair as BLAS's syrk computes it), the float32 matrix-product rate
+    measured now on one block's shape (each of the kernel's threads running its own product, as the
+    kernel runs them), and the speed-up over dscribe that exact float32 products could reach if
+    everything else (Sinkhorn, copies) took no time."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    from threadpoolctl import threadpool_limits
+
+    from hdpbench.core.torch_setup import default_threads, pinned_threads
+    from hdpbench.physics.kpca import DEFAULT_CPU_BLOCK, _block_pairs
+
+    sizes = [len(x) for x in descriptors]
+    features = int(descriptors[0].shape[1])
+    flops = 0.0
+    for rows, columns, upper_only in _block_pairs(sizes, sizes, DEFAULT_CPU_BLOCK, symmetric=True):
+        n, m = sum(sizes[i] for i in rows), sum(sizes[j] for j in columns)
+        flops += (n * (n + 1) if upper_only else 2 * n * m) * features
+    threads = pinned_threads() or default_threads()
+    n = DEFAULT_CPU_BLOCK * sizes[0]
+    rng = np.random.default_rng(0)
+    blocks = [(rng.random((n, features), dtype=np.float32), rng.random((n, features), dtype=np.float32)) for _ in range(threads)]
+    repeats = 5
+    with threadpool_limits(limits=1, user_api="blas"), ThreadPoolExecutor(max_workers=threads) as pool:
+        list(pool.map(lambda ab: ab[0] @ ab[1].T, blocks))  # warm-up
+        start = time.perf_counter()
+        for _ in range(repeats):
+            list(pool.map(lambda ab: ab[0] @ ab[1].T, blocks))
+        rate = repeats * threads * 2 * n * n * features / (time.perf_counter() - start)
+    floor_s = flops / rate
+    return {
+        "products_gflop_float32": flops / 1e9,
+        "matmul_gflop_per_s_float32": rate / 1e9,
+        "products_floor_s_float32": floor_s,
+        "ratio_ceiling_float32_products_vs_dscribe": dscribe_s / floor_s,
     }
 
 
@@ -386,6 +428,7 @@ def md_benchmark(
         positions[name] = method()
         synchronise()
         seconds[name] = time.perf_counter() - start
+    force_call = _force_call_seconds(forces, frames, device, synchronise)
     report: dict[str, Any] = {
         "benchmark": "md",
         "hdpbench_version": __version__,
@@ -407,6 +450,9 @@ def md_benchmark(
         "max_abs_position_diff": float(np.abs(positions["batched"] - positions["ase"]).max()),
         "batched_atoms_path_steps_per_s": steps / seconds["batched_atoms_path"],
         "ratio_resident_vs_atoms_path": seconds["batched_atoms_path"] / seconds["batched"],
+        **force_call,
+        # a run of n steps makes n + 1 force calls (the first step's forces, then one per step)
+        "force_share_of_batched_run": (steps + 1) * force_call["force_call_s"] / seconds["batched"],
         "seconds": seconds,
         "load_average_1min_after": os.getloadavg()[0],
     }
@@ -416,6 +462,38 @@ def md_benchmark(
     except Exception as error:  # optional extra: record why it was not measured
         report["torchsim_not_measured"] = f"{type(error).__name__}: {error}"
     return report
+
+
+def _force_call_seconds(forces, frames, device: str, synchronise, repeats: int = 3) -> dict[str, Any]:
+    """Best-of-``repeats`` time of one batched force call on all replicas (the MD's per-step model
+    cost) with the process's threads and, on a CPU, with one thread: how much the second core buys."""
+    from hdpbench.core.torch_setup import prepare_torch
+
+    torch = prepare_torch()
+    replica_forces = forces.on_replicas(frames)
+    positions = torch.as_tensor(np.concatenate([atoms.positions for atoms in frames]), dtype=torch.float64, device=device)
+
+    def best() -> float:
+        replica_forces(positions)  # warm-up at this thread count
+        times = []
+        for _ in range(repeats):
+            synchronise()
+            start = time.perf_counter()
+            replica_forces(positions)
+            synchronise()
+            times.append(time.perf_counter() - start)
+        return min(times)
+
+    threads = torch.get_num_threads()
+    result: dict[str, Any] = {"force_call_threads": threads, "force_call_s": best()}
+    if not device.startswith("cuda") and threads > 1:
+        torch.set_num_threads(1)
+        try:
+            result["force_call_one_thread_s"] = best()
+        finally:
+            torch.set_num_threads(threads)
+        result["force_call_thread_speedup"] = result["force_call_one_thread_s"] / result["force_call_s"]
+    return result
 
 
 def _torchsim_md_steps_per_s(loaded, frames, steps: int, device: str, dtype: str, synchronise) -> float:
