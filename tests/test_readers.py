@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import lzma
+import re
 
 import ase.io
 import numpy as np
@@ -137,3 +138,37 @@ def test_compound_from_a_users_own_files(tmp_path, members_of):
     ase.io.write(tmp_path / "small.extxyz", half.to_atoms_list())
     with pytest.raises(TrajectoryMismatchError, match="40 atoms per frame"):
         compound_from_files(tmp_path / "POSCAR", None, [tmp_path / "small.extxyz"])
+
+
+def test_phonopy_yaml_is_parsed_once_per_content(fixtures, tmp_path, monkeypatch):
+    """The parsed arrays are cached by the file's sha256: a second read gives the same bytes without
+    parsing, an edited file is parsed again, a damaged cache entry is parsed again."""
+    import hdpbench.io.force_constants as module
+
+    path = tmp_path / "phonopy.yaml"
+    path.write_bytes(lzma.decompress((fixtures / "phonopy" / "KCl" / "phonopy_fc222_JPCM2022.yaml.xz").read_bytes()))
+    parsed = read_phonopy_yaml(path)
+    calls = []
+    parse = module._parse_phonopy_yaml
+    monkeypatch.setattr(module, "_parse_phonopy_yaml", lambda p: calls.append(p) or parse(p))
+    fc, unitcell, matrix = read_phonopy_yaml(path)
+    assert calls == []
+    np.testing.assert_array_equal(fc, parsed[0])
+    np.testing.assert_array_equal(matrix, parsed[2])
+    for get in ("get_positions", "get_cell", "get_masses", "get_atomic_numbers", "get_pbc"):
+        np.testing.assert_array_equal(getattr(unitcell, get)(), getattr(parsed[1], get)())
+    # an edited file (here: one force constant changed) is a new key
+    text = path.read_text()
+    first = text.index("force_constants:")
+    number = re.search(r"-?\d+\.\d+", text[first:])
+    edited = text[: first + number.start()] + "1234.5" + text[first + number.end() :]
+    path.write_text(edited)
+    changed = read_phonopy_yaml(path)[0]
+    assert len(calls) == 1 and not np.array_equal(changed, parsed[0])
+    np.testing.assert_array_equal(changed, parse(path)[0])
+    # a damaged entry is parsed again and rewritten
+    module._parsed_yaml_file(path).write_bytes(b"not an npz")
+    np.testing.assert_array_equal(read_phonopy_yaml(path)[0], changed)
+    assert len(calls) == 2
+    np.testing.assert_array_equal(read_phonopy_yaml(path)[0], changed)
+    assert len(calls) == 2

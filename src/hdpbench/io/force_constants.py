@@ -93,7 +93,29 @@ def read_force_sets(
 
 
 def read_phonopy_yaml(path: str | Path) -> tuple[np.ndarray, Atoms, np.ndarray]:
-    """(full Φ, unit cell, supercell matrix) from a phonopy yaml holding force constants or forces."""
+    """(full Φ, unit cell, supercell matrix) from a phonopy yaml holding force constants or forces.
+
+    PyYAML builds a Python object per number, so one 80-atom supercell's force constants take ~0.6 s
+    to parse, and the book reads each model's file on several pages. The parsed arrays are therefore
+    kept in the cache folder under the file's sha256 (and phonopy's version): an edited file has
+    another key, so a hit is never stale; an unreadable entry is parsed again."""
+    cached = _parsed_yaml_file(path)
+    if cached is not None:
+        try:
+            with np.load(cached) as stored:
+                unitcell = Atoms(
+                    numbers=stored["numbers"], cell=stored["cell"], positions=stored["positions"], masses=stored["masses"], pbc=True
+                )
+                return stored["force_constants"], unitcell, stored["supercell_matrix"]
+        except (OSError, ValueError, KeyError):  # absent or damaged: parse the file
+            pass
+    fc, unitcell, matrix = _parse_phonopy_yaml(path)
+    if cached is not None:
+        _store_parsed_yaml(cached, fc, unitcell, matrix)
+    return fc, unitcell, matrix
+
+
+def _parse_phonopy_yaml(path: str | Path) -> tuple[np.ndarray, Atoms, np.ndarray]:
     import phonopy
 
     try:
@@ -103,6 +125,42 @@ def read_phonopy_yaml(path: str | Path) -> tuple[np.ndarray, Atoms, np.ndarray]:
     if phonon.force_constants is None:
         raise DataError(path, "holds neither force constants nor displacement forces")
     return np.asarray(phonon.force_constants), from_phonopy_atoms(phonon.unitcell), np.asarray(phonon.supercell_matrix)
+
+
+_PARSED_YAML_FORMAT = 1  # bump when what _store_parsed_yaml writes changes
+
+
+def _parsed_yaml_file(path: str | Path) -> Path | None:
+    """Where the parsed arrays of this file's content are cached; None when the file cannot be read
+    (the parser then reports it)."""
+    import hashlib
+
+    import phonopy
+
+    from hdpbench.core import paths
+
+    try:
+        digest = hashlib.sha256(Path(path).read_bytes())
+    except OSError:
+        return None
+    digest.update(f"|phonopy {phonopy.__version__}|format {_PARSED_YAML_FORMAT}".encode())
+    return paths.cache_dir() / "phonopy-yaml" / f"{digest.hexdigest()}.npz"
+
+
+def _store_parsed_yaml(cached: Path, fc: np.ndarray, unitcell: Atoms, matrix: np.ndarray) -> None:
+    from hdpbench.core.errors import StoreWriteError
+    from hdpbench.core.storage import atomic_path
+
+    arrays = {
+        "force_constants": fc, "numbers": unitcell.numbers, "cell": np.asarray(unitcell.cell),
+        "positions": unitcell.positions, "masses": unitcell.get_masses(), "supercell_matrix": matrix,
+    }  # fmt: skip
+    try:
+        cached.parent.mkdir(parents=True, exist_ok=True)
+        with atomic_path(cached) as tmp, open(tmp, "wb") as handle:
+            np.savez(handle, **arrays)
+    except (OSError, StoreWriteError):  # the cache is scratch space: a read-only one only costs time
+        pass
 
 
 def read_force_constants(
