@@ -197,6 +197,27 @@ def test_device_resident_forces_skip_stopped_replicas_and_need_no_atoms():
     np.testing.assert_allclose(split, both, rtol=0, atol=1e-12)
 
 
+def test_device_resident_forces_equal_torchsims_mace_model():
+    """An independent reference for the tensor graphs and neighbour lists: TorchSim's ``MaceModel``
+    (its own state, vesin neighbour lists) on the same module and structures of two compounds."""
+    torch_sim = pytest.importorskip("torch_sim")
+    from torch_sim.models.mace import MaceModel
+
+    from hdpbench.models.evaluate import ReplicaForces, load_model
+    from hdpbench.models.mace import build_mace
+
+    torch = pytest.importorskip("torch")
+    structures = [hdp(seed=1), hdp("Cs", "Na", "In", "Cl", 10.5, seed=3), hdp(seed=4)]
+    elements = sorted({int(z) for atoms in structures for z in atoms.numbers})
+    model = load_model(build_mace(elements, channels=8, r_max=5.0, seed=2), dtype="float64")
+    positions = torch.as_tensor(np.concatenate([a.positions for a in structures]))
+    ours = ReplicaForces(model, structures)(positions).numpy()
+    reference = MaceModel(model=model.module, device=torch.device("cpu"), dtype=torch.float64, compute_stress=False)
+    theirs = reference(torch_sim.io.atoms_to_state(structures, torch.device("cpu"), torch.float64))["forces"].detach().numpy()
+    assert np.abs(ours).max() > 1e-3  # a random model still gives forces worth comparing
+    np.testing.assert_allclose(ours, theirs, rtol=0, atol=1e-10)
+
+
 def test_bench_md_cli_compares_with_the_ase_loop_on_the_same_draws(capsys):
     import json
 
