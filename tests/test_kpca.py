@@ -12,6 +12,7 @@ from hdpbench.physics.kpca import (
     reference_split_overlap,
     rematch_kernel,
     rematch_kernel_dscribe,
+    rematch_product_flops,
     soap_descriptors,
     subsample,
 )
@@ -186,6 +187,14 @@ def test_rematch_refuses_a_bad_thread_count():
 def test_rematch_refuses_an_unknown_precision():
     with pytest.raises(ValueError, match="gram_dtype='float16': expected one of 'float64', 'mixed', 'float32'"):
         rematch_kernel([np.ones((2, 3))], gram_dtype="float16")
+
+
+def test_rematch_product_flops_counts_the_blocks_products():
+    """Frames of 2, 2 and 3 atoms, 5 features, blocks of 2 frames: the 2-atom frames form one
+    diagonal block (4 atoms: syrk's 4 x 5 / 2 entries), the 3-atom frame another (3 x 4 / 2), and
+    one 4 x 3 block between them; each entry is 5 multiply-adds."""
+    entries = 4 * 5 / 2 + 3 * 4 / 2 + 4 * 3
+    assert rematch_product_flops([2, 2, 3], 5, block=2) == pytest.approx(entries * 5 * 2)
 
 
 def test_bench_rematch_cli_reports_ratio_and_difference_in_one_run(capsys):

@@ -307,6 +307,17 @@ class _GramFactors:
         return gram
 
 
+def rematch_product_flops(frame_sizes: Sequence[int], n_features: int, block: int = DEFAULT_CPU_BLOCK) -> float:
+    """Floating-point operations of the atom-pair products of :func:`rematch_kernel`'s symmetric kernel
+    of frames with ``frame_sizes`` atoms and ``n_features`` descriptor features, in its blocks of
+    ``block`` frames (a diagonal block's a a^T counted as BLAS's syrk computes it: each pair once)."""
+    flops = 0.0
+    for rows, columns, upper_only in _block_pairs(frame_sizes, frame_sizes, block, symmetric=True):
+        n, m = sum(frame_sizes[i] for i in rows), sum(frame_sizes[j] for j in columns)
+        flops += (n * (n + 1) if upper_only else 2 * n * m) * n_features
+    return flops
+
+
 def _block_pairs(rows, columns, block: int, symmetric: bool) -> list[tuple[np.ndarray, np.ndarray, bool]]:
     """(row frames, column frames, upper triangle only) blocks of frame sizes ``rows``/``columns``;
     frames in one block have one size."""

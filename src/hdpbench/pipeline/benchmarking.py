@@ -289,8 +289,7 @@ def rematch_benchmark(
 
 def _rematch_product_ceiling(descriptors, dscribe_s: float) -> dict[str, Any]:
     """What the atom-pair products alone cost on this machine: their arithmetic for this symmetric
-    kernel (float32, blocks as :func:`~hdpbench.physics.kpca.rematch_kernel` makes them, a diagonal
-    block's a a^T counted once per pair as BLAS's syrk computes it), the float32 matrix-product rate
+    kernel (:func:`~hdpbench.physics.kpca.rematch_product_flops`), the float32 matrix-product rate
     measured now on one block's shape (each of the kernel's threads running its own product, as the
     kernel runs them), and the speed-up over dscribe that exact float32 products could reach if
     everything else (Sinkhorn, copies) took no time."""
@@ -299,14 +298,11 @@ def _rematch_product_ceiling(descriptors, dscribe_s: float) -> dict[str, Any]:
     from threadpoolctl import threadpool_limits
 
     from hdpbench.core.torch_setup import default_threads, pinned_threads
-    from hdpbench.physics.kpca import DEFAULT_CPU_BLOCK, _block_pairs
+    from hdpbench.physics.kpca import DEFAULT_CPU_BLOCK, rematch_product_flops
 
     sizes = [len(x) for x in descriptors]
     features = int(descriptors[0].shape[1])
-    flops = 0.0
-    for rows, columns, upper_only in _block_pairs(sizes, sizes, DEFAULT_CPU_BLOCK, symmetric=True):
-        n, m = sum(sizes[i] for i in rows), sum(sizes[j] for j in columns)
-        flops += (n * (n + 1) if upper_only else 2 * n * m) * features
+    flops = rematch_product_flops(sizes, features)
     threads = pinned_threads() or default_threads()
     n = DEFAULT_CPU_BLOCK * sizes[0]
     rng = np.random.default_rng(0)
