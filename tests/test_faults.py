@@ -401,6 +401,17 @@ def test_an_unwritable_cache_is_skipped_with_one_warning(tmp_path, monkeypatch, 
     assert "Cs2AgBiBr6" in capsys.readouterr().out
 
 
+def test_an_unwritable_cache_still_gives_parsed_force_constants(fixtures, tmp_path, monkeypatch):
+    from hdpbench.io.force_constants import read_phonopy_yaml
+
+    path = fixtures / "phonopy" / "KCl" / "phonopy_fc222_JPCM2022.yaml.xz"
+    monkeypatch.setenv("HDPBENCH_CACHE", str(tmp_path / "writable"))
+    expected = read_phonopy_yaml(path)[0]
+    monkeypatch.setenv("HDPBENCH_CACHE", str(unwritable(tmp_path)))
+    with pytest.warns(RuntimeWarning, match="cache not written"):
+        np.testing.assert_array_equal(read_phonopy_yaml(path)[0], expected)
+
+
 @pytest.mark.skipif(os.geteuid() == 0, reason="root ignores permission bits (the blocked-path case above covers root)")
 def test_a_read_only_cache_folder_is_skipped(tmp_path, monkeypatch):
     from hdpbench.cli import main

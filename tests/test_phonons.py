@@ -159,20 +159,27 @@ def test_fig_s2_ticks_sit_where_phonopy_ends_each_segment(fixtures, name):
     assert names == expected
 
 
-def test_the_reference_side_is_computed_once_and_reused_with_identical_metrics(fixtures, monkeypatch):
-    """Two models against one Φ_ref: the reference bands are computed once per process, and the
-    metrics equal those computed with an empty cache."""
+def test_the_reference_side_is_computed_once_and_reused_with_identical_metrics(fixtures, monkeypatch, tmp_path):
+    """Two models against one Φ_ref: the reference bands are computed once, kept in this process and in
+    the cache folder for the next process, and the metrics and bands equal those computed afresh."""
     from hdpbench.physics import phonons
 
+    monkeypatch.setenv("HDPBENCH_CACHE", str(tmp_path))
     unitcell, fc = real_case(fixtures, "NaCl")
     monkeypatch.setattr(phonons, "_REFERENCE_CACHE", {})
-    fresh = [compare(unitcell, fc, scale * fc, npoints=8)[0] for scale in (1.1, 1.2)]
     calls = []
     real_bands = phonons.bands
     monkeypatch.setattr(phonons, "bands", lambda phonon, path: calls.append(1) or real_bands(phonon, path))
-    monkeypatch.setattr(phonons, "_REFERENCE_CACHE", {})
-    cached = [compare(unitcell, fc, scale * fc, npoints=8)[0] for scale in (1.1, 1.2)]
+    fresh = [compare(unitcell, fc, scale * fc, npoints=8) for scale in (1.1, 1.2)]
     assert len(calls) == 3  # the reference once, each model once
-    assert cached == fresh
+    monkeypatch.setattr(phonons, "_REFERENCE_CACHE", {})  # as in a new process: the cache folder has it
+    cached = [compare(unitcell, fc, scale * fc, npoints=8) for scale in (1.1, 1.2)]
+    assert len(calls) == 5  # the two models only
+    for (metrics, reference, model), (fresh_metrics, fresh_reference, fresh_model) in zip(cached, fresh, strict=True):
+        assert metrics == fresh_metrics
+        for name in ("distances", "frequencies", "group_velocities", "segment_ends"):
+            np.testing.assert_array_equal(getattr(reference, name), getattr(fresh_reference, name))
+        assert reference.labels == fresh_reference.labels and reference.connections == fresh_reference.connections
+        np.testing.assert_array_equal(model.group_velocities, fresh_model.group_velocities)
     compare(unitcell, 1.01 * fc, fc, npoints=8)  # another Φ_ref is another entry
-    assert len(calls) == 5 and len(phonons._REFERENCE_CACHE) == 2
+    assert len(calls) == 7 and len(phonons._REFERENCE_CACHE) == 2

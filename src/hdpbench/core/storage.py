@@ -85,13 +85,30 @@ def try_write_cache(path: str | Path, obj: Any) -> bool:
 
     The cache only saves time, so losing it must never stop a command.
     """
+    return _try_cache(path, lambda: atomic_write_json(path, obj))
+
+
+def try_write_cache_arrays(path: str | Path, arrays: dict[str, Any]) -> bool:
+    """Write an ``.npz`` cache file of ``arrays`` (numbers and strings: it loads without pickle), as
+    :func:`try_write_cache` does."""
+    import io
+
+    def write() -> None:
+        buffer = io.BytesIO()
+        np.savez(buffer, **arrays)
+        atomic_write_bytes(path, buffer.getvalue())
+
+    return _try_cache(path, write)
+
+
+def _try_cache(path: str | Path, write) -> bool:
     try:
-        atomic_write_json(path, obj)
+        write()
         return True
     except StoreWriteError as error:
         if str(Path(path).parent) not in _CACHE_WARNINGS:
             _CACHE_WARNINGS.add(str(Path(path).parent))
-            warnings.warn(f"cache not written, continuing without it: {error}", RuntimeWarning, stacklevel=2)
+            warnings.warn(f"cache not written, continuing without it: {error}", RuntimeWarning, stacklevel=3)
         return False
 
 

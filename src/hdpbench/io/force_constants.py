@@ -102,7 +102,7 @@ def read_phonopy_yaml(path: str | Path) -> tuple[np.ndarray, Atoms, np.ndarray]:
     cached = _parsed_yaml_file(path)
     if cached is not None:
         try:
-            with np.load(cached) as stored:
+            with np.load(cached, allow_pickle=False) as stored:
                 unitcell = Atoms(
                     numbers=stored["numbers"], cell=stored["cell"], positions=stored["positions"], masses=stored["masses"], pbc=True
                 )
@@ -148,19 +148,13 @@ def _parsed_yaml_file(path: str | Path) -> Path | None:
 
 
 def _store_parsed_yaml(cached: Path, fc: np.ndarray, unitcell: Atoms, matrix: np.ndarray) -> None:
-    from hdpbench.core.errors import StoreWriteError
-    from hdpbench.core.storage import atomic_path
+    from hdpbench.core.storage import try_write_cache_arrays
 
     arrays = {
         "force_constants": fc, "numbers": unitcell.numbers, "cell": np.asarray(unitcell.cell),
         "positions": unitcell.positions, "masses": unitcell.get_masses(), "supercell_matrix": matrix,
     }  # fmt: skip
-    try:
-        cached.parent.mkdir(parents=True, exist_ok=True)
-        with atomic_path(cached) as tmp, open(tmp, "wb") as handle:
-            np.savez(handle, **arrays)
-    except (OSError, StoreWriteError):  # the cache is scratch space: a read-only one only costs time
-        pass
+    try_write_cache_arrays(cached, arrays)
 
 
 def read_force_constants(
