@@ -53,9 +53,10 @@ except DatasetUnavailableError as unavailable:
     data = None
     print(unavailable)
 if data is not None:
-    table = pd.DataFrame([{"compound": e.formula, "halide": e.halide, **e.has()} for e in data.entries().values()])
+    # an archive that listed cleanly has no problem ("none"), not a missing one
+    table = pd.DataFrame([{"compound": e.formula, "halide": e.halide, **e.has(), "problem": e.problem or "none"} for e in data.entries().values()])
     glue("n_compounds", len(table), display=False)
-    display(page.readable(table.replace({True: "yes", False: "no"})))
+    display(page.readable(table.replace({True: "yes", False: "no", "force_constants.hdf5": "hdf5"}), labels=page.INVENTORY_LABELS))
 
 # %% [markdown]
 # ## The reference method of a generated dataset

@@ -39,6 +39,7 @@ def test_readable_table_has_human_names_units_and_no_nan():
     assert "nan" not in html.lower()
     transposed = page.readable(frame.set_index("compound").T, index=True).to_html()
     assert "RMSE(ω²) (THz²)" in transposed  # row labels of a transposed table are relabelled too
+    assert f"padding: {page.CELL_PADDING}" in html  # cells do not run together ("data_overview5.80")
 
 
 def test_figure_data_lands_beside_the_page(tmp_path, monkeypatch):

@@ -90,6 +90,14 @@ def significant(value, digits: int = 3, missing: str = MISSING) -> str:
     return text.replace("-", "−")
 
 
+CELL_PADDING = "0.2em 0.5em"
+# what a dataset's compound has (hdpbench.data.datasets.CompoundEntry.has), as the data page shows it
+INVENTORY_LABELS = {
+    "reference_supercell": "reference supercell", "force_constants": "force constants (file)",
+    "production_md_files": "production MD files", "training_pool": "training pool",
+}  # fmt: skip
+
+
 def readable(
     frame: pd.DataFrame, *, digits: int = 3, index: bool = False, labels: dict[str, str] | None = None, missing: str = MISSING
 ):
@@ -102,6 +110,8 @@ def readable(
         shown = shown.rename(index=lambda i: names.get(i, i) if isinstance(i, str) else i)
         shown = shown.rename_axis(index=names.get(shown.index.name, shown.index.name))
     styler = shown.style.format(lambda v: significant(v, digits, missing))
+    # the book's theme pads pandas' own tables but not a Styler's: without this, cells run together
+    styler = styler.set_table_styles([{"selector": "th, td", "props": [("padding", CELL_PADDING)]}], overwrite=False)
     if index:
         styler = styler.format_index(lambda v: significant(v, digits) if isinstance(v, float) else str(v))
     else:
