@@ -52,11 +52,16 @@ try:
 except DatasetUnavailableError as unavailable:
     data = None
     print(unavailable)
-if data is not None:
+if data is not None and data.entries():
     # an archive that listed cleanly has no problem ("none"), not a missing one
     table = pd.DataFrame([{"compound": e.formula, "halide": e.halide, **e.has(), "problem": e.problem or "none"} for e in data.entries().values()])
     glue("n_compounds", len(table), display=False)
-    display(page.readable(table.replace({True: "yes", False: "no", "force_constants.hdf5": "hdf5"}), labels=page.INVENTORY_LABELS))
+    shown = table.replace({True: "yes", False: "no", "force_constants.hdf5": "hdf5"})
+    # two narrower tables fit the page: the inputs every stage reads, then everything else
+    inputs = ["compound", "halide", "unitcell", "reference_supercell", "force_constants", "production_md_files"]
+    display(Markdown("The inputs every stage reads:"), page.readable(shown[inputs], labels=page.INVENTORY_LABELS))
+    display(Markdown("And what else each archive holds (σ_ref: the dataset's own summary value):"))
+    display(page.readable(shown[["compound", *(c for c in shown.columns if c not in inputs)]], labels=page.INVENTORY_LABELS))
 
 # %% [markdown]
 # ## The reference method of a generated dataset

@@ -93,7 +93,7 @@ def significant(value, digits: int = 3, missing: str = MISSING) -> str:
 CELL_PADDING = "0.2em 0.5em"
 # what a dataset's compound has (hdpbench.data.datasets.CompoundEntry.has), as the data page shows it
 INVENTORY_LABELS = {
-    "reference_supercell": "reference supercell", "force_constants": "force constants (file)",
+    "unitcell": "unit cell", "reference_supercell": "reference supercell", "force_constants": "force constants (file)",
     "production_md_files": "production MD files", "training_pool": "training pool",
 }  # fmt: skip
 
