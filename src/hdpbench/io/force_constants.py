@@ -138,13 +138,14 @@ def _parsed_yaml_file(path: str | Path) -> Path | None:
     import phonopy
 
     from hdpbench.core import paths
+    from hdpbench.core.storage import sha256_file
 
     try:
-        digest = hashlib.sha256(Path(path).read_bytes())
+        content = sha256_file(path)
     except OSError:
         return None
-    digest.update(f"|phonopy {phonopy.__version__}|format {_PARSED_YAML_FORMAT}".encode())
-    return paths.cache_dir() / "phonopy-yaml" / f"{digest.hexdigest()}.npz"
+    key = hashlib.sha256(f"{content}|phonopy {phonopy.__version__}|format {_PARSED_YAML_FORMAT}".encode()).hexdigest()
+    return paths.cache_dir() / "phonopy-yaml" / f"{key}.npz"
 
 
 def _store_parsed_yaml(cached: Path, fc: np.ndarray, unitcell: Atoms, matrix: np.ndarray) -> None:
