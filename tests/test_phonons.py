@@ -8,8 +8,10 @@ import pytest
 
 from hdpbench.io.force_constants import read_force_constants
 from hdpbench.physics.phonons import (
+    PhononSettings,
     acoustic_sum_rule_violation,
     analytic_force_constants,
+    band_arrays,
     compare,
     make_phonopy,
     model_force_constants,
@@ -169,7 +171,7 @@ def test_the_reference_side_is_computed_once_and_reused_with_identical_metrics(f
     monkeypatch.setattr(phonons, "_REFERENCE_CACHE", {})
     calls = []
     real_bands = phonons.bands
-    monkeypatch.setattr(phonons, "bands", lambda phonon, path: calls.append(1) or real_bands(phonon, path))
+    monkeypatch.setattr(phonons, "bands", lambda phonon, path, **options: calls.append(1) or real_bands(phonon, path, **options))
     fresh = [compare(unitcell, fc, scale * fc, npoints=8) for scale in (1.1, 1.2)]
     assert len(calls) == 3  # the reference once, each model once
     monkeypatch.setattr(phonons, "_REFERENCE_CACHE", {})  # as in a new process: the cache folder has it
@@ -183,3 +185,30 @@ def test_the_reference_side_is_computed_once_and_reused_with_identical_metrics(f
         np.testing.assert_array_equal(model.group_velocities, fresh_model.group_velocities)
     compare(unitcell, 1.01 * fc, fc, npoints=8)  # another Φ_ref is another entry
     assert len(calls) == 7 and len(phonons._REFERENCE_CACHE) == 2
+
+
+def test_a_comparison_without_group_velocities_keeps_every_other_result(fixtures, monkeypatch, tmp_path):
+    """The σ displacement's comparison (``group_velocities=False``): the model's bands without group
+    velocities, no RMSE(v_g), and every other metric and frequency exactly as in the full comparison."""
+    from hdpbench.physics import phonons
+
+    monkeypatch.setenv("HDPBENCH_CACHE", str(tmp_path))
+    monkeypatch.setattr(phonons, "_REFERENCE_CACHE", {})
+    unitcell, fc = real_case(fixtures, "CaTiO3")
+    full, _, full_model = compare(unitcell, fc, 1.1 * fc, npoints=8)
+    lean, reference, model = compare(unitcell, fc, 1.1 * fc, npoints=8, group_velocities=False)
+    assert full["rmse_vg_thz_ang"] > 0 and "rmse_vg_thz_ang" not in lean
+    assert lean == {key: value for key, value in full.items() if key != "rmse_vg_thz_ang"}
+    assert model.group_velocities is None and reference.group_velocities is not None
+    np.testing.assert_array_equal(model.frequencies, full_model.frequencies)
+    stored = band_arrays(reference, model)
+    assert "group_velocities_model" not in stored and "group_velocities_reference" not in stored
+    assert "group_velocities_model" in band_arrays(reference, full_model)
+
+
+def test_group_velocities_setting_is_checked_and_off_for_sigma():
+    from hdpbench.core.errors import UsageError
+
+    assert PhononSettings().group_velocities and not PhononSettings().for_sigma().group_velocities
+    with pytest.raises(UsageError, match="group_velocities='no'"):
+        PhononSettings(group_velocities="no")

@@ -42,6 +42,9 @@ def test_keys_follow_the_settings_of_the_needs():
     sigma = get_stage("sigma-reference-frames")
     assert key_settings(sigma, base.with_overrides(["phonons.displacement=0.03"])) == key_settings(sigma, base)
     assert key_settings(sigma, base.with_overrides(["phonons.sigma_displacement=0.01"])) != key_settings(sigma, base)
+    # σ's Φ_model comes without group velocities (no page compares its bands), whatever the bands' setting
+    assert key_settings(sigma, base)["phonons"]["group_velocities"] is False
+    assert key_settings(sigma, base.with_overrides(["phonons.group_velocities=false"])) == key_settings(sigma, base)
 
 
 def test_unknown_stage_names_the_close_ones():

@@ -75,6 +75,7 @@ def test_phonon_and_sigma_stages(authors_dataset, tiny_model, tmp_path):
     # changing it makes σ a different result; changing the bands' displacement does not.
     sigma_phonons = run_phonons(dataset, tiny_model, settings=settings.for_sigma(), results_root=tmp_path, progress=False)
     assert json.loads((sigma_phonons.directory / "manifest.json").read_text())["settings"]["displacement"] == 0.02
+    assert "rmse_vg_thz_ang" not in sigma_phonons.load_json("Cs2NaInCl6") and "rmse_vg_thz_ang" in metrics["Cs2NaInCl6"]
     same = run_sigma_reference_frames(dataset, tiny_model, compounds=[], settings=sigma_settings, phonon_settings=settings, results_root=tmp_path)
     bands_changed = run_sigma_reference_frames(
         dataset, tiny_model, compounds=[], settings=sigma_settings,

@@ -44,7 +44,10 @@ THERMAL_CUTOFF_THZ = 0.1
 class PhononSettings:
     """Φ_model by finite displacements. The authors use two displacements: 0.01 Å for the bands
     (``phonon_plotter.py``) and their ``PhonopyWorker`` default, 0.02 Å, for the Φ_MACE that σ
-    reads (``mace/collect_data.py``); :meth:`for_sigma` gives the settings of the latter."""
+    reads (``mace/collect_data.py``); :meth:`for_sigma` gives the settings of the latter.
+    ``group_velocities``: the bands' group velocities and RMSE(v_g); off for the σ displacement's Φ_model,
+    whose bands no page compares (phonopy's group velocities are ~0.7 s per 10-atom compound and model,
+    ~40 times its bands)."""
 
     supercell: tuple[int, int, int] = (2, 2, 2)
     displacement: float = 0.01  # Å, bands and phonon metrics
@@ -53,6 +56,7 @@ class PhononSettings:
     points_per_segment: int = 50
     unstable_below_thz: float = -0.5
     dtype: str = "float32"
+    group_velocities: bool = True
 
     def __post_init__(self):
         supercell = self.supercell
@@ -67,10 +71,13 @@ class PhononSettings:
         require_positive("phonons setting sigma_displacement", self.sigma_displacement)
         require_positive_int("phonons setting points_per_segment", self.points_per_segment)
         require_dtype("phonons setting dtype", self.dtype)
+        if not isinstance(self.group_velocities, bool):
+            raise UsageError(f"phonons setting group_velocities={self.group_velocities!r}: expected true or false")
 
     def for_sigma(self) -> PhononSettings:
-        """The settings of the Φ_model that the σ stages read (displacement ``sigma_displacement``)."""
-        return dataclasses.replace(self, displacement=self.sigma_displacement)
+        """The settings of the Φ_model that the σ stages read (displacement ``sigma_displacement``, no
+        group velocities)."""
+        return dataclasses.replace(self, displacement=self.sigma_displacement, group_velocities=False)
 
 
 
@@ -127,7 +134,7 @@ def band_path(unitcell: Atoms, npoints: int = _DEFAULT.points_per_segment):
 class Bands:
     distances: np.ndarray  # (nq,) cumulative path length
     frequencies: np.ndarray  # (nq, nbands) THz, imaginary as negative
-    group_velocities: np.ndarray  # (nq, nbands, 3) THz·Å
+    group_velocities: np.ndarray | None  # (nq, nbands, 3) THz·Å; None when not computed
     labels: list
     segment_ends: np.ndarray  # indices where segments end
     connections: list  # per segment: whether the path continues into the next one (phonopy)
@@ -138,15 +145,15 @@ class Bands:
         return np.sign(self.frequencies) * self.frequencies**2
 
 
-def bands(phonon, path) -> Bands:
+def bands(phonon, path, *, group_velocities: bool = True) -> Bands:
     qpoints, labels, connections = path
-    phonon.run_band_structure(qpoints, path_connections=connections, labels=labels, with_group_velocities=True)
+    phonon.run_band_structure(qpoints, path_connections=connections, labels=labels, with_group_velocities=group_velocities)
     data = phonon.band_structure
     lengths = np.cumsum([len(d) for d in data.distances])
     return Bands(
         distances=np.concatenate(data.distances),
         frequencies=np.concatenate(data.frequencies),
-        group_velocities=np.concatenate(data.group_velocities),
+        group_velocities=np.concatenate(data.group_velocities) if group_velocities else None,
         labels=labels,
         segment_ends=lengths,
         connections=[bool(c) for c in connections],
@@ -192,8 +199,12 @@ def compare(
     npoints: int = _DEFAULT.points_per_segment,
     unstable_below: float = _DEFAULT.unstable_below_thz,
     thermal: bool = True,
+    group_velocities: bool = True,
 ) -> tuple[dict[str, Any], Bands, Bands]:
     """All phonon metrics of ``model_fc`` against ``reference_fc`` on the same unit cell and q-points.
+
+    ``group_velocities=False``: the model's bands without them and no ``rmse_vg_thz_ang`` (the
+    reference's, cached, always have them).
 
     The reference side (its bands, Γ acoustic check and thermal properties) is the same for every model
     and displacement: it is computed once per process and reused (band group velocities dominate the
@@ -202,10 +213,11 @@ def compare(
     reference = make_phonopy(unitcell, supercell_matrix, reference_fc)
     model = make_phonopy(unitcell, supercell_matrix, model_fc)
     reference_side = _reference_side(unitcell, reference_fc, reference, path, supercell_matrix, npoints, thermal)
-    ref_bands, model_bands = reference_side["bands"], bands(model, path)
-    metrics: dict[str, Any] = {
-        "rmse_omega2_thz2": float(np.sqrt(np.mean((model_bands.omega2 - ref_bands.omega2) ** 2))),
-        "rmse_vg_thz_ang": float(np.sqrt(np.mean((model_bands.group_velocities - ref_bands.group_velocities) ** 2))),
+    ref_bands, model_bands = reference_side["bands"], bands(model, path, group_velocities=group_velocities)
+    metrics: dict[str, Any] = {"rmse_omega2_thz2": float(np.sqrt(np.mean((model_bands.omega2 - ref_bands.omega2) ** 2)))}
+    if group_velocities:
+        metrics["rmse_vg_thz_ang"] = float(np.sqrt(np.mean((model_bands.group_velocities - ref_bands.group_velocities) ** 2)))
+    metrics |= {
         "mae_freq_thz": float(np.mean(np.abs(model_bands.frequencies - ref_bands.frequencies))),
         "min_freq_reference_thz": float(ref_bands.frequencies.min()),
         "min_freq_model_thz": float(model_bands.frequencies.min()),
@@ -316,17 +328,20 @@ def _load_reference_side(key: str) -> dict[str, Any] | None:
 
 
 def band_arrays(reference_bands: Bands, model_bands: Bands) -> dict[str, np.ndarray]:
-    """What a stage stores of two band structures on the same q-points (for the band figures)."""
-    return {
+    """What a stage stores of two band structures on the same q-points (for the band figures); group
+    velocities only where the model's bands have them."""
+    arrays = {
         "distances": reference_bands.distances,
         "segment_ends": reference_bands.segment_ends,
         "band_labels": np.array([str(label) for label in reference_bands.labels]),
         "band_connections": np.array(reference_bands.connections, dtype=bool),
         "frequencies_reference": reference_bands.frequencies,
         "frequencies_model": model_bands.frequencies,
-        "group_velocities_reference": reference_bands.group_velocities,
-        "group_velocities_model": model_bands.group_velocities,
     }
+    if model_bands.group_velocities is not None:
+        arrays["group_velocities_reference"] = reference_bands.group_velocities
+        arrays["group_velocities_model"] = model_bands.group_velocities
+    return arrays
 
 
 def stability_accuracy(reference_stable: Sequence[bool], model_stable: Sequence[bool]) -> float:

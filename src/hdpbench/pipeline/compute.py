@@ -109,6 +109,7 @@ def compute_phonons(run: StageRun) -> None:
             supercell_matrix=settings.supercell,
             npoints=settings.points_per_segment,
             unstable_below=settings.unstable_below_thz,
+            group_velocities=settings.group_velocities,
         )
         metrics.update({"compound": name, "halide": compound.halide, "sigma_reference_db": compound.summary.get("sigma_reference")})
         return {
