@@ -15,7 +15,12 @@ from hdpbench.core.compound import Trajectory
 from hdpbench.core.errors import DataError
 from hdpbench.core.structures import double_perovskite, supercell_matrix_between, to_phonopy_atoms
 from hdpbench.io.force_constants import read_force_constants, read_phonopy_yaml
-from hdpbench.io.trajectories import read_fhi_vibes, read_trajectory
+from hdpbench.io.trajectories import (
+    count_extxyz_frames,
+    read_ase_frames,
+    read_fhi_vibes,
+    read_trajectory,
+)
 
 
 def test_full_and_compact_hdf5_and_text_give_the_same_full_fc(tmp_path, members_of):
@@ -172,3 +177,36 @@ def test_phonopy_yaml_is_parsed_once_per_content(fixtures, tmp_path, monkeypatch
     assert len(calls) == 2
     np.testing.assert_array_equal(read_phonopy_yaml(path)[0], changed)
     assert len(calls) == 2
+
+
+def test_ase_frames_are_parsed_once_per_content(tmp_path, members_of, monkeypatch):
+    """``read_ase_frames`` caches the parsed arrays under the file's sha256: a second read equals
+    ``ase.io.read`` bit for bit without calling it, an edited file is parsed again."""
+    _, built = members_of()
+    frames = built.frames[0].to_atoms_list()
+    path = tmp_path / "md.extxyz"
+    ase.io.write(path, frames)
+    direct = Trajectory.from_atoms_list(ase.io.read(path, index=":"), source="md of X")
+    first = read_ase_frames(path, source="md of X")
+    calls = []
+    real_read = ase.io.read
+    monkeypatch.setattr(ase.io, "read", lambda *a, **k: calls.append(a) or real_read(*a, **k))
+    for trajectory in (first, read_ase_frames(path, source="md of X")):
+        for name in ("numbers", "positions", "cells", "forces", "frame_source", "frame_index"):
+            np.testing.assert_array_equal(getattr(trajectory, name), getattr(direct, name))
+        np.testing.assert_array_equal(trajectory.energies, direct.energies)
+        assert trajectory.pbc == direct.pbc and trajectory.source_files == ["md of X"]
+    assert calls == []
+    ase.io.write(path, frames[:3])  # another content: parsed again
+    assert len(read_ase_frames(path)) == 3 and len(calls) == 1
+
+
+def test_extxyz_frames_are_counted_without_parsing(tmp_path, members_of):
+    _, built = members_of()
+    frames = built.frames[0].to_atoms_list()
+    path = tmp_path / "md.extxyz"
+    ase.io.write(path, frames)
+    assert count_extxyz_frames(path, len(frames[0])) == len(frames) == len(ase.io.read(path, index=":"))
+    assert count_extxyz_frames(tmp_path / "absent.extxyz", 80) == 0
+    with pytest.raises(DataError, match=r"md.extxyz: .* not whole frames of 79 atoms"):
+        count_extxyz_frames(path, 79)

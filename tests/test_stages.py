@@ -103,6 +103,12 @@ def test_model_md_stage(authors_dataset, tiny_model, tmp_path):
     # The authors start from vasprun_prod_2.xml, else _1 (here), at a raw step index: none dropped.
     assert md_row["start_from"] == [f"vasprun_prod_1.xml step {f}" for f in md_row["start_frames"]]
     assert md_stage.load_arrays("Cs2AgBiBr6")["run_of_frame"].tolist() == [0] * 4 + [1] * 4
+    # each compound's file is its two runs' files (two consecutive replicas of the batch) one after the other
+    (work,) = (md_stage.directory / "_md_work").iterdir()
+    replicas = [path.read_bytes() for path in sorted(work.glob("replica_*.extxyz"))]
+    assert len(replicas) == 4 and all(replicas)
+    written = {md_stage.path(name, ".md.extxyz").read_bytes() for name in md_stage.done()}
+    assert written == {replicas[0] + replicas[1], replicas[2] + replicas[3]}
     row = stage.load_json("Cs2AgBiBr6")
     assert np.isfinite(row["sigma_model_only"]) and np.isfinite(row["sigma_model_md_fc_reference"])
     # σ_model-only is σ of the written frames with the model's own Φ.

@@ -155,3 +155,20 @@ def sha256_file(path: str | Path) -> str:
     import pooch
 
     return pooch.file_hash(str(path), alg="sha256")
+
+
+def content_cache_file(path: str | Path, folder: str, parser: str) -> Path | None:
+    """Where the arrays parsed from this file's *content* are cached: ``<cache>/<folder>/<key>.npz``,
+    the key a hash of the file's sha256 and ``parser`` (the parsing library's version and the stored
+    format), so an edited file or another parser is another entry and a hit is never stale. None when
+    the file cannot be read (the parser then reports it)."""
+    import hashlib
+
+    from hdpbench.core import paths
+
+    try:
+        content = sha256_file(path)
+    except OSError:
+        return None
+    key = hashlib.sha256(f"{content}|{parser}".encode()).hexdigest()
+    return paths.cache_dir() / folder / f"{key}.npz"

@@ -131,21 +131,12 @@ _PARSED_YAML_FORMAT = 1  # bump when what _store_parsed_yaml writes changes
 
 
 def _parsed_yaml_file(path: str | Path) -> Path | None:
-    """Where the parsed arrays of this file's content are cached; None when the file cannot be read
-    (the parser then reports it)."""
-    import hashlib
-
+    """Where the parsed arrays of this file's content are cached (None: the file cannot be read)."""
     import phonopy
 
-    from hdpbench.core import paths
-    from hdpbench.core.storage import sha256_file
+    from hdpbench.core.storage import content_cache_file
 
-    try:
-        content = sha256_file(path)
-    except OSError:
-        return None
-    key = hashlib.sha256(f"{content}|phonopy {phonopy.__version__}|format {_PARSED_YAML_FORMAT}".encode()).hexdigest()
-    return paths.cache_dir() / "phonopy-yaml" / f"{key}.npz"
+    return content_cache_file(path, "phonopy-yaml", f"phonopy {phonopy.__version__}|format {_PARSED_YAML_FORMAT}")
 
 
 def _store_parsed_yaml(cached: Path, fc: np.ndarray, unitcell: Atoms, matrix: np.ndarray) -> None:

@@ -197,9 +197,11 @@ def compute_model_md(run: StageRun) -> None:
     its checkpoint resumed, so an interruption at any point (even between two compounds' saves) gives
     the same trajectories as an uninterrupted run: batch composition changes floating-point results.
     """
-    import ase.io
+    import shutil
+
     from ase.md.velocitydistribution import MaxwellBoltzmannDistribution, Stationary
 
+    from hdpbench.io.trajectories import count_extxyz_frames
     from hdpbench.physics.md import BatchedAndersen, model_forces
 
     data, loaded, settings, stage, with_md = run.data, run.loaded, run.settings.md, run.store, run.compounds
@@ -248,9 +250,8 @@ def compute_model_md(run: StageRun) -> None:
         if name in unloadable:
             raise unloadable[name]
         runs = [r for r, owner in enumerate(owners) if owner == name]
-        per_run = [ase.io.read(md.trajectory_file(r), index=":") for r in runs]
-        frames = [atoms for run_frames in per_run for atoms in run_frames]
-        run_of_frame = np.concatenate([np.full(len(run_frames), k) for k, run_frames in enumerate(per_run)])
+        frames_per_run = [count_extxyz_frames(md.trajectory_file(r), len(replicas[r])) for r in runs]
+        run_of_frame = np.concatenate([np.full(count, k) for k, count in enumerate(frames_per_run)])
         summary = {
             "compound": name,
             "halide": halides[name],
@@ -259,7 +260,7 @@ def compute_model_md(run: StageRun) -> None:
             "mean_temperature_per_run": [float(np.mean(md.status[r].temperatures)) if md.status[r].temperatures else None for r in runs],
             "steps_per_run": [md.status[r].steps_done for r in runs],
             "stopped_runs": {str(k): md.status[r].stopped for k, r in enumerate(runs) if md.status[r].stopped},
-            "n_frames": len(frames),
+            "n_frames": int(sum(frames_per_run)),
             **notes[name],
         }
         longest = max(len(md.status[r].temperatures) for r in runs)
@@ -267,8 +268,12 @@ def compute_model_md(run: StageRun) -> None:
         for k, r in enumerate(runs):
             temperatures[k, : len(md.status[r].temperatures)] = md.status[r].temperatures
 
-        def write_frames(path):
-            ase.io.write(path, frames, format="extxyz")
+        def write_frames(path):  # the runs' files one after the other: ASE wrote each frame, nothing to parse again
+            with open(path, "wb") as output:
+                for r, count in zip(runs, frames_per_run, strict=True):
+                    if count:  # a run stopped before its first frame has no file
+                        with open(md.trajectory_file(r), "rb") as run_file:
+                            shutil.copyfileobj(run_file, output)
 
         return {
             "json_data": summary,
@@ -286,10 +291,8 @@ def _raise(error: BaseException):
 def compute_sigma_model_md(run: StageRun) -> None:
     """σ of the model-only MD frames: with the model's own Φ (the paper's σ_MACE-only) and, as a
     cross-check the paper does not show, with Φ_ref."""
-    import ase.io
-
-    from hdpbench.core.compound import Trajectory
     from hdpbench.io.force_constants import read_force_constants
+    from hdpbench.io.trajectories import read_ase_frames
     from hdpbench.physics.anharmonicity import sigma
 
     data = run.data
@@ -300,7 +303,7 @@ def compute_sigma_model_md(run: StageRun) -> None:
         require_upstream(md_stage, name)
         compound = data.load(name, trajectories=False)
         md_row = md_stage.load_json(name)
-        trajectory = Trajectory.from_atoms_list(ase.io.read(md_stage.path(name, ".md.extxyz"), index=":"), source=f"model MD of {name}")
+        trajectory = read_ase_frames(md_stage.path(name, ".md.extxyz"), source=f"model MD of {name}")
         fc_model = read_force_constants(phonon_stage.path(name, ".phonopy.yaml"))
         with_model_fc = sigma(trajectory, compound.reference_supercell, fc_model)
         with_reference_fc = sigma(trajectory, compound.reference_supercell, compound.force_constants)
@@ -333,8 +336,7 @@ def zlib_crc(text: str) -> int:
 def compute_kpca(run: StageRun) -> None:
     """KPCA maps of reference (AIMD) and model-MD frames per compound; kernel, coordinates, labels and
     per-frame σ (Φ_ref for reference frames, Φ_model for model frames) stored for the figures."""
-    import ase.io
-
+    from hdpbench.io.trajectories import read_ase_frames
     from hdpbench.physics.anharmonicity import sigma
     from hdpbench.physics.kpca import configuration_map
 
@@ -345,7 +347,7 @@ def compute_kpca(run: StageRun) -> None:
         require_upstream(sigma_md_stage, name)
         compound = data.load(name, discard=settings.discard, frames=settings.frames)
         reference = require_frames(compound, settings.frames, settings.discard)
-        model_frames = ase.io.read(md_stage.path(name, ".md.extxyz"), index=":")
+        model_frames = read_ase_frames(md_stage.path(name, ".md.extxyz")).to_atoms_list()
         result = configuration_map(
             reference.to_atoms_list(),
             model_frames,
