@@ -13,8 +13,8 @@ Two process-wide settings make results depend only on the inputs (tested in ``te
   differ from later calls in the last bits (measured with ``demo-small-data``, float32, 80-atom
   cells: up to 1.2e-7 eV/Å), so a resumed MD run, whose first force call in the new process is a
   later step, diverged from an uninterrupted one. The legacy executor optimises at the first call, so
-  every call gives the same bits (those of the profiling executor's later calls), at ~10 % more time
-  per force call on a CPU (README, "Same bytes").
+  every call gives the same bits (those of the profiling executor's later calls), at no measurable
+  cost per force call on a CPU with the tuned allocator below (README, "Same bytes").
 * The torch thread count changes the order of floating-point sums (measured: 1 vs 2 threads differ
   by up to 6e-8 eV/Å on 8 x 80 atoms). :func:`pin_threads` fixes it once per process (``HDPBENCH_THREADS``, default the
   cores this process may use) and every entry point (CLI, stages, runner workers) calls it.
