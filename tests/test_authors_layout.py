@@ -249,3 +249,45 @@ def test_sigma_db_check_recomputes_the_stored_value_like_for_like(tmp_path, memb
     assert row["frames_db"] == 15 and row["frames_paper"] == 8
     assert "segment before `_1`" in analysis.extended_aimd_note(str(root), "Cs2AgBiBr6")
     cached_dataset.cache_clear()
+
+
+def _assert_same_compound(loaded, parsed):
+    assert (loaded.formula, loaded.halide, loaded.summary, loaded.provenance) == (parsed.formula, parsed.halide, parsed.summary, parsed.provenance)
+    for key in ("unitcell", "reference_supercell"):
+        for get in ("get_atomic_numbers", "get_positions", "get_cell", "get_pbc", "get_masses"):
+            np.testing.assert_array_equal(getattr(getattr(loaded, key), get)(), getattr(getattr(parsed, key), get)())
+    np.testing.assert_array_equal(loaded.supercell_matrix, parsed.supercell_matrix)
+    np.testing.assert_array_equal(loaded.force_constants, parsed.force_constants)
+    assert len(loaded.trajectories) == len(parsed.trajectories)
+    for mine, theirs in zip(loaded.trajectories, parsed.trajectories, strict=True):
+        for name in ("numbers", "positions", "cells", "forces", "energies", "frame_source", "frame_index"):
+            np.testing.assert_array_equal(getattr(mine, name), getattr(theirs, name))
+        assert (mine.source_files, mine.pbc) == (theirs.source_files, theirs.pbc)
+
+
+def test_an_archive_is_parsed_once_per_content_and_options(authors_dataset, members_of, monkeypatch):
+    """A second load of an archive with the same options comes from the parse cache, equal in every
+    array and record to the parse; other options, an archive with other content and a folder are
+    parsed."""
+    from hdpbench.io import authors
+
+    root, built = authors_dataset
+    archive, folder = built["Cs2AgBiBr6"].path, built["Cs2NaInCl6"].path
+    options = [{"discard": 2}, {"frames": "paper"}, {"frames": "md-start", "discard": 0}, {"trajectories": False}]
+    parsed = [load_compound(archive, summary={"sigma_reference": 0.4}, **kw) for kw in options]
+    calls = []
+    parse = authors._parse_compound
+    monkeypatch.setattr(authors, "_parse_compound", lambda *a, **k: calls.append(k) or parse(*a, **k))
+    for kw, first in zip(options, parsed, strict=True):
+        _assert_same_compound(load_compound(archive, summary={"sigma_reference": 0.4}, **kw), first)
+    assert calls == [] and parsed[0].n_frames == 8 and parsed[3].trajectories == []
+    load_compound(archive, discard=3)
+    load_compound(folder)
+    load_compound(folder)
+    assert len(calls) == 3
+    # another compound's content under this name: parsed again, not the cached one
+    members, other = members_of("Cs2AgBiBr6", n_files=1, frames_per_file=5)
+    write_tarball(archive, members, "dpv_Cs2AgBiBr6")
+    changed = load_compound(archive, discard=2)
+    assert len(calls) == 4 and changed.n_frames == 3
+    np.testing.assert_allclose(changed.trajectories[0].positions, other.frames[0].positions[2:], atol=1e-6)

@@ -360,6 +360,9 @@ def test_a_truncated_vasprun_is_recorded_in_the_result_provenance(tmp_path, memb
         compound = load_compound(archive, discard=0)
     (location, message), = compound.provenance["truncated_production_files"].items()
     assert location.endswith("vasprun_prod_1.xml") and "5 complete ionic steps" in message
+    with pytest.warns(UserWarning, match="truncated") as warned:  # from the parse cache: the same warning
+        again = load_compound(archive, discard=0)
+    assert again.provenance == compound.provenance and str(warned[0].message) == f"{location}: {message}"
 
     from hdpbench.pipeline.stages import run_stage
 

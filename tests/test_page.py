@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import math
+import os
 
 import numpy as np
 import pandas as pd
@@ -61,3 +62,13 @@ def test_book_refuses_an_unknown_page_with_a_usage_error(capsys):
         book.main(["--pages", "phonons nosuchpage"])
     assert stop.value.code == 2
     assert "nosuchpage" in capsys.readouterr().err
+
+
+def test_pages_get_their_own_matplotlib_config_unless_one_is_set(tmp_path, monkeypatch):
+    monkeypatch.setenv("HDPBENCH_CACHE", str(tmp_path / "cache"))
+    monkeypatch.delenv("MPLCONFIGDIR", raising=False)
+    book.use_project_matplotlib_config()
+    assert os.environ["MPLCONFIGDIR"] == str(tmp_path / "cache" / "matplotlib") and (tmp_path / "cache" / "matplotlib").is_dir()
+    monkeypatch.setenv("MPLCONFIGDIR", str(tmp_path / "mine"))
+    book.use_project_matplotlib_config()
+    assert os.environ["MPLCONFIGDIR"] == str(tmp_path / "mine")

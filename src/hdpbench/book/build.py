@@ -37,10 +37,28 @@ def generated_dir() -> Path:
     return paths.book_dir() / "_generated"
 
 
+def use_project_matplotlib_config() -> None:
+    """Give the kernels a matplotlib config and font cache of their own, under the project cache, unless
+    ``MPLCONFIGDIR`` is set: the default ``~/.cache/matplotlib`` is shared by every environment of the
+    user, and a font list written by another matplotlib (seen: one whose environment was being
+    deleted) lacks fonts this one has, so a page printed "findfont" warnings. Left as it is when the
+    cache folder cannot be created."""
+    if "MPLCONFIGDIR" in os.environ:
+        return
+    folder = paths.cache_dir() / "matplotlib"
+    try:
+        folder.mkdir(parents=True, exist_ok=True)
+    except OSError:
+        return
+    os.environ["MPLCONFIGDIR"] = str(folder)
+
+
 def execute_notebook(name: str, parameters: dict, *, timeout: int = PAGE_TIMEOUT_S, output_dir: Path | None = None) -> Path:
     """Execute ``notebooks/<name>.py`` with papermill; a failing cell raises with its traceback."""
     import jupytext
     import papermill
+
+    use_project_matplotlib_config()
 
     source = paths.notebooks_dir() / f"{name}.py"
     output = Path(output_dir or generated_dir()) / f"{name}.ipynb"
