@@ -212,3 +212,33 @@ def test_group_velocities_setting_is_checked_and_off_for_sigma():
     assert PhononSettings().group_velocities and not PhononSettings().for_sigma().group_velocities
     with pytest.raises(UsageError, match="group_velocities='no'"):
         PhononSettings(group_velocities="no")
+
+
+def test_phonopy_objects_of_one_cell_share_one_symmetry_search_and_give_the_same_bits(fixtures, monkeypatch):
+    """make_phonopy builds phonopy's object (its symmetry search) once per cell and hands out copies:
+    a copy's bands, group velocities and thermal properties equal a freshly built object's exactly,
+    and what one caller does to its copy (displacements, Φ) does not reach the next."""
+    import phonopy
+
+    from hdpbench.core import structures
+    from hdpbench.physics.phonons import band_path, bands, thermal_properties
+
+    unitcell, fc = real_case(fixtures, "CaTiO3")
+    monkeypatch.setattr(structures, "_PHONOPY_TEMPLATES", {})
+    built = []
+    real_phonopy = phonopy.Phonopy
+    monkeypatch.setattr(phonopy, "Phonopy", lambda *a, **k: built.append(1) or real_phonopy(*a, **k))
+    first = make_phonopy(unitcell, (2, 2, 2), fc)
+    first.generate_displacements(distance=0.01)
+    second = make_phonopy(unitcell, (2, 2, 2), 1.1 * fc)
+    assert len(built) == 1 and second.dataset is None and first.dataset is not None
+    np.testing.assert_array_equal(second.force_constants, 1.1 * fc)
+    fresh = real_phonopy(structures.to_phonopy_atoms(unitcell), supercell_matrix=np.diag([2, 2, 2]), primitive_matrix="P")
+    fresh.force_constants = 1.1 * fc
+    path = band_path(unitcell, 8)
+    copied, direct = bands(second, path), bands(fresh, path)
+    np.testing.assert_array_equal(copied.frequencies, direct.frequencies)
+    np.testing.assert_array_equal(copied.group_velocities, direct.group_velocities)
+    assert thermal_properties(second) == thermal_properties(fresh)
+    make_phonopy(unitcell, (1, 1, 2))  # another supercell: another object
+    assert len(built) == 2

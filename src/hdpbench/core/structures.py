@@ -87,10 +87,7 @@ def double_perovskite(a_site: str, b_site: str, b_prime_site: str, halide: str, 
 
 def make_supercell(unitcell: Atoms, supercell_matrix) -> Atoms:
     """The supercell exactly as phonopy builds it (atom order of phonopy's SPOSCAR)."""
-    import phonopy
-
-    phonon = phonopy.Phonopy(to_phonopy_atoms(unitcell), supercell_matrix=np.asarray(supercell_matrix), primitive_matrix="P")
-    return from_phonopy_atoms(phonon.supercell)
+    return from_phonopy_atoms(make_phonopy(unitcell, supercell_matrix).supercell)
 
 
 def supercell_matrix_3x3(supercell_matrix) -> np.ndarray:
@@ -100,12 +97,40 @@ def supercell_matrix_3x3(supercell_matrix) -> np.ndarray:
 
 
 def make_phonopy(unitcell: Atoms, supercell_matrix=(2, 2, 2), force_constants: np.ndarray | None = None):
-    """A Phonopy object on ``unitcell`` with primitive matrix = identity (the authors' setting)."""
-    import phonopy
+    """A Phonopy object on ``unitcell`` with primitive matrix = identity (the authors' setting).
+
+    Phonopy searches the supercell's symmetry and atom permutations when it is built (~0.1 s for an
+    80-atom supercell, ~40 % of a σ stage's phonopy time), and the stages build one per model and
+    displacement, and per comparison side, on the same cell. So the first object of a cell is kept
+    (without force constants) and later calls get a deep copy of it (~0.4 ms), which gives the same
+    bits as a freshly built one (tested)."""
+    import copy
 
     from hdpbench.core.compound import check_force_constants
 
-    phonon = phonopy.Phonopy(to_phonopy_atoms(unitcell), supercell_matrix=supercell_matrix_3x3(supercell_matrix), primitive_matrix="P")
+    phonon = copy.deepcopy(_phonopy_template(unitcell, supercell_matrix_3x3(supercell_matrix)))
     if force_constants is not None:
         phonon.force_constants = check_force_constants(force_constants, len(phonon.supercell), "force constants")
     return phonon
+
+
+_PHONOPY_TEMPLATES: dict[bytes, object] = {}
+_PHONOPY_TEMPLATES_SIZE = 32
+
+
+def _phonopy_template(unitcell: Atoms, matrix: np.ndarray):
+    """The Phonopy object :func:`make_phonopy` copies, built once per cell, species, masses and
+    supercell matrix (kept for the last ``_PHONOPY_TEMPLATES_SIZE`` of them)."""
+    import hashlib
+
+    import phonopy
+
+    digest = hashlib.sha256()
+    for array in (unitcell.cell.array, unitcell.get_scaled_positions(wrap=False), unitcell.numbers, unitcell.get_masses(), matrix):
+        digest.update(np.ascontiguousarray(array, dtype=float).tobytes())
+    key = digest.digest()
+    if key not in _PHONOPY_TEMPLATES:
+        if len(_PHONOPY_TEMPLATES) >= _PHONOPY_TEMPLATES_SIZE:
+            _PHONOPY_TEMPLATES.pop(next(iter(_PHONOPY_TEMPLATES)))
+        _PHONOPY_TEMPLATES[key] = phonopy.Phonopy(to_phonopy_atoms(unitcell), supercell_matrix=matrix, primitive_matrix="P")
+    return _PHONOPY_TEMPLATES[key]

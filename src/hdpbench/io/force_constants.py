@@ -17,7 +17,7 @@ from ase import Atoms
 
 from hdpbench.core.compound import check_force_constants
 from hdpbench.core.errors import DataError, ForceConstantsShapeError
-from hdpbench.core.structures import from_phonopy_atoms, to_phonopy_atoms
+from hdpbench.core.structures import from_phonopy_atoms, make_phonopy
 
 _YAML_SUFFIXES = (".yaml", ".yaml.xz", ".yaml.gz", ".yaml.bz2", ".yaml.lzma", ".yml")
 
@@ -38,11 +38,9 @@ def force_constants_format(name: str | Path) -> str:
 
 
 def _phonopy(unitcell: Atoms, supercell_matrix, name: str):
-    import phonopy
-
     if unitcell is None or supercell_matrix is None:
         raise DataError(name, "needs the unit cell and the supercell matrix to build the full force constants")
-    return phonopy.Phonopy(to_phonopy_atoms(unitcell), supercell_matrix=np.asarray(supercell_matrix), primitive_matrix="P")
+    return make_phonopy(unitcell, supercell_matrix)
 
 
 def _expand_compact(fc: np.ndarray, unitcell, supercell_matrix, name: str) -> np.ndarray:
