@@ -291,3 +291,19 @@ def test_an_archive_is_parsed_once_per_content_and_options(authors_dataset, memb
     changed = load_compound(archive, discard=2)
     assert len(calls) == 4 and changed.n_frames == 3
     np.testing.assert_allclose(changed.trajectories[0].positions, other.frames[0].positions[2:], atol=1e-6)
+
+
+def test_the_parse_cache_can_be_switched_off(authors_dataset, monkeypatch, tmp_path):
+    from hdpbench.core.storage import content_cache_file
+    from hdpbench.io import authors
+
+    root, built = authors_dataset
+    monkeypatch.setenv("HDPBENCH_PARSE_CACHE", "0")
+    calls = []
+    parse = authors._parse_compound
+    monkeypatch.setattr(authors, "_parse_compound", lambda *a, **k: calls.append(k) or parse(*a, **k))
+    load_compound(built["Cs2AgBiBr6"].path)
+    load_compound(built["Cs2AgBiBr6"].path)
+    assert len(calls) == 2 and content_cache_file(built["Cs2AgBiBr6"].path, "compounds", "x") is None
+    monkeypatch.setenv("HDPBENCH_PARSE_CACHE", "1")
+    assert content_cache_file(built["Cs2AgBiBr6"].path, "compounds", "x") is not None

@@ -161,11 +161,14 @@ def content_cache_file(path: str | Path, folder: str, parser: str) -> Path | Non
     """Where the arrays parsed from this file's *content* are cached: ``<cache>/<folder>/<key>.npz``,
     the key a hash of the file's sha256 and ``parser`` (the parsing library's version and the stored
     format), so an edited file or another parser is another entry and a hit is never stale. None when
-    the file cannot be read (the parser then reports it)."""
+    the file cannot be read (the parser then reports it) or ``HDPBENCH_PARSE_CACHE=0`` (such caches
+    hold trajectories in binary: several GB for the full dataset)."""
     import hashlib
 
     from hdpbench.core import paths
 
+    if os.environ.get("HDPBENCH_PARSE_CACHE", "1") == "0":
+        return None
     try:
         content = sha256_file(path)
     except OSError:
