@@ -210,3 +210,15 @@ def test_extxyz_frames_are_counted_without_parsing(tmp_path, members_of):
     assert count_extxyz_frames(tmp_path / "absent.extxyz", 80) == 0
     with pytest.raises(DataError, match=r"md.extxyz: .* not whole frames of 79 atoms"):
         count_extxyz_frames(path, 79)
+
+
+def test_a_cache_entry_that_is_absent_damaged_or_incomplete_reads_as_a_miss(tmp_path):
+    from hdpbench.core.storage import try_read_cache_arrays, try_write_cache_arrays
+
+    path = tmp_path / "entry.npz"
+    assert try_read_cache_arrays(path, lambda stored: stored["a"]) is None
+    path.write_bytes(b"not an npz")
+    assert try_read_cache_arrays(path, lambda stored: stored["a"]) is None
+    assert try_write_cache_arrays(path, {"a": np.arange(3)})
+    np.testing.assert_array_equal(try_read_cache_arrays(path, lambda stored: stored["a"]), np.arange(3))
+    assert try_read_cache_arrays(path, lambda stored: stored["b"]) is None

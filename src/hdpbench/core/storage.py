@@ -101,6 +101,17 @@ def try_write_cache_arrays(path: str | Path, arrays: dict[str, Any]) -> bool:
     return _try_cache(path, write)
 
 
+def try_read_cache_arrays(path: str | Path, build):
+    """``build(arrays)`` of an ``.npz`` cache file that :func:`try_write_cache_arrays` wrote (loaded
+    without pickle); None when the file is absent, unreadable or lacks an array ``build`` asks for, so
+    the caller computes it again."""
+    try:
+        with np.load(path, allow_pickle=False) as stored:
+            return build(stored)
+    except (OSError, ValueError, KeyError):
+        return None
+
+
 def _try_cache(path: str | Path, write) -> bool:
     try:
         write()

@@ -302,28 +302,29 @@ def _load_parsed_compound(cached: Path) -> dict[str, Any] | None:
     """What :func:`_store_parsed_compound` wrote, or None when absent or unreadable."""
     import json
 
-    try:
-        with np.load(cached, allow_pickle=False) as stored:
-            def atoms(key: str) -> Atoms:
-                return Atoms(numbers=stored[f"{key}_numbers"], positions=stored[f"{key}_positions"], cell=stored[f"{key}_cell"], pbc=stored[f"{key}_pbc"])
+    from hdpbench.core.storage import try_read_cache_arrays
 
-            def trajectory(k: int) -> Trajectory:
-                present = {name: stored[f"trajectory{k}_{name}"] for name in _TRAJECTORY_ARRAYS if f"trajectory{k}_{name}" in stored.files}
-                return Trajectory(
-                    **present, source_files=[str(f) for f in stored[f"trajectory{k}_source_files"]],
-                    pbc=tuple(bool(p) for p in stored[f"trajectory{k}_pbc"]),
-                )  # fmt: skip
+    def from_cache(stored) -> dict[str, Any]:
+        def atoms(key: str) -> Atoms:
+            return Atoms(numbers=stored[f"{key}_numbers"], positions=stored[f"{key}_positions"], cell=stored[f"{key}_cell"], pbc=stored[f"{key}_pbc"])
 
-            return {
-                "unitcell": atoms("unitcell"),
-                "supercell_matrix": stored["supercell_matrix"],
-                "reference_supercell": atoms("reference_supercell"),
-                "force_constants": stored["force_constants"] if "force_constants" in stored.files else None,
-                "trajectories": [trajectory(k) for k in range(int(stored["n_trajectories"]))],
-                "provenance": json.loads(str(stored["provenance"])),
-            }
-    except (OSError, ValueError, KeyError):  # absent or damaged: parse the archive
-        return None
+        def trajectory(k: int) -> Trajectory:
+            present = {name: stored[f"trajectory{k}_{name}"] for name in _TRAJECTORY_ARRAYS if f"trajectory{k}_{name}" in stored.files}
+            return Trajectory(
+                **present, source_files=[str(f) for f in stored[f"trajectory{k}_source_files"]],
+                pbc=tuple(bool(p) for p in stored[f"trajectory{k}_pbc"]),
+            )  # fmt: skip
+
+        return {
+            "unitcell": atoms("unitcell"),
+            "supercell_matrix": stored["supercell_matrix"],
+            "reference_supercell": atoms("reference_supercell"),
+            "force_constants": stored["force_constants"] if "force_constants" in stored.files else None,
+            "trajectories": [trajectory(k) for k in range(int(stored["n_trajectories"]))],
+            "provenance": json.loads(str(stored["provenance"])),
+        }
+
+    return try_read_cache_arrays(cached, from_cache)
 
 
 def read_summary_db(path: str | Path) -> dict[str, dict[str, Any]]:

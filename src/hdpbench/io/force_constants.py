@@ -97,16 +97,16 @@ def read_phonopy_yaml(path: str | Path) -> tuple[np.ndarray, Atoms, np.ndarray]:
     to parse, and the book reads each model's file on several pages. The parsed arrays are therefore
     kept in the cache folder under the file's sha256 (and phonopy's version): an edited file has
     another key, so a hit is never stale; an unreadable entry is parsed again."""
+    from hdpbench.core.storage import try_read_cache_arrays
+
+    def from_cache(stored) -> tuple[np.ndarray, Atoms, np.ndarray]:
+        unitcell = Atoms(numbers=stored["numbers"], cell=stored["cell"], positions=stored["positions"], masses=stored["masses"], pbc=True)
+        return stored["force_constants"], unitcell, stored["supercell_matrix"]
+
     cached = _parsed_yaml_file(path)
-    if cached is not None:
-        try:
-            with np.load(cached, allow_pickle=False) as stored:
-                unitcell = Atoms(
-                    numbers=stored["numbers"], cell=stored["cell"], positions=stored["positions"], masses=stored["masses"], pbc=True
-                )
-                return stored["force_constants"], unitcell, stored["supercell_matrix"]
-        except (OSError, ValueError, KeyError):  # absent or damaged: parse the file
-            pass
+    hit = try_read_cache_arrays(cached, from_cache) if cached is not None else None
+    if hit is not None:
+        return hit
     fc, unitcell, matrix = _parse_phonopy_yaml(path)
     if cached is not None:
         _store_parsed_yaml(cached, fc, unitcell, matrix)

@@ -128,22 +128,23 @@ def read_ase_frames(path: str | Path, source: str | Path | None = None) -> Traje
     file's content (:func:`hdpbench.core.storage.content_cache_file`: an edited file is parsed again)."""
     import ase
 
-    from hdpbench.core.storage import content_cache_file
+    from hdpbench.core.storage import content_cache_file, try_read_cache_arrays
 
     path = Path(path)
     source = path if source is None else source
+
+    def from_cache(stored) -> Trajectory:
+        return Trajectory(
+            numbers=stored["numbers"], positions=stored["positions"], cells=stored["cells"],
+            forces=stored["forces"] if "forces" in stored.files else None,
+            energies=stored["energies"] if "energies" in stored.files else None,
+            source_files=[str(source)], pbc=tuple(bool(p) for p in stored["pbc"]),
+        )  # fmt: skip
+
     cached = content_cache_file(path, "ase-frames", f"ase {ase.__version__}|format {_PARSED_ASE_FORMAT}")
-    if cached is not None:
-        try:
-            with np.load(cached, allow_pickle=False) as stored:
-                return Trajectory(
-                    numbers=stored["numbers"], positions=stored["positions"], cells=stored["cells"],
-                    forces=stored["forces"] if "forces" in stored.files else None,
-                    energies=stored["energies"] if "energies" in stored.files else None,
-                    source_files=[str(source)], pbc=tuple(bool(p) for p in stored["pbc"]),
-                )  # fmt: skip
-        except (OSError, ValueError, KeyError):  # absent or damaged: parse the file
-            pass
+    hit = try_read_cache_arrays(cached, from_cache) if cached is not None else None
+    if hit is not None:
+        return hit
     import ase.io
 
     try:
