@@ -112,6 +112,27 @@ def test_interrupted_run_resumes_to_the_same_trajectory(tmp_path):
     np.testing.assert_allclose(frames[-1].get_forces(), expected[-1].get_forces())
 
 
+def test_trajectory_files_hold_what_ase_writes_for_their_frames(tmp_path):
+    """The MD formats its frames itself (ExtxyzFrameText); ASE reading them back and writing them
+    again gives the same bytes (8 decimals round-trip), for a template with and without masses."""
+    import io
+
+    import ase.io
+
+    bare = hdp(seed=3)
+    del bare.arrays["masses"]
+    md = BatchedAndersen([hdp(), bare], model_forces(lj()), MDSettings(steps=4, write_every=2, seed=1), output_dir=tmp_path)
+    md.run(progress=False)
+    for r in range(2):
+        written = md.trajectory_file(r).read_text()
+        frames = ase.io.read(md.trajectory_file(r), index=":")
+        assert [a.info["step"] for a in frames] == [2, 4] and ("masses:R:1" in written) == (r == 0)
+        again = io.StringIO()
+        ase.io.write(again, frames, format="extxyz")
+        assert again.getvalue() == written
+        np.testing.assert_allclose(frames[-1].get_velocities(), md.atoms(r).get_velocities(), atol=1e-7)
+
+
 def test_mace_forces_through_the_batched_evaluator_match_ase_with_mace_calculator(tmp_path):
     from mace.calculators import MACECalculator
 

@@ -16,6 +16,7 @@ from hdpbench.core.errors import DataError
 from hdpbench.core.structures import double_perovskite, supercell_matrix_between, to_phonopy_atoms
 from hdpbench.io.force_constants import read_force_constants, read_phonopy_yaml
 from hdpbench.io.trajectories import (
+    ExtxyzFrameText,
     count_extxyz_frames,
     read_ase_frames,
     read_fhi_vibes,
@@ -210,6 +211,69 @@ def test_extxyz_frames_are_counted_without_parsing(tmp_path, members_of):
     assert count_extxyz_frames(tmp_path / "absent.extxyz", 80) == 0
     with pytest.raises(DataError, match=r"md.extxyz: .* not whole frames of 79 atoms"):
         count_extxyz_frames(path, 79)
+
+
+def make_supercell_of(cell):
+    from hdpbench.core.structures import make_supercell
+
+    return make_supercell(cell, np.diag([2, 2, 2]))
+
+
+def _ase_extxyz_text(template, positions, velocities, forces, step):
+    """The reference: ASE's own writer on an Atoms built the plain ASE way."""
+    import io
+
+    from ase.calculators.singlepoint import SinglePointCalculator
+
+    atoms = template.copy()
+    atoms.positions = positions
+    atoms.set_velocities(velocities)
+    if forces is not None:
+        atoms.calc = SinglePointCalculator(atoms, forces=forces)
+    atoms.info["step"] = step
+    buffer = io.StringIO()
+    ase.io.write(buffer, atoms, format="extxyz")
+    return buffer.getvalue()
+
+
+def test_extxyz_frame_text_is_byte_for_byte_what_ase_writes():
+    from ase.constraints import FixAtoms
+
+    rng = np.random.default_rng(11)
+    base = make_supercell_of(double_perovskite("Cs", "Ag", "Bi", "Br", 11.25, 0.25))
+    slanted = base.copy()
+    slanted.set_cell(base.cell[:] + [[0.0, 0.3, -0.1], [0.2, 0.0, 0.0], [0.0, -0.4, 0.0]], scale_atoms=True)
+    slanted.pbc = [True, False, True]
+    no_cell = base.copy()
+    no_cell.set_cell(np.zeros((3, 3)))
+    no_cell.pbc = False
+    bare = base.copy()
+    del bare.arrays["masses"]  # the supercell builder sets masses; a file reader does not
+    with_momenta = base.copy()
+    with_momenta.set_momenta(np.ones((len(base), 3)))  # before the masses: another column order
+    with_momenta.set_array("charges", np.linspace(-1, 1, len(base)))
+    with_momenta.set_array("masses", base.get_masses())
+    with_tags, with_info, constrained = base.copy(), base.copy(), base.copy()
+    with_tags.set_tags(np.arange(len(base)))
+    with_info.info["source"] = "AIMD step 3"
+    constrained.set_constraint(FixAtoms(indices=[0, 5]))
+    templates = {
+        "masses": base, "bare": bare, "slanted": slanted, "no cell": no_cell, "momenta, charges": with_momenta,
+        "tags": with_tags, "info": with_info, "constrained": constrained,
+    }  # fmt: skip
+    for label, template in templates.items():
+        frame = ExtxyzFrameText(template)
+        assert frame.plain == (label not in {"tags", "info", "constrained"}), label
+        n = len(template)
+        for step in (0, 7, 12345):
+            positions = template.positions + rng.normal(scale=0.3, size=(n, 3))
+            velocities = rng.normal(scale=0.02, size=(n, 3))
+            forces = rng.normal(scale=2.0, size=(n, 3)) * rng.choice([1e-9, 1.0, 1e3], size=(n, 1))
+            forces[0] = [-0.0, 0.0, -1e-12]  # signed zeros and values that print as -0.00000000
+            velocities[1] = [-0.0, 5e-10, -5e-10]
+            ours = frame.text(positions, velocities, forces, step)
+            assert ours == _ase_extxyz_text(template, positions, velocities, forces, step), (label, step)
+        assert frame.text(positions, velocities, None, 3) == _ase_extxyz_text(template, positions, velocities, None, 3), label
 
 
 def test_a_cache_entry_that_is_absent_damaged_or_incomplete_reads_as_a_miss(tmp_path):

@@ -28,7 +28,6 @@ same bytes an uninterrupted one does (tested by killing real runs, ``tests/test_
 
 from __future__ import annotations
 
-import io
 import json
 import os
 from collections.abc import Callable, Sequence
@@ -40,6 +39,7 @@ import numpy as np
 from ase import Atoms, units
 
 from hdpbench.core.torch_setup import prepare_torch
+from hdpbench.io.trajectories import ExtxyzFrameText
 
 ForceFunction = Callable[[list[Atoms]], list[np.ndarray]]
 
@@ -156,6 +156,7 @@ class BatchedAndersen:
         self.device = device or getattr(force_function, "device", None) or "cpu"
         device = self.device
         self.templates = [atoms.copy() for atoms in structures]
+        self._frame_text = [ExtxyzFrameText(atoms) for atoms in self.templates]
         # Device-resident forces (tensor in, tensor out) where the force function offers them.
         on_replicas = getattr(force_function, "on_replicas", None) if resident else None
         self.replica_forces = on_replicas(self.templates) if on_replicas else None
@@ -298,16 +299,9 @@ class BatchedAndersen:
     # ---- running, writing, resuming ---------------------------------------------------------------
     def atoms(self, r: int) -> Atoms:
         """Replica ``r`` now, with velocities and its current forces attached."""
-        from ase.calculators.singlepoint import SinglePointCalculator
-
-        atoms = self.templates[r].copy()
         part = self._slice(r)
-        atoms.positions = self.positions[part].cpu().numpy()
-        atoms.set_velocities(self.velocities[part].cpu().numpy())
-        if self.forces is not None:
-            atoms.calc = SinglePointCalculator(atoms, forces=self.forces[part].cpu().numpy())
-        atoms.info["step"] = self.status[r].steps_done
-        return atoms
+        forces = self.forces[part].cpu().numpy() if self.forces is not None else None
+        return self._frame_text[r].atoms(self.positions[part].cpu().numpy(), self.velocities[part].cpu().numpy(), forces, self.status[r].steps_done)
 
     def run(self, steps: int | None = None, *, progress: bool = True) -> list[ReplicaStatus]:
         from tqdm.auto import tqdm
@@ -342,22 +336,26 @@ class BatchedAndersen:
         return self.output_dir / "checkpoint.npz"
 
     def _append_frames(self, step: int) -> None:
-        """Append the frame of every replica that made ``step`` (stopped replicas write nothing more)."""
-        import ase.io
-
+        """Append the frame of every replica that made ``step`` (stopped replicas write nothing more):
+        the state copied to the host once for all replicas, each frame's text made by
+        :class:`~hdpbench.io.trajectories.ExtxyzFrameText` (ASE's bytes, without an ``Atoms`` per frame)."""
         from hdpbench.core.errors import StoreWriteError
 
         self.output_dir.mkdir(parents=True, exist_ok=True)
-        for r in range(self.n_replicas):
-            if self.status[r].steps_done == step:
-                text = io.StringIO()
-                ase.io.write(text, self.atoms(r), format="extxyz")
-                path = self.trajectory_file(r)
-                try:
-                    self._append(path, text.getvalue().encode())
-                except OSError as error:  # e.g. a full disk: the next resume cuts the file back
-                    raise StoreWriteError(path, f"cannot append MD frame of step {step} ({error.strerror or error}); "
-                                          "rerun to resume from the last checkpoint") from error
+        writing = [r for r in range(self.n_replicas) if self.status[r].steps_done == step]
+        if not writing:
+            return
+        positions, velocities = self.positions.cpu().numpy(), self.velocities.cpu().numpy()
+        forces = self.forces.cpu().numpy() if self.forces is not None else None
+        for r in writing:
+            part = self._slice(r)
+            text = self._frame_text[r].text(positions[part], velocities[part], None if forces is None else forces[part], step)
+            path = self.trajectory_file(r)
+            try:
+                self._append(path, text.encode())
+            except OSError as error:  # e.g. a full disk: the next resume cuts the file back
+                raise StoreWriteError(path, f"cannot append MD frame of step {step} ({error.strerror or error}); "
+                                      "rerun to resume from the last checkpoint") from error
 
     @staticmethod
     def _append(path: Path, data: bytes) -> None:

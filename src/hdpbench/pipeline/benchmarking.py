@@ -449,6 +449,7 @@ def md_benchmark(
         **force_call,
         # a run of n steps makes n + 1 force calls (the first step's forces, then one per step)
         "force_share_of_batched_run": (steps + 1) * force_call["force_call_s"] / seconds["batched"],
+        **_frame_writing_seconds(frames),
         "seconds": seconds,
         "load_average_1min_after": os.getloadavg()[0],
     }
@@ -490,6 +491,48 @@ def _force_call_seconds(forces, frames, device: str, synchronise, repeats: int =
             torch.set_num_threads(threads)
         result["force_call_thread_speedup"] = result["force_call_one_thread_s"] / result["force_call_s"]
     return result
+
+
+def _frame_writing_seconds(frames, repeats: int = 5) -> dict[str, Any]:
+    """The text of one MD step's frames (every replica, extxyz with momenta and forces), best of
+    ``repeats``: ASE's writer on an ``Atoms`` per replica (what the MD did before) against
+    :class:`~hdpbench.io.trajectories.ExtxyzFrameText`, which gives the same bytes (checked here)."""
+    import io
+
+    import ase.io
+
+    from hdpbench.io.trajectories import ExtxyzFrameText
+
+    rng = np.random.default_rng(0)
+    states = [(atoms.positions, rng.normal(scale=0.02, size=(len(atoms), 3)), rng.normal(size=(len(atoms), 3))) for atoms in frames]
+    formats = [ExtxyzFrameText(atoms) for atoms in frames]
+
+    def with_ase() -> list[str]:
+        texts = []
+        for frame, state in zip(formats, states, strict=True):
+            buffer = io.StringIO()
+            ase.io.write(buffer, frame.atoms(*state, 1), format="extxyz")
+            texts.append(buffer.getvalue())
+        return texts
+
+    def ours() -> list[str]:
+        return [frame.text(*state, 1) for frame, state in zip(formats, states, strict=True)]
+
+    def best(method) -> float:
+        times = []
+        for _ in range(repeats):
+            start = time.perf_counter()
+            method()
+            times.append(time.perf_counter() - start)
+        return min(times)
+
+    ase_s, ours_s = best(with_ase), best(ours)
+    return {
+        "frame_text_per_step_ase_s": ase_s,
+        "frame_text_per_step_s": ours_s,
+        "ratio_frame_text_vs_ase": ase_s / ours_s,
+        "frame_text_equal_to_ase": with_ase() == ours(),
+    }
 
 
 def _torchsim_md_steps_per_s(loaded, frames, steps: int, device: str, dtype: str, synchronise) -> float:
