@@ -7,13 +7,12 @@ Prints frames/s for SOAP and kernel entries/s for REMatch (dscribe, paper settin
 """
 
 import argparse
-import os
 import time
 
 from hdpbench import __version__
 from hdpbench.core.storage import atomic_write_json
 from hdpbench.physics.kpca import rematch_kernel, soap_descriptors
-from hdpbench.pipeline.benchmarking import hardware, hdp_frames
+from hdpbench.pipeline.benchmarking import contention_since, cpu_counters, hardware, hdp_frames
 
 
 def main() -> None:
@@ -22,6 +21,7 @@ def main() -> None:
     parser.add_argument("--json")
     parser.add_argument("--conditions", default="", help="what else ran on the machine, recorded in the JSON")
     args = parser.parse_args()
+    counters = cpu_counters()
     frames = [f for f in hdp_frames(4 * args.frames) if f.get_chemical_symbols()[0] == "Cs" and "Br" in f.get_chemical_symbols()]
     frames = frames[: args.frames]  # one compound, as in a KPCA map
     start = time.perf_counter()
@@ -41,7 +41,7 @@ def main() -> None:
         "soap_frames_per_s": len(frames) / soap_s,
         "rematch_s": rematch_s,
         "rematch_pairs_per_s": pairs / rematch_s,
-        "load_average_1min_after": os.getloadavg()[0],
+        **contention_since(counters),
         "conditions": args.conditions,
     }
     print(f"SOAP: {report['soap_frames_per_s']:.1f} frames/s; REMatch: {report['rematch_pairs_per_s']:.1f} pairs/s ({len(frames)} frames, {rematch_s:.1f} s)")

@@ -19,7 +19,7 @@ from hdpbench.core.storage import atomic_write_json
 from hdpbench.models.evaluate import load_model
 from hdpbench.models.mace import build_mace, save_model
 from hdpbench.physics.md import BatchedAndersen, MDSettings, model_forces
-from hdpbench.pipeline.benchmarking import hardware, hdp_frames
+from hdpbench.pipeline.benchmarking import contention_since, cpu_counters, hardware, hdp_frames
 
 
 def main() -> None:
@@ -30,6 +30,7 @@ def main() -> None:
     parser.add_argument("--device", default="cpu")
     parser.add_argument("--json")
     args = parser.parse_args()
+    counters = cpu_counters()
     import tempfile
     from pathlib import Path
 
@@ -78,6 +79,7 @@ def main() -> None:
         "ratio_batched_vs_ase": ase_s / batched_s,
         "max_abs_position_diff": float(np.abs(np.concatenate(ase_final) - md.positions.cpu().numpy()).max()),
         "torch_version": torch.__version__,
+        **contention_since(counters),
     }
     print(
         f"{args.replicas} replicas x {len(frames[0])} atoms x {args.steps} steps on {report['hardware']}: ASE loop "

@@ -239,6 +239,18 @@ def test_device_resident_forces_equal_torchsims_mace_model():
     np.testing.assert_allclose(ours, theirs, rtol=0, atol=1e-10)
 
 
+def test_benchmarks_report_the_cpu_steal_share_of_their_run(monkeypatch):
+    from hdpbench.pipeline import benchmarking
+
+    monkeypatch.setattr(benchmarking, "cpu_counters", lambda: (130, 1100))
+    assert benchmarking.contention_since((100, 500))["cpu_steal_share"] == pytest.approx(30 / 600)
+    assert "cpu_steal_share" not in benchmarking.contention_since(None)  # no /proc/stat: not reported
+    monkeypatch.undo()
+    now = benchmarking.cpu_counters()
+    if now is not None:  # Linux
+        assert 0 <= now[0] <= now[1]
+
+
 def test_bench_md_cli_compares_with_the_ase_loop_on_the_same_draws(capsys):
     import json
 
@@ -256,6 +268,10 @@ def test_bench_md_cli_compares_with_the_ase_loop_on_the_same_draws(capsys):
     assert report["force_share_of_batched_run"] == pytest.approx(3 * report["force_call_s"] / report["seconds"]["batched"])
     if report["force_call_threads"] > 1:
         assert report["force_call_thread_speedup"] == pytest.approx(report["force_call_one_thread_s"] / report["force_call_s"])
+    # one step's frame texts, ASE's writer against ours, the same bytes
+    assert report["frame_text_equal_to_ase"] is True
+    assert report["ratio_frame_text_vs_ase"] == pytest.approx(report["frame_text_per_step_ase_s"] / report["frame_text_per_step_s"])
+    assert "load_average_1min_after" in report and 0.0 <= report.get("cpu_steal_share", 0.0) <= 1.0
     assert cli.main(["bench", "md", "--replicas-per-call", "many"]) == 2
     # a random MACE of a given width (what the cost model prices), named as the cost model selects it
     assert cli.main(["bench", "md", "--channels", "8", "--replicas", "2", "--steps", "2", "--json"]) == 0

@@ -25,11 +25,44 @@ HDP_FRAMES = [("Cs", "Ag", "Bi", "Br", 11.25), ("Cs", "Na", "In", "Cl", 10.5), (
 
 def hardware(device: str) -> str:
     cpu = f"{platform.processor() or platform.machine()}, {os.cpu_count()} CPU cores"
+    model_name = _cpu_model_name()
+    cpu = f"{model_name}, {cpu}" if model_name else cpu
     if device.startswith("cuda"):
         import torch
 
         return f"{torch.cuda.get_device_name(0)} ({cpu})"
     return cpu
+
+
+def _cpu_model_name() -> str | None:
+    try:
+        with open("/proc/cpuinfo") as cpuinfo:
+            return next((line.split(":", 1)[1].strip() for line in cpuinfo if line.startswith("model name")), None)
+    except OSError:  # not Linux
+        return None
+
+
+def cpu_counters() -> tuple[int, int] | None:
+    """(steal, total) time of all CPUs since boot from ``/proc/stat`` (Linux; None elsewhere), in clock ticks."""
+    try:
+        with open("/proc/stat") as stat:
+            fields = [int(value) for value in stat.readline().split()[1:]]
+    except (OSError, ValueError):
+        return None
+    # user nice system idle iowait irq softirq steal [guest guest_nice]: guests are inside user time
+    return (fields[7] if len(fields) > 7 else 0), sum(fields[:8])
+
+
+def contention_since(start: tuple[int, int] | None) -> dict[str, Any]:
+    """How much of the machine other work took while a benchmark ran (from ``start = cpu_counters()``):
+    the load average after it and the share of CPU time the hypervisor gave to other virtual machines
+    (steal). Timings taken at a steal share above a few per cent are slower than the hardware, and not
+    all methods of one run lose alike, so ratios from such runs are not comparable to quiet ones."""
+    report: dict[str, Any] = {"load_average_1min_after": os.getloadavg()[0]}
+    end = cpu_counters()
+    if start is not None and end is not None and end[1] > start[1]:
+        report["cpu_steal_share"] = (end[0] - start[0]) / (end[1] - start[1])
+    return report
 
 
 def hdp_frames(n_frames: int, seed: int = 0):
@@ -54,6 +87,10 @@ def random_mace_label(channels: int) -> str:
 def evaluation_benchmark(
     *, n_frames: int = 32, repeats: int = 3, device: str = "cpu", dtype: str = "float32", channels: int = 128
 ) -> dict[str, Any]:
+    """Forces of ``n_frames`` 80-atom HDP frames with a random-weight MACE of ``channels`` channels:
+    the ASE ``MACECalculator`` loop against the batched evaluator (and cuEquivariance, TorchSim where
+    installed), methods alternated in every repeat, best kept."""
+    counters = cpu_counters()
     from hdpbench.core.torch_setup import prepare_torch
     from hdpbench.models.evaluate import BatchedEvaluator, load_model
     from hdpbench.models.mace import build_mace, save_model
@@ -147,6 +184,7 @@ def evaluation_benchmark(
         "max_abs_force_diff": float(np.abs(forces["batched"] - forces["ase"]).max()),
         "neighbor_list_share_of_batched_time": graph_s / (graph_s + model_s),
         "all_times_s": times,
+        **contention_since(counters),
     }
     if "cueq" in methods:
         report["cueq_frames_per_s"] = n_frames / best["cueq"]
@@ -166,6 +204,7 @@ def evaluation_benchmark(
 def calculator_benchmark(model: str = "chgnet-0.3.0", *, n_frames: int = 32, repeats: int = 3, device: str = "cpu") -> dict[str, Any]:
     """A ``kind: ase`` model's batched inference against its own calculator one structure at a time
     (the ASE loop), on the same 80-atom HDP frames, methods alternated in every repeat, best kept."""
+    counters = cpu_counters()
     import dataclasses
 
     from hdpbench.models.calculators import CalculatorModel
@@ -202,6 +241,7 @@ def calculator_benchmark(model: str = "chgnet-0.3.0", *, n_frames: int = 32, rep
         "ratio_batched_vs_ase": best["ase_loop"] / best["batched"],
         "max_abs_force_diff": float(np.abs(forces["batched"] - forces["ase_loop"]).max()),
         "all_times_s": times,
+        **contention_since(counters),
     }
 
 
@@ -215,6 +255,7 @@ def rematch_benchmark(
     On ``device="cpu"`` ours solves blocks on the process's threads (``ours_threads``, each with
     single-threaded BLAS; dscribe runs with BLAS's own threads); on a GPU (``"cuda"``) all three
     precisions run the torch path there (``rematch_kernel(device=...)``), against dscribe on the CPU."""
+    counters = cpu_counters()
     from hdpbench.core.torch_setup import default_threads, pinned_threads
     from hdpbench.data.datasets import get_dataset
     from hdpbench.physics.kpca import (
@@ -283,7 +324,7 @@ def rematch_benchmark(
         "rematch_pairs_per_s": n_frames**2 / best["ours"],
         **ceiling,
         "all_times_s": times,
-        "load_average_1min_after": os.getloadavg()[0],
+        **contention_since(counters),
     }
 
 
@@ -368,6 +409,7 @@ def md_benchmark(
     ``evaluation_benchmark`` times (128: the paper's medium foundation models' width, which the cost
     model reads). Steps per second count ensemble steps: all replicas advanced by one time step.
     """
+    counters = cpu_counters()
     from ase import units
     from ase.md.andersen import Andersen
 
@@ -451,7 +493,7 @@ def md_benchmark(
         "force_share_of_batched_run": (steps + 1) * force_call["force_call_s"] / seconds["batched"],
         **_frame_writing_seconds(frames),
         "seconds": seconds,
-        "load_average_1min_after": os.getloadavg()[0],
+        **contention_since(counters),
     }
     try:
         report["torchsim_steps_per_s"] = _torchsim_md_steps_per_s(forces.model, frames, steps, device, dtype, synchronise)
