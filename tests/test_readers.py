@@ -178,6 +178,40 @@ def test_phonopy_yaml_is_parsed_once_per_content(fixtures, tmp_path, monkeypatch
     assert len(calls) == 2
     np.testing.assert_array_equal(read_phonopy_yaml(path)[0], changed)
     assert len(calls) == 2
+    # a changed reader (another source digest) is parsed again
+    from hdpbench.core import storage
+
+    monkeypatch.setattr(storage, "source_digest", lambda *patterns: "another reader")
+    np.testing.assert_array_equal(read_phonopy_yaml(path)[0], changed)
+    assert len(calls) == 3
+
+
+def test_source_digest_changes_with_any_matching_source_file(tmp_path, monkeypatch):
+    import hdpbench
+    from hdpbench.core.storage import READER_SOURCES, source_digest
+
+    package = tmp_path / "hdpbench"
+    (package / "io").mkdir(parents=True)
+    (package / "core").mkdir()
+    (package / "__init__.py").write_text("")
+    (package / "io" / "reader.py").write_text("x = 1\n")
+    (package / "core" / "compound.py").write_text("y = 1\n")
+    (package / "core" / "other.py").write_text("z = 1\n")
+    monkeypatch.setattr(hdpbench, "__file__", str(package / "__init__.py"))
+
+    def digest():
+        source_digest.cache_clear()
+        return source_digest(*READER_SOURCES)
+
+    first = digest()
+    (package / "core" / "other.py").write_text("z = 2\n")  # not a reader
+    assert digest() == first
+    (package / "io" / "reader.py").write_text("x = 2\n")
+    second = digest()
+    assert second != first
+    (package / "io" / "new_reader.py").write_text("")  # a new reader module counts too
+    assert digest() != second
+    source_digest.cache_clear()
 
 
 def test_ase_frames_are_parsed_once_per_content(tmp_path, members_of, monkeypatch):

@@ -4,6 +4,7 @@ their own host's sweep removes, write checks before work, best-effort caches and
 from __future__ import annotations
 
 import contextlib
+import functools
 import json
 import os
 import re
@@ -168,12 +169,32 @@ def sha256_file(path: str | Path) -> str:
     return pooch.file_hash(str(path), alg="sha256")
 
 
+READER_SOURCES = ("io/*.py", "core/compound.py", "core/structures.py", "core/storage.py")  # what parses files
+
+
+@functools.lru_cache(maxsize=8)
+def source_digest(*patterns: str) -> str:
+    """sha256 of the hdpbench source files matching these glob patterns (relative to the package,
+    e.g. ``"io/*.py"``): part of the key of every cache of computed or parsed results, so code
+    changed between two commits of one package version never serves what the old code made."""
+    import hashlib
+
+    import hdpbench
+
+    package = Path(hdpbench.__file__).parent
+    digest = hashlib.sha256()
+    for source in sorted({path for pattern in patterns for path in package.glob(pattern)}):
+        digest.update(source.relative_to(package).as_posix().encode() + b"\0" + source.read_bytes())
+    return digest.hexdigest()
+
+
 def content_cache_file(path: str | Path, folder: str, parser: str) -> Path | None:
     """Where the arrays parsed from this file's *content* are cached: ``<cache>/<folder>/<key>.npz``,
-    the key a hash of the file's sha256 and ``parser`` (the parsing library's version and the stored
-    format), so an edited file or another parser is another entry and a hit is never stale. None when
-    the file cannot be read (the parser then reports it) or ``HDPBENCH_PARSE_CACHE=0`` (such caches
-    hold trajectories in binary: several GB for the full dataset)."""
+    the key a hash of the file's sha256, ``parser`` (the parsing libraries' versions, the caller's
+    options) and :func:`source_digest` of our readers (``READER_SOURCES``), so an edited file, another parser
+    or a changed reader is another entry and a hit is never stale. None when the file cannot be read
+    (the parser then reports it) or ``HDPBENCH_PARSE_CACHE=0`` (such caches hold trajectories in
+    binary: several GB for the full dataset)."""
     import hashlib
 
     from hdpbench.core import paths
@@ -184,5 +205,5 @@ def content_cache_file(path: str | Path, folder: str, parser: str) -> Path | Non
         content = sha256_file(path)
     except OSError:
         return None
-    key = hashlib.sha256(f"{content}|{parser}".encode()).hexdigest()
+    key = hashlib.sha256(f"{content}|{parser}|readers {source_digest(*READER_SOURCES)}".encode()).hexdigest()
     return paths.cache_dir() / folder / f"{key}.npz"

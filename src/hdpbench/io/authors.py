@@ -253,7 +253,6 @@ def _parse_compound(path: str | Path, *, discard: int, trajectories: bool, frame
     }
 
 
-_PARSED_COMPOUND_FORMAT = 1  # bump when the readers or what _store_parsed_compound writes change
 _TRAJECTORY_ARRAYS = ("numbers", "positions", "cells", "forces", "energies", "frame_source", "frame_index")
 
 
@@ -262,14 +261,13 @@ def _parsed_compound_file(path: str | Path, *, discard: int, trajectories: bool,
     import ase
     import phonopy
 
-    from hdpbench import __version__
     from hdpbench.core.storage import content_cache_file
 
     path = Path(path)
     if not path.is_file():
         return None
     options = f"{path.resolve()}|discard {discard}|trajectories {trajectories}|frames {frames.value}"
-    versions = f"hdpbench {__version__}|ase {ase.__version__}|phonopy {phonopy.__version__}|format {_PARSED_COMPOUND_FORMAT}"
+    versions = f"ase {ase.__version__}|phonopy {phonopy.__version__}"  # our readers' code: in every key
     return content_cache_file(path, "compounds", f"{options}|{versions}")
 
 

@@ -125,16 +125,13 @@ def _parse_phonopy_yaml(path: str | Path) -> tuple[np.ndarray, Atoms, np.ndarray
     return np.asarray(phonon.force_constants), from_phonopy_atoms(phonon.unitcell), np.asarray(phonon.supercell_matrix)
 
 
-_PARSED_YAML_FORMAT = 1  # bump when what _store_parsed_yaml writes changes
-
-
 def _parsed_yaml_file(path: str | Path) -> Path | None:
     """Where the parsed arrays of this file's content are cached (None: the file cannot be read)."""
     import phonopy
 
     from hdpbench.core.storage import content_cache_file
 
-    return content_cache_file(path, "phonopy-yaml", f"phonopy {phonopy.__version__}|format {_PARSED_YAML_FORMAT}")
+    return content_cache_file(path, "phonopy-yaml", f"phonopy {phonopy.__version__}")
 
 
 def _store_parsed_yaml(cached: Path, fc: np.ndarray, unitcell: Atoms, matrix: np.ndarray) -> None:

@@ -115,9 +115,6 @@ def read_trajectory(path: str | Path, *, discard: int = 0, file_format: str | No
     return trajectory
 
 
-_PARSED_ASE_FORMAT = 1  # bump when what read_ase_frames caches changes
-
-
 def read_ase_frames(path: str | Path, source: str | Path | None = None) -> Trajectory:
     """Every frame of an ASE-readable file (extxyz, ``.traj``...) as a :class:`Trajectory`, forces and
     energies where the frames carry them; no other check (``source``: the name errors give, default
@@ -141,7 +138,7 @@ def read_ase_frames(path: str | Path, source: str | Path | None = None) -> Traje
             source_files=[str(source)], pbc=tuple(bool(p) for p in stored["pbc"]),
         )  # fmt: skip
 
-    cached = content_cache_file(path, "ase-frames", f"ase {ase.__version__}|format {_PARSED_ASE_FORMAT}")
+    cached = content_cache_file(path, "ase-frames", f"ase {ase.__version__}")
     hit = try_read_cache_arrays(cached, from_cache) if cached is not None else None
     if hit is not None:
         return hit

@@ -257,12 +257,14 @@ _REFERENCE_CACHE_SIZE = 64
 def _reference_side(unitcell: Atoms, reference_fc, reference, path, supercell_matrix, npoints: int, thermal: bool) -> dict[str, Any]:
     """Bands, Γ acoustic check and (optionally) thermal properties of Φ_ref, cached by a digest of every
     input (cell, positions, species, masses, Φ_ref bytes, supercell, q-points per segment, phonopy's
-    version): in this process, and in the cache folder for the next one (the book's phonon, σ and
+    version, the source of the code that computes it): in this process, and in the cache folder for the next one (the book's phonon, σ and
     fine-tuning pages compare their models with the same Φ_ref; its group velocities take ~0.7 s per
     10-atom compound)."""
     import hashlib
 
     import phonopy
+
+    from hdpbench.core.storage import source_digest
 
     digest = hashlib.sha256()
     for array in (
@@ -270,7 +272,8 @@ def _reference_side(unitcell: Atoms, reference_fc, reference, path, supercell_ma
         supercell_matrix_3x3(supercell_matrix),
     ):  # fmt: skip
         digest.update(np.ascontiguousarray(array).tobytes())
-    digest.update(f"{npoints}|{thermal}|phonopy {phonopy.__version__}|format {_REFERENCE_SIDE_FORMAT}".encode())
+    code = source_digest("physics/phonons.py", "core/structures.py")  # what computes the reference side
+    digest.update(f"{npoints}|{thermal}|phonopy {phonopy.__version__}|code {code}".encode())
     key = digest.hexdigest()
     if key not in _REFERENCE_CACHE:
         if len(_REFERENCE_CACHE) >= _REFERENCE_CACHE_SIZE:
@@ -281,9 +284,6 @@ def _reference_side(unitcell: Atoms, reference_fc, reference, path, supercell_ma
             _store_reference_side(key, stored)
         _REFERENCE_CACHE[key] = stored
     return _REFERENCE_CACHE[key]
-
-
-_REFERENCE_SIDE_FORMAT = 1  # bump when what _store_reference_side writes changes
 
 
 def _reference_side_file(key: str) -> Path:
