@@ -191,10 +191,10 @@ def source_digest(*patterns: str) -> str:
 def content_cache_file(path: str | Path, folder: str, parser: str) -> Path | None:
     """Where the arrays parsed from this file's *content* are cached: ``<cache>/<folder>/<key>.npz``,
     the key a hash of the file's sha256, ``parser`` (the parsing libraries' versions, the caller's
-    options) and :func:`source_digest` of our readers (``READER_SOURCES``), so an edited file, another parser
-    or a changed reader is another entry and a hit is never stale. None when the file cannot be read
-    (the parser then reports it) or ``HDPBENCH_PARSE_CACHE=0`` (such caches hold trajectories in
-    binary: several GB for the full dataset)."""
+    options) and :func:`source_digest` of our readers (``READER_SOURCES``), so an edited file,
+    another parser or a changed reader is another entry and a hit is never stale. None when the file
+    cannot be read (the parser then reports it) or ``HDPBENCH_PARSE_CACHE=0`` (such caches hold
+    trajectories in binary: several GB for the full dataset)."""
     import hashlib
 
     from hdpbench.core import paths

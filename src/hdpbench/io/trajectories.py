@@ -180,10 +180,10 @@ class ExtxyzFrameText:
     writes for that ``Atoms`` with the velocities set (ASE writes them as momenta), the forces in a
     ``SinglePointCalculator`` and ``info["step"]``.
 
-    ASE formats a frame atom by atom (~1.2 ms per 80-atom frame, plus building the ``Atoms``); the MD
-    writes one frame per replica and step, so for a template whose per-atom arrays are all floating
-    point (masses, say) and which has no constraints or ``info`` the frame is formatted here in one
-    ``%`` over all atoms (~0.3 ms). Any other template goes through ASE, so what is written never
+    ASE formats a frame atom by atom (1.15 ms for a 64-atom frame, measured, plus building the
+    ``Atoms``); the MD writes one frame per replica and step, so for a template whose per-atom arrays
+    are all floating point (masses, say) and which has no constraints or ``info`` the frame is
+    formatted here in one ``%`` over all atoms (0.29 ms for the same frame). Any other template goes through ASE, so what is written never
     depends on this shortcut. Shapes: positions, velocities and forces (n_atoms, 3) in Å,
     Å/(ASE time unit) and eV/Å.
     """
