@@ -39,3 +39,17 @@ def test_tensor_neighbour_list_equals_mace_get_neighborhood():
     vectors = positions[edges.receiver] - positions[edges.sender] + edges.shifts
     assert float(vectors.norm(dim=1).max()) < cutoff
     assert not bool(((edges.sender == edges.receiver) & (edges.unit_shifts == 0).all(dim=1)).any())  # no self edge in its own cell
+
+
+def test_image_range_of_a_batch_is_that_of_its_thinnest_cell():
+    import torch
+
+    from hdpbench.models.neighbours import image_range
+
+    cubic = torch.eye(3, dtype=torch.float64) * 4.0  # planes 4 Å apart: a 5 Å sphere reaches 2 images
+    slab = torch.diag(torch.tensor([11.0, 11.0, 2.4], dtype=torch.float64))
+    fcc = torch.as_tensor(np.asarray(bulk("Cu", "fcc", a=3.6).cell[:]))  # planes a/sqrt(3) = 2.08 Å apart
+    assert image_range(cubic, 5.0, (True, True, True)) == [2, 2, 2]
+    assert image_range(slab, 5.0, (True, True, False)) == [1, 1, 0]
+    assert image_range(fcc, 5.0, (True, True, True)) == [3, 3, 3]
+    assert image_range(torch.stack([cubic, slab]), 5.0, (True, True, True)) == [2, 2, 3]

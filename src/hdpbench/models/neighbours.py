@@ -33,17 +33,16 @@ class Edges:
     shifts: torch.Tensor  # (E, 3) Å, unit_shifts @ cell of the structure (positions' dtype)
 
 
-def image_range(cell: torch.Tensor, cutoff: float, pbc: tuple[bool, bool, bool]) -> list[int]:
-    """How many cell images along each vector a sphere of radius ``cutoff`` can reach (0 if not periodic)."""
-    volume = torch.abs(torch.linalg.det(cell))
-    reach = []
-    for k in range(3):
-        if not pbc[k]:
-            reach.append(0)
-            continue
-        height = volume / torch.linalg.norm(torch.linalg.cross(cell[(k + 1) % 3], cell[(k + 2) % 3]))
-        reach.append(int(math.ceil(cutoff / float(height))))
-    return reach
+def image_range(cells: torch.Tensor, cutoff: float, pbc: tuple[bool, bool, bool]) -> list[int]:
+    """How many cell images along each vector a sphere of radius ``cutoff`` can reach (0 if not
+    periodic) in the thinnest of ``cells`` ((G, 3, 3) or (3, 3), rows are cell vectors): the distance
+    between lattice planes is volume / |a_k+1 x a_k+2|. One batched computation and one copy to the
+    host for all cells (on a GPU a loop over cells would wait for the device once per cell)."""
+    cells = cells.reshape(-1, 3, 3)
+    volume = torch.abs(torch.linalg.det(cells))
+    areas = torch.stack([torch.linalg.norm(torch.linalg.cross(cells[:, (k + 1) % 3], cells[:, (k + 2) % 3]), dim=-1) for k in range(3)], dim=1)
+    thinnest = (volume[:, None] / areas).min(dim=0).values.tolist()
+    return [int(math.ceil(cutoff / height)) if periodic else 0 for height, periodic in zip(thinnest, pbc, strict=True)]
 
 
 def neighbour_list(
@@ -90,7 +89,7 @@ def _same_size(positions, cells, starts, cutoff: float, pbc):
     periodic = torch.tensor(pbc, device=device)
     wrap = torch.where(periodic, torch.floor(fractional), torch.zeros_like(fractional))  # (G, n, 3)
     wrapped = positions - torch.bmm(wrap, cells)
-    reach = [max(values) for values in zip(*(image_range(cell, cutoff, pbc) for cell in cells), strict=True)]
+    reach = image_range(cells, cutoff, pbc)
     axes = [torch.arange(-r, r + 1, device=device, dtype=dtype) for r in reach]
     images = torch.cartesian_prod(*axes).reshape(-1, 3)  # (K, 3)
     image_vectors = torch.einsum("kc,gcd->gkd", images, cells)  # (G, K, 3)
