@@ -13,7 +13,12 @@ from phonopy.file_IO import write_FORCE_CONSTANTS, write_force_constants_to_hdf5
 
 from hdpbench.core.compound import Trajectory
 from hdpbench.core.errors import DataError
-from hdpbench.core.structures import double_perovskite, supercell_matrix_between, to_phonopy_atoms
+from hdpbench.core.structures import (
+    double_perovskite,
+    make_supercell,
+    supercell_matrix_between,
+    to_phonopy_atoms,
+)
 from hdpbench.io.force_constants import read_force_constants, read_phonopy_yaml
 from hdpbench.io.trajectories import (
     ExtxyzFrameText,
@@ -247,12 +252,6 @@ def test_extxyz_frames_are_counted_without_parsing(tmp_path, members_of):
         count_extxyz_frames(path, 79)
 
 
-def make_supercell_of(cell):
-    from hdpbench.core.structures import make_supercell
-
-    return make_supercell(cell, np.diag([2, 2, 2]))
-
-
 def _ase_extxyz_text(template, positions, velocities, forces, step):
     """The reference: ASE's own writer on an Atoms built the plain ASE way."""
     import io
@@ -274,7 +273,7 @@ def test_extxyz_frame_text_is_byte_for_byte_what_ase_writes():
     from ase.constraints import FixAtoms
 
     rng = np.random.default_rng(11)
-    base = make_supercell_of(double_perovskite("Cs", "Ag", "Bi", "Br", 11.25, 0.25))
+    base = make_supercell(double_perovskite("Cs", "Ag", "Bi", "Br", 11.25, 0.25), np.diag([2, 2, 2]))
     slanted = base.copy()
     slanted.set_cell(base.cell[:] + [[0.0, 0.3, -0.1], [0.2, 0.0, 0.0], [0.0, -0.4, 0.0]], scale_atoms=True)
     slanted.pbc = [True, False, True]

@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# Run on a GPU machine through the device tool, in three calls in a row (the machine stays warm ~30 s
+# Run on a GPU machine through the device tool, in four calls in a row (the machine stays warm ~30 s
 # between calls and keeps .gpu/site; each call carries one wheel folder that fetch_wheels.sh made):
 #
 #   carry [".gpu/wheels-1-cueq-ops"]        command: bash benchmarks/gpu/measure.sh install
@@ -9,9 +9,10 @@
 #
 # Each part installs what its call carried, then runs issue 19's GPU measurements and writes their
 # JSON to $OUT (at most 8 files come back per call; default benchmarks/results/); copy what comes
-# back into benchmarks/results/ and commit it. Every report names the hardware. Each part stays within a call's 10 minutes on an
-# H100 by our estimate (the ASE loop for 256 replicas is the longest); each benchmark is cut at 500 s
-# (the --compile run did not finish in 500 s on the 2-core CPU in the small check: compiling dominates).
+# back into benchmarks/results/ and commit it. Every report names the hardware. Each part should stay
+# within a call's 10 minutes on an H100 (our estimate, not measured: the ASE loop for 256 replicas is
+# the longest); each benchmark is cut at 500 s (the --compile run did not finish in 500 s on the
+# 2-core CPU in the small check: compiling dominates).
 # Elsewhere: PYTHON=.venv/bin/python DEVICE=cpu QUICK=1 bash benchmarks/gpu/measure.sh main (a check).
 set -uo pipefail
 cd "$(dirname "$0")/../.."
