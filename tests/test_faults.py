@@ -544,8 +544,43 @@ def test_two_identical_concurrent_runs_give_valid_identical_results(good_and_cor
     outputs = [p.communicate(timeout=300) for p in (first, second)]
     assert first.returncode == second.returncode == 1  # the corrupt compound fails in both, loudly
     for out, err in outputs:
-        assert "1/2 compounds done, 1 FAILED" in out and "Cs2NaInCl6" in err
+        assert "1/2 compounds done, 1 FAILED" in out and "Cs2NaInCl6" in err, err[-3000:]
     store = next(tmp_path.rglob("phonons/*/manifest.json")).parent  # phonons/<key>/
     assert (store / "Cs2AgBiBr6.done.json").is_file()
     assert not list(store.glob(".*.tmp"))
     json.loads((store / "Cs2AgBiBr6.json").read_text())
+
+
+SLOW_MD_RUN = """
+import sys, time
+from hdpbench.physics.md import BatchedAndersen
+step = BatchedAndersen.step
+def slow(self):
+    time.sleep(0.05)
+    step(self)
+BatchedAndersen.step = slow
+from hdpbench.cli import main
+sys.exit(main(sys.argv[1:]))
+"""
+
+
+def test_two_concurrent_md_runs_on_one_results_folder_write_one_trajectory(good_and_corrupt, tmp_path):
+    """Two runs of the md stage into one results folder interleaved their frames into one file (37 to 60
+    frames for 40 steps, steps duplicated) and both marked it done (issue 40): each compound and stage
+    is now locked, so the second run waits for the first and then finds the compound done."""
+    dataset, model = good_and_corrupt
+    command = [
+        sys.executable, "-c", SLOW_MD_RUN, "run", "md", "--dataset", dataset, "--model", model, "--workers", "0", "--quiet",
+        "--smoke", "--dtype", "float64", "--compounds", "Cs2AgBiBr6", "--set", "md.steps=40", "--set", "md.start_frame_max=4",
+        "--results", str(tmp_path),
+    ]  # fmt: skip
+    first = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    deadline = time.monotonic() + 120
+    while not list(tmp_path.rglob("replica_000.extxyz")) and first.poll() is None and time.monotonic() < deadline:
+        time.sleep(0.05)  # the first run is inside its MD: the second starts on top of it
+    second = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    outputs = [p.communicate(timeout=300) for p in (first, second)]
+    assert first.returncode == second.returncode == 0, [err[-2000:] for _, err in outputs]
+    written = next(tmp_path.rglob("md/*/Cs2AgBiBr6.md.extxyz")).read_text()
+    steps = [int(line.split(" step=")[1].split()[0]) for line in written.splitlines() if line.startswith("Lattice=")]
+    assert steps == list(range(1, 41))

@@ -11,7 +11,7 @@ import re
 import socket
 import tempfile
 import warnings
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -60,6 +60,56 @@ def atomic_path(path: str | Path) -> Iterator[Path]:
     finally:
         if tmp is not None and tmp.exists():
             tmp.unlink()
+
+
+_HELD_LOCKS: dict[str, list[int]] = {}  # lock file → [descriptor, depth]: this process's locks, re-entrant
+
+
+@contextlib.contextmanager
+def exclusive_locks(paths: Iterable[str | Path], *, what: str = "another run") -> Iterator[None]:
+    """Hold an exclusive lock (``flock``) on each of these files, taken in sorted order so two holders
+    of overlapping sets cannot deadlock; released when the block ends or the process dies (a killed
+    run leaves nothing to clean up). Re-entrant within a process. Where a lock is held elsewhere, one
+    line on stderr says what is awaited, then it waits. The lock files stay (removing one would let
+    a third process lock a new file while the second holds the old one)."""
+    import sys
+
+    try:
+        import fcntl
+    except ImportError:  # no flock (Windows): no locking
+        yield
+        return
+    taken: list[str] = []
+    try:
+        for name in sorted({str(Path(p)) for p in paths}):
+            if name in _HELD_LOCKS:
+                _HELD_LOCKS[name][1] += 1
+                taken.append(name)
+                continue
+            try:
+                Path(name).parent.mkdir(parents=True, exist_ok=True)
+                fd = os.open(name, os.O_RDWR | os.O_CREAT, 0o666)
+            except OSError as error:
+                raise StoreWriteError(name, f"cannot create the lock file ({error.strerror or error})") from error
+            try:
+                try:
+                    fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+                except BlockingIOError:
+                    print(f"hdpbench: waiting for {what} (lock {name})", file=sys.stderr, flush=True)
+                    fcntl.flock(fd, fcntl.LOCK_EX)
+            except BaseException:
+                os.close(fd)
+                raise
+            _HELD_LOCKS[name] = [fd, 1]
+            taken.append(name)
+        yield
+    finally:
+        for name in reversed(taken):
+            held = _HELD_LOCKS[name]
+            held[1] -= 1
+            if held[1] == 0:
+                del _HELD_LOCKS[name]
+                os.close(held[0])  # releases the flock
 
 
 def remove_orphaned_temporaries(directory: str | Path) -> list[Path]:

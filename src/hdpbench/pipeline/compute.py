@@ -196,7 +196,18 @@ def compute_model_md(run: StageRun) -> None:
     ``sigma-md`` stage. If any compound of the list is pending, the whole list's batch is (re)built and
     its checkpoint resumed, so an interruption at any point (even between two compounds' saves) gives
     the same trajectories as an uninterrupted run: batch composition changes floating-point results.
+    The pending compounds stay locked (:meth:`StageResults.locked`) until the batch is saved: a second
+    run of the stage on the same results folder waits, then finds them done, instead of appending its
+    frames to the same files.
     """
+    pending = run.store.pending(run.compounds)
+    if not pending:
+        return
+    with run.store.locked(pending):
+        _model_md_batch(run)
+
+
+def _model_md_batch(run: StageRun) -> None:
     import shutil
 
     from ase.md.velocitydistribution import MaxwellBoltzmannDistribution, Stationary

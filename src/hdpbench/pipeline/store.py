@@ -35,6 +35,7 @@ from hdpbench.core.errors import CompoundFailures, StoreWriteError
 from hdpbench.core.storage import (
     atomic_path,
     atomic_write_json,
+    exclusive_locks,
     json_default,
     remove_orphaned_temporaries,
 )
@@ -197,6 +198,14 @@ class StageResults:
                 "(not computed yet, computed with other settings, or interrupted)"
             )
 
+    def locked(self, compounds: Iterable[str]):
+        """A context holding this stage key's lock of each compound (``.locks/<compound>.lock``): two
+        runs on one results folder compute a compound one after the other, the second finding it done
+        (the MD stage holds its batch's locks for the whole run). Re-entrant within a process."""
+        names = [_safe_component(c, "compound") for c in compounds]
+        what = f"another run of {self.manifest.stage} [{self.manifest.model}] on {', '.join(names)}"
+        return exclusive_locks([self.directory / ".locks" / f"{name}.lock" for name in names], what=what)
+
     # -- failures ----------------------------------------------------------------------------
     def _failure_marker(self, compound: str) -> Path:
         return self.directory / f"{_safe_component(compound, 'compound')}.failed.json"
@@ -268,17 +277,21 @@ class StageResults:
             unit="compound",
             disable=not progress,
         ):
-            try:
-                self.save(compound, **compute(compound))
-            except StoreWriteError:
-                raise
-            except Exception as error:  # one bad compound must not stop the others
-                failed[compound] = self.record_failure(compound, error)
-                first_error = first_error or error
-                status[compound] = "failed"
-                continue
-            self._failure_marker(compound).unlink(missing_ok=True)
-            status[compound] = "done"
+            with self.locked([compound]):  # another run may be computing it: wait, then skip it if done
+                if self.is_done(compound):
+                    status[compound] = "skipped"
+                    continue
+                try:
+                    self.save(compound, **compute(compound))
+                except StoreWriteError:
+                    raise
+                except Exception as error:  # one bad compound must not stop the others
+                    failed[compound] = self.record_failure(compound, error)
+                    first_error = first_error or error
+                    status[compound] = "failed"
+                    continue
+                self._failure_marker(compound).unlink(missing_ok=True)
+                status[compound] = "done"
         if failed and errors == "raise":
             raise CompoundFailures(self.manifest.stage, self.directory, failed) from first_error
         return status
