@@ -14,7 +14,7 @@ from hdpbench.core.errors import UsageError
 from hdpbench.pipeline.export import export_rows, flatten
 from hdpbench.pipeline.store import StageManifest, StageResults
 
-IDENTITY = ["dataset", "model", "stage", "settings_key", "compound", "status", "error_type", "error", "error_file"]
+IDENTITY = ["dataset", "model", "stage", "settings_key", "compound", "status", "error_type", "error", "error_file", "input_digest"]
 
 
 def stage(root, displacement: float) -> StageResults:

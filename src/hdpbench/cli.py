@@ -66,13 +66,14 @@ def cmd_data_list(args) -> int:
         print("\nList a dataset's compounds with: hdpbench data list --dataset NAME")
         return 0
     dataset = get_dataset(args.dataset, download=False)
-    if not hasattr(dataset, "entries"):  # real DFT reference systems, not HDP compounds
-        rows = dataset.table()
+    if not hasattr(dataset, "entries"):  # reference systems or phonondb archives: each layout's own table
+        rows = [r for r in dataset.table() if args.halide is None or r.get("halide", args.halide) == args.halide]
         if args.json:
             _print_json(rows)
             return 0
-        print(f"dataset {dataset.name!r} at {dataset.root}: {len(rows)} reference systems (provenance.json and LICENSE in each folder)")
-        print(_table([[r["system"], r["code"], r["functional"], r["description"]] for r in rows], ["system", "code", "functional", "what"]))
+        print(f"dataset {dataset.name!r} ({dataset.layout} layout) at {dataset.root}: {len(rows)} systems")
+        columns = list(rows[0]) if rows else ["system"]
+        print(_table([["" if r.get(c) is None else str(r.get(c)) for c in columns] for r in rows], columns))
         return 0
     entries = [e for e in dataset.entries().values() if args.halide is None or e.halide == args.halide]
     if args.json:
@@ -628,7 +629,7 @@ def _print_estimate(args, options, settings) -> int:
 def build_parser() -> argparse.ArgumentParser:
     from hdpbench.models.mace import ACCELERATORS
     from hdpbench.physics.md import MDSettings
-    from hdpbench.physics.phonons import PhononSettings
+    from hdpbench.physics.phonons import DEFAULT_SUPERCELL, PhononSettings
 
     phonon_defaults, md_defaults = PhononSettings(), MDSettings()  # the command line's defaults are the settings records'
     parser = argparse.ArgumentParser(
@@ -690,7 +691,7 @@ def build_parser() -> argparse.ArgumentParser:
     phonon_commands = phonons.add_subparsers(dest="phonons_command", metavar="ACTION", required=True)
     compare = phonon_commands.add_parser("compare", help="RMSE(ω²), RMSE(v_g), MAE(f), stability, thermal errors")
     compare.add_argument("--unitcell", required=True, help="unit cell (POSCAR/CONTCAR or any ASE format)")
-    compare.add_argument("--supercell", type=_count(1), nargs=3, default=list(phonon_defaults.supercell), metavar=("N1", "N2", "N3"))
+    compare.add_argument("--supercell", type=_count(1), nargs=3, default=list(DEFAULT_SUPERCELL), metavar=("N1", "N2", "N3"))
     compare.add_argument("--reference", required=True, help="force constants: hdf5, FORCE_CONSTANTS, FORCE_SETS, phonopy yaml")
     compare.add_argument(
         "--model", required=True,

@@ -254,13 +254,18 @@ class Trajectory:
 class Compound:
     """Everything the benchmark needs about one compound.
 
-    ``unitcell`` is the phonon unit cell (the relaxed primitive cell; primitive matrix = identity),
-    ``reference_supercell`` = ``unitcell`` x ``supercell_matrix`` (the positions displacements are
-    measured from), ``force_constants`` the reference Φ of that supercell, shape (N, N, 3, 3) in eV/Å².
+    ``unitcell`` is the phonon unit cell the reference was computed on, ``primitive_matrix`` (3, 3)
+    takes it to the primitive cell (phonopy's ``PRIMITIVE_AXIS``: primitive lattice rows =
+    ``primitive_matrix.T @ unitcell.cell``; identity for the authors' relaxed primitive cells, the fcc
+    matrix for a 40-atom conventional elpasolite), ``reference_supercell`` = ``unitcell`` x
+    ``supercell_matrix`` (the positions displacements are measured from), ``force_constants`` the
+    reference Φ of that supercell, shape (N, N, 3, 3) in eV/Å². ``halide`` is None for a reference
+    that is not a halide (CaTiO3); ``temperature_K`` is the temperature of the reference frames (AIMD),
+    where known.
     """
 
     formula: str
-    halide: str
+    halide: str | None
     unitcell: Atoms
     supercell_matrix: np.ndarray
     reference_supercell: Atoms
@@ -268,12 +273,20 @@ class Compound:
     trajectories: list[Trajectory] = field(default_factory=list)
     summary: dict[str, Any] = field(default_factory=dict)
     provenance: dict[str, Any] = field(default_factory=dict)
+    primitive_matrix: np.ndarray | None = None  # (3, 3); None: identity (``unitcell`` is primitive)
+    temperature_K: float | None = None
 
     def __post_init__(self) -> None:
         self.supercell_matrix = np.asarray(self.supercell_matrix, dtype=int)
         if self.supercell_matrix.shape == (3,):
             self.supercell_matrix = np.diag(self.supercell_matrix)
-        if self.halide not in HALIDES:
+        if self.primitive_matrix is not None:
+            self.primitive_matrix = np.asarray(self.primitive_matrix, dtype=float)
+            if self.primitive_matrix.shape != (3, 3) or not np.isfinite(self.primitive_matrix).all():
+                raise DataError(self.source, f"primitive matrix {self.primitive_matrix.tolist()} is not a finite 3x3 matrix")
+            if np.allclose(self.primitive_matrix, np.eye(3), atol=0, rtol=0):
+                self.primitive_matrix = None  # one spelling of "unitcell is primitive"
+        if self.halide is not None and self.halide not in HALIDES:
             raise DataError(self.source, f"halide {self.halide!r} is not one of {HALIDES}")
         if self.force_constants is not None:
             self.force_constants = check_force_constants(
@@ -313,6 +326,14 @@ class Compound:
             "frames": self.n_frames,
             "sigma_reference": self.summary.get("sigma_reference") is not None,
         }
+
+
+def halide_or_none(formula_or_symbols: str | Sequence[str]) -> str | None:
+    """:func:`halide_of`, or None for a compound without F, Cl, Br or I (CaTiO3)."""
+    try:
+        return halide_of(formula_or_symbols)
+    except DataError:
+        return None
 
 
 def halide_of(formula_or_symbols: str | Sequence[str]) -> str:

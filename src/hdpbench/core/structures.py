@@ -96,8 +96,19 @@ def supercell_matrix_3x3(supercell_matrix) -> np.ndarray:
     return np.diag(matrix) if matrix.shape == (3,) else matrix
 
 
-def make_phonopy(unitcell: Atoms, supercell_matrix=(2, 2, 2), force_constants: np.ndarray | None = None):
-    """A Phonopy object on ``unitcell`` with primitive matrix = identity (the authors' setting).
+def primitive_matrix_3x3(primitive_matrix) -> np.ndarray | None:
+    """A primitive matrix as a 3×3 float array, or None for the identity (the unit cell is primitive)."""
+    if primitive_matrix is None:
+        return None
+    matrix = np.asarray(primitive_matrix, dtype=float)
+    if matrix.shape != (3, 3):
+        raise ValueError(f"primitive matrix of shape {matrix.shape}: expected 3x3")
+    return None if np.array_equal(matrix, np.eye(3)) else matrix
+
+
+def make_phonopy(unitcell: Atoms, supercell_matrix=(2, 2, 2), force_constants: np.ndarray | None = None, primitive_matrix=None):
+    """A Phonopy object on ``unitcell``; ``primitive_matrix`` (3, 3) takes it to the primitive cell
+    (phonopy's PRIMITIVE_AXIS), None the identity (the authors' setting: their unit cell is primitive).
 
     Phonopy searches the supercell's symmetry and atom permutations when it is built (~0.1 s for an
     80-atom supercell; 48 builds were 6.8 s of a profiled 65.6 s σ page), and the stages build one per
@@ -108,7 +119,8 @@ def make_phonopy(unitcell: Atoms, supercell_matrix=(2, 2, 2), force_constants: n
 
     from hdpbench.core.compound import check_force_constants
 
-    phonon = copy.deepcopy(_phonopy_template(unitcell, supercell_matrix_3x3(supercell_matrix)))
+    template = _phonopy_template(unitcell, supercell_matrix_3x3(supercell_matrix), primitive_matrix_3x3(primitive_matrix))
+    phonon = copy.deepcopy(template)
     if force_constants is not None:
         phonon.force_constants = check_force_constants(force_constants, len(phonon.supercell), "force constants")
     return phonon
@@ -118,9 +130,9 @@ _PHONOPY_TEMPLATES: dict[bytes, object] = {}
 _PHONOPY_TEMPLATES_SIZE = 32
 
 
-def _phonopy_template(unitcell: Atoms, matrix: np.ndarray):
-    """The Phonopy object :func:`make_phonopy` copies, built once per cell, species, masses and
-    supercell matrix (kept for the last ``_PHONOPY_TEMPLATES_SIZE`` of them)."""
+def _phonopy_template(unitcell: Atoms, matrix: np.ndarray, primitive: np.ndarray | None = None):
+    """The Phonopy object :func:`make_phonopy` copies, built once per cell, species, masses,
+    supercell and primitive matrix (kept for the last ``_PHONOPY_TEMPLATES_SIZE`` of them)."""
     import hashlib
 
     import phonopy
@@ -128,9 +140,25 @@ def _phonopy_template(unitcell: Atoms, matrix: np.ndarray):
     digest = hashlib.sha256()
     for array in (unitcell.cell.array, unitcell.get_scaled_positions(wrap=False), unitcell.numbers, unitcell.get_masses(), matrix):
         digest.update(np.ascontiguousarray(array, dtype=float).tobytes())
+    if primitive is not None:  # the identity adds nothing: the authors' keys (and objects) are unchanged
+        digest.update(b"primitive" + np.ascontiguousarray(primitive, dtype=float).tobytes())
     key = digest.digest()
     if key not in _PHONOPY_TEMPLATES:
         if len(_PHONOPY_TEMPLATES) >= _PHONOPY_TEMPLATES_SIZE:
             _PHONOPY_TEMPLATES.pop(next(iter(_PHONOPY_TEMPLATES)))
-        _PHONOPY_TEMPLATES[key] = phonopy.Phonopy(to_phonopy_atoms(unitcell), supercell_matrix=matrix, primitive_matrix="P")
+        _PHONOPY_TEMPLATES[key] = phonopy.Phonopy(
+            to_phonopy_atoms(unitcell), supercell_matrix=matrix, primitive_matrix="P" if primitive is None else primitive
+        )
     return _PHONOPY_TEMPLATES[key]
+
+
+def find_primitive_matrix(unitcell: Atoms, symprec: float = 1e-5) -> np.ndarray | None:
+    """The matrix taking ``unitcell`` to its primitive cell, found by symmetry (spglib through
+    phonopy's ``primitive_matrix="auto"``); None when ``unitcell`` is already primitive. For the
+    8-atom conventional cell of rock salt it is the fcc matrix (0 ½ ½ / ½ 0 ½ / ½ ½ 0)."""
+    from phonopy.structure.cells import guess_primitive_matrix
+
+    matrix = np.asarray(guess_primitive_matrix(to_phonopy_atoms(unitcell), symprec=symprec), dtype=float)
+    if abs(abs(np.linalg.det(matrix)) - 1) < 1e-8:
+        return None
+    return matrix

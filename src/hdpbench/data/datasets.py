@@ -6,7 +6,11 @@ folder's entry overrides a later one of the same name). A dataset
 is looked for in its local mirror (``$HDPBENCH_DATA_DIR/<name>`` or the YAML's ``path``) before any
 download; a download goes through pooch with the registered sha256 and is unpacked with tarfile's
 ``data`` filter. A folder path works wherever a dataset name does, for users' own data in the
-authors' layout.
+authors' or the phonondb layout (recognised from the folder's contents).
+
+Every layout implements :class:`hdpbench.data.interface.ReferenceSource`: :class:`Dataset` (the
+authors' archives), :class:`~hdpbench.data.reference_systems.ReferenceSystems` and
+:class:`~hdpbench.data.phonondb.PhonondbSource`.
 """
 
 from __future__ import annotations
@@ -20,6 +24,7 @@ from typing import Any
 
 from hdpbench.core import paths
 from hdpbench.core.compound import HALIDE_FOLDERS, Compound, halide_of
+from hdpbench.data.interface import Capability, SystemInfo, detect_layout, files_digest
 from hdpbench.core.errors import (
     ArchiveError,
     DataError,
@@ -116,8 +121,14 @@ class CompoundEntry:
         return frame_set(frames).select(self.inventory.production_files)
 
 
+AUTHORS_AIMD_TEMPERATURE_K = 300.0  # the authors' NVT AIMD (and the demo's MD)
+
+
 class Dataset:
-    """A folder of compounds in the authors' layout, with an optional summary database."""
+    """A folder of compounds in the authors' layout, with an optional summary database; implements
+    :class:`~hdpbench.data.interface.ReferenceSource`."""
+
+    layout = "authors"
 
     def __init__(self, spec: DatasetSpec, root: Path):
         self.spec = spec
@@ -183,6 +194,28 @@ class Dataset:
 
     def compounds(self, halide: str | None = None) -> list[str]:
         return [f for f, e in self.entries().items() if halide is None or e.halide == halide]
+
+    def systems(self) -> list[str]:
+        return self.compounds()
+
+    def info(self, formula: str) -> SystemInfo:
+        """What the compound has, from its archive's member names: Φ_ref (force_constants.hdf5 or
+        FORCE_SETS), AIMD frames (production MD files, 300 K)."""
+        entry = self._entry(formula)
+        capabilities = set()
+        if entry.inventory.force_constants_hdf5 or entry.inventory.force_sets:
+            capabilities.add(Capability.FORCE_CONSTANTS)
+        if entry.inventory.production_files:
+            capabilities |= {Capability.AIMD_FRAMES, Capability.REFERENCE_FRAMES}
+        return SystemInfo(
+            name=formula, halide=entry.halide, files=(entry.path,), capabilities=frozenset(capabilities),
+            temperature_K=AUTHORS_AIMD_TEMPERATURE_K if entry.inventory.production_files else None, problem=entry.problem,
+        )  # fmt: skip
+
+    def input_digest(self, formula: str) -> str:
+        """sha256 over the compound's archive (or folder) bytes and its row of the summary database."""
+        entry = self._entry(formula)
+        return files_digest([entry.path], extra=entry.summary or None)
 
     def load(
         self, formula: str, *, discard: int = DEFAULT_DISCARD, trajectories: bool = True, frames: str | FrameSet = FrameSet.ALL
@@ -255,10 +288,7 @@ class _InventoryCache:
 
 
 def _has_compounds(root: Path) -> bool:
-    if not root.is_dir():
-        return False
-    candidates = [root] + [root / folder for folder in HALIDE_FOLDERS.values()]
-    return any(c.is_dir() and any(p.name.startswith("dpv_") for p in c.iterdir()) for c in candidates)
+    return detect_layout(root) == "authors"
 
 
 def unavailable_message(spec: DatasetSpec, reason: str = "") -> str:
@@ -305,32 +335,52 @@ def fetch(spec: DatasetSpec, *, download: bool = True) -> Path:
 
 
 REFERENCE_SYSTEMS_LAYOUT = "reference-systems"
+PHONONDB_LAYOUT = "phonondb"
+LAYOUTS = ("authors", REFERENCE_SYSTEMS_LAYOUT, PHONONDB_LAYOUT)
+
+
+def open_source(spec: DatasetSpec, root: Path):
+    """The :class:`~hdpbench.data.interface.ReferenceSource` of ``spec.layout`` on ``root``."""
+    if spec.layout == REFERENCE_SYSTEMS_LAYOUT:
+        from hdpbench.data.reference_systems import ReferenceSystems
+
+        return ReferenceSystems(spec, root)
+    if spec.layout == PHONONDB_LAYOUT:
+        from hdpbench.data.phonondb import PhonondbSource
+
+        return PhonondbSource(spec, root)
+    if spec.layout == "authors":
+        return Dataset(spec, root)
+    source = spec.extra.get("_file", f"dataset {spec.name!r}")
+    raise DataError(source, f"layout {spec.layout!r} is not one of {', '.join(LAYOUTS)}")
 
 
 def get_dataset(name_or_path: str | Path, *, download: bool = True):
-    """A registered dataset by name, or a folder in the authors' layout by path.
+    """A registered dataset by name, or a folder by path, as its layout's
+    :class:`~hdpbench.data.interface.ReferenceSource`.
 
-    A ``layout: reference-systems`` dataset (real DFT references that are not HDPs) comes back as
-    :class:`hdpbench.data.reference_systems.ReferenceSystems`.
+    ``layout: reference-systems`` (real DFT references declared in the YAML) gives
+    :class:`~hdpbench.data.reference_systems.ReferenceSystems`, ``layout: phonondb``
+    :class:`~hdpbench.data.phonondb.PhonondbSource`, the authors' layout :class:`Dataset`. A folder's
+    layout is recognised from its contents (phonondb archives, or ``dpv_*`` compounds).
     """
     specs = registered_datasets()
     key = str(name_or_path)
     if key in specs:
         spec = specs[key]
-        if spec.layout == REFERENCE_SYSTEMS_LAYOUT:
-            from hdpbench.data.reference_systems import ReferenceSystems
-
-            if not spec.local_dir.is_dir():
-                raise DatasetUnavailableError(f"dataset {spec.name!r}: folder {spec.local_dir} is missing")
-            return ReferenceSystems(spec, spec.local_dir)
-        return Dataset(spec, fetch(spec, download=download))
+        if spec.layout == "authors":
+            return Dataset(spec, fetch(spec, download=download))
+        if not spec.local_dir.is_dir():
+            raise DatasetUnavailableError(f"dataset {spec.name!r}: folder {spec.local_dir} is missing")
+        return open_source(spec, spec.local_dir)
     path = Path(name_or_path).expanduser()
     if path.is_dir():
-        spec = DatasetSpec(name=path.resolve().name, title=f"user data in {path}", path=str(path.resolve()))
-        return Dataset(spec, path)
+        layout = detect_layout(path) or "authors"  # an empty folder lists no compounds, as before
+        spec = DatasetSpec(name=path.resolve().name, title=f"user data in {path}", path=str(path.resolve()), layout=layout)
+        return open_source(spec, path)
     raise UnknownDatasetError(
         f"no dataset {key!r}: registered datasets are {sorted(specs)} (in {', '.join(map(str, paths.dataset_registry_dirs()))}); "
-        "a folder in the authors' layout can also be given by path"
+        "a folder in the authors' or the phonondb layout can also be given by path"
     )
 
 
@@ -338,12 +388,15 @@ def dataset_status(spec: DatasetSpec) -> dict[str, Any]:
     root = spec.local_dir
     if spec.layout == REFERENCE_SYSTEMS_LAYOUT:
         available = root.is_dir() and any(root.glob("*/provenance.json"))
+    elif spec.layout == PHONONDB_LAYOUT:
+        available = detect_layout(root) == PHONONDB_LAYOUT
     else:
         available = _has_compounds(root)
     return {
         "name": spec.name,
         "title": spec.title,
         "demo": spec.demo,
+        "layout": spec.layout,
         "available": available,
         "local_dir": str(root),
         "doi": spec.doi,

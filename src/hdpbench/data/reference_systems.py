@@ -10,9 +10,14 @@ Each system is declared in the dataset's YAML (``systems:``) by the files that h
 * ``displaced_supercells`` — a phonopy yaml of displaced supercells with DFT forces (KCl's 120
   random displacements), read as σ frames on the force constants' supercell.
 
-Every system exposes what the book's stages need: ``unitcell``, ``supercell_matrix``,
-``force_constants`` (N, N, 3, 3) eV/Å² on phonopy's supercell of ``unitcell``, ``reference_supercell``
-(that supercell as ASE Atoms) and ``trajectory`` (frames with DFT forces, or None).
+Every system is a :class:`~hdpbench.core.compound.Compound` (:class:`ReferenceSystem` adds the
+declaration's code, functional, description and file list), so the stages read it like any other
+source's (:class:`hdpbench.data.interface.ReferenceSource`): ``unitcell``, ``primitive_matrix`` (found
+by symmetry: the 8-atom rock-salt cells of NaCl and KCl are conventional, their primitive cell has 2
+atoms), ``supercell_matrix``, ``force_constants`` (N, N, 3, 3) eV/Å² on phonopy's supercell of
+``unitcell``, ``reference_supercell`` (that supercell as ASE Atoms) and ``trajectory`` (frames with
+DFT forces, or None). Their frames are production samples (FHI-vibes' AIMD, KCl's displaced
+supercells): the stages' ``discard`` and frame sets, which describe the authors' MD files, do not apply.
 """
 
 from __future__ import annotations
@@ -25,8 +30,11 @@ from typing import Any
 import numpy as np
 from ase import Atoms
 
-from hdpbench.core.compound import Trajectory
+from hdpbench.core.compound import Compound, Trajectory, halide_or_none
 from hdpbench.core.errors import DataError
+from hdpbench.data.interface import Capability, SystemInfo, files_digest
+
+LAYOUT = "reference-systems"
 
 SYSTEM_KEYS = {
     "formula", "description", "trajectory", "unitcell", "force_constants", "displaced_supercells", "supercell",
@@ -35,24 +43,16 @@ SYSTEM_KEYS = {
 
 
 @dataclass
-class ReferenceSystem:
-    name: str
-    unitcell: Atoms
-    supercell_matrix: np.ndarray  # (3, 3) int
-    force_constants: np.ndarray  # (N, N, 3, 3) eV/Å², phonopy's supercell order
-    reference_supercell: Atoms
-    trajectory: Trajectory | None = None  # frames with DFT forces, atoms in reference_supercell's order
+class ReferenceSystem(Compound):
+    """A declared system as a :class:`Compound` (``formula`` is the system's name; its frames with DFT
+    forces are ``trajectories[0]``, atoms in ``reference_supercell``'s order), plus its declaration."""
+
     description: str = ""
     code: str = ""
     functional: str = ""
-    temperature_K: float | None = None
     timestep_fs: float | None = None
     files: list[str] = field(default_factory=list)
     extra: dict[str, Any] = field(default_factory=dict)  # e.g. FHI-vibes' own σ
-
-    @property
-    def formula(self) -> str:
-        return self.unitcell.get_chemical_formula(mode="metal")
 
 
 def atom_order(from_atoms: Atoms, to_atoms: Atoms, *, tolerance: float = 1e-3, name: str = "structure") -> np.ndarray:
@@ -96,6 +96,8 @@ def unitcell_from_supercell(supercell: Atoms, supercell_matrix) -> Atoms:
 class ReferenceSystems:
     """The systems of one ``layout: reference-systems`` dataset, loaded on demand."""
 
+    layout = LAYOUT
+
     def __init__(self, spec, root: Path):
         self.spec = spec
         self.root = Path(root)
@@ -113,6 +115,30 @@ class ReferenceSystems:
     def systems(self) -> list[str]:
         return list(self.declared)
 
+    def compounds(self, halide: str | None = None) -> list[str]:
+        return [name for name in self.declared if halide is None or self.info(name).halide == halide]
+
+    def info(self, name: str) -> SystemInfo:
+        """What the declaration says the system has (no file is parsed)."""
+        if name not in self.declared:
+            raise DataError(self.root, f"no system {name!r} in dataset {self.name!r}: {self.systems()}")
+        entry = self.declared[name]
+        capabilities = {Capability.FORCE_CONSTANTS}
+        if "trajectory" in entry:
+            capabilities |= {Capability.AIMD_FRAMES, Capability.REFERENCE_FRAMES}
+        if "displaced_supercells" in entry:
+            capabilities |= {Capability.DISPLACED_SETS, Capability.REFERENCE_FRAMES}
+        files = tuple(self.root / entry[key] for key in ("trajectory", "unitcell", "force_constants", "displaced_supercells") if key in entry)
+        return SystemInfo(
+            name=name, halide=halide_or_none(str(entry.get("formula", name))), files=files,
+            capabilities=frozenset(capabilities), temperature_K=entry.get("temperature_K") if "trajectory" in entry else None,
+            details={"code": entry.get("code", ""), "functional": entry.get("functional", "")},
+        )  # fmt: skip
+
+    def input_digest(self, name: str) -> str:
+        """sha256 over the system's declared files and its declaration."""
+        return files_digest(self.info(name).files, extra=self.declared[name])
+
     def formula(self, name: str) -> str:
         """The declared formula (checked against the files when the system is loaded)."""
         if name not in self.declared:
@@ -129,8 +155,10 @@ class ReferenceSystems:
             raise DataError(path, f"file of system {name} ({key}) is missing")
         return path
 
-    def load(self, name: str) -> ReferenceSystem:
-        from hdpbench.core.structures import from_phonopy_atoms, make_phonopy, read_poscar
+    def load(self, name: str, *, trajectories: bool = True, **_options) -> ReferenceSystem:
+        """The system's record. ``trajectories=False`` leaves out KCl's displaced supercells (their yaml
+        takes a while to parse); ``discard`` and ``frames`` are accepted and ignored (module docstring)."""
+        from hdpbench.core.structures import find_primitive_matrix, from_phonopy_atoms, make_phonopy, read_poscar
         from hdpbench.io.force_constants import read_force_constants, read_phonopy_yaml
         from hdpbench.io.trajectories import read_fhi_vibes
 
@@ -165,7 +193,7 @@ class ReferenceSystems:
             force_constants, unitcell, matrix = read_phonopy_yaml(fc_path)
         matrix = np.asarray(matrix, dtype=int)
         reference_supercell = from_phonopy_atoms(make_phonopy(unitcell, matrix).supercell)
-        if "displaced_supercells" in entry:
+        if "displaced_supercells" in entry and trajectories:
             path = self._file(name, "displaced_supercells")
             files.append(str(path))
             trajectory = displaced_supercell_frames(path, reference_supercell)
@@ -175,12 +203,15 @@ class ReferenceSystems:
         if Formula(unitcell.get_chemical_formula()).reduce()[0] != declared:
             raise DataError(files[0], f"system {name} is declared as {declared}, its files hold {unitcell.get_chemical_formula()}")
         return ReferenceSystem(
-            name=name,
+            formula=name,
+            halide=halide_or_none(unitcell.get_chemical_symbols()),
             unitcell=unitcell,
             supercell_matrix=matrix,
             force_constants=force_constants,
             reference_supercell=reference_supercell,
-            trajectory=trajectory,
+            trajectories=[trajectory] if trajectory is not None else [],
+            primitive_matrix=find_primitive_matrix(unitcell),
+            provenance={"source": files[0], "layout": LAYOUT, "dataset": self.name, "dataset_version": self.spec.version, "files": files},
             description=entry.get("description", ""),
             code=entry.get("code", ""),
             functional=entry.get("functional", ""),

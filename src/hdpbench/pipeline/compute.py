@@ -43,11 +43,25 @@ def require_elements(loaded, formulas: Sequence[str]) -> None:
             raise UnknownElementError(f"compound {formula} contains {missing}, which model {loaded.name} does not know")
 
 
-def with_production_md(data, names: Sequence[str]) -> list[str]:
-    """The compounds that have production MD, plus those whose archive could not even be listed (their
-    stage run records the archive's error instead of silently leaving them out)."""
-    entries = data.entries()
-    return [n for n in names if n not in entries or entries[n].problem or entries[n].inventory.production_files]
+def split_applicable(data, names: Sequence[str], needs) -> tuple[list[str], dict[str, str]]:
+    """(the compounds a stage needing ``needs`` (capabilities) can run on, {compound: why not} for the
+    rest: "not applicable: no AIMD frames"). A compound the source cannot even list, or does not know,
+    counts as applicable: its stage run then records the error instead of silently leaving it out."""
+    from hdpbench.data.interface import missing
+
+    applicable, not_applicable = [], {}
+    for name in names:
+        try:
+            info = data.info(name)
+        except Exception:  # unknown or unlistable: the stage's load names the problem
+            applicable.append(name)
+            continue
+        reason = missing(info, needs)
+        if reason is None:
+            applicable.append(name)
+        else:
+            not_applicable[name] = reason
+    return applicable, not_applicable
 
 
 def input_notes(compound) -> dict[str, Any]:
@@ -94,24 +108,31 @@ def compute_phonons(run: StageRun) -> None:
 
     def compute(name: str) -> dict[str, Any]:
         compound = data.load(name, trajectories=False)
+        supercell = reference_supercell_matrix(compound, settings.supercell)
         phonon = model_force_constants(
             compound.unitcell,
             loaded,
-            supercell_matrix=settings.supercell,
+            supercell_matrix=supercell,
             displacement=settings.displacement,
             symmetrize=settings.symmetrize,
             evaluator=evaluator,
+            primitive_matrix=compound.primitive_matrix,
         )
         metrics, reference_bands, model_bands = compare(
             compound.unitcell,
             compound.force_constants,
             phonon.force_constants,
-            supercell_matrix=settings.supercell,
+            supercell_matrix=supercell,
             npoints=settings.points_per_segment,
             unstable_below=settings.unstable_below_thz,
             group_velocities=settings.group_velocities,
+            primitive_matrix=compound.primitive_matrix,
         )
-        metrics.update({"compound": name, "halide": compound.halide, "sigma_reference_db": compound.summary.get("sigma_reference")})
+        metrics.update({
+            "compound": name, "halide": compound.halide, "sigma_reference_db": compound.summary.get("sigma_reference"),
+            "unitcell_atoms": len(compound.unitcell), "supercell_atoms": compound.n_atoms,
+            "primitive_atoms": metrics["n_bands"] // 3, "supercell_matrix": compound.supercell_matrix.tolist(),
+        })  # fmt: skip
         return {
             "json_data": metrics,
             "arrays": band_arrays(reference_bands, model_bands),
@@ -119,6 +140,21 @@ def compute_phonons(run: StageRun) -> None:
         }
 
     run.store.run(run.compounds, compute, progress=run.progress, errors=run.errors)
+
+
+def reference_supercell_matrix(compound, requested) -> np.ndarray:
+    """The supercell Φ_model is computed in: the reference's own (its Φ is comparable in no other);
+    ``requested`` (``phonons.supercell``), where given, must be that one."""
+    from hdpbench.core.errors import DataError
+
+    supercell = compound.supercell_matrix
+    if requested is not None and not np.array_equal(np.diag(requested), supercell):
+        raise DataError(
+            compound.source,
+            f"phonons.supercell={list(requested)}, but the reference force constants of {compound.formula} are in supercell "
+            f"{supercell.tolist()}: the model is compared in the reference's supercell; leave phonons.supercell unset",
+        )
+    return supercell
 
 
 def compute_sigma_reference_frames(run: StageRun) -> None:

@@ -3,15 +3,19 @@
 The results store keeps a stage's results as ``<root>/<dataset>/<model>/<stage>/<key>/<compound>.json``
 (plus arrays and other files, which are not exported). :func:`export_rows` reads every key folder of
 a stage (or one, ``key=``) and returns one row per compound that is **done** (its ``.done.json``
-marker holds the folder's key and its files are there) or **failed** (a ``.failed.json`` record with
-the folder's key and no result). Compounds in progress, interrupted or computed with other settings
-are not rows.
+marker holds the folder's key and its files are there), **failed** (a ``.failed.json`` record with
+the folder's key and no result) or **not applicable** (``.not_applicable.json``: the system lacks what
+the stage needs, e.g. AIMD frames; ``error`` says what). Compounds in progress, interrupted or computed
+with other settings are not rows. Where the dataset can be opened here, a row whose input digest (in
+its marker) is not the digest of the dataset's current files has status **stale**: its inputs changed
+since (a rerun recomputes it).
 
 Columns, in this order:
 
 * ``dataset, model, stage, settings_key, compound`` — where the row comes from; ``settings_key`` is
   the key folder (it equals the ``settings_key`` field every result JSON carries);
-* ``status`` (``done`` or ``failed``), ``error_type``, ``error``, ``error_file`` (None for done rows);
+* ``status`` (``done``, ``failed``, ``not applicable`` or ``stale``), ``error_type``, ``error``,
+  ``error_file`` (None for done rows), ``input_digest`` (sha256 of the inputs the row was computed from);
 * the fields of the compound's JSON, flattened by the rule below (:func:`flatten`), in the order first met.
 
 Every row has every column (None where a row has no such field), so the rows form a rectangle.
@@ -42,7 +46,7 @@ MAX_LIST_ITEMS = 8
 """Lists of at most this many scalars are exported item by item (``name[i]``); longer ones are dropped."""
 
 IDENTITY_COLUMNS = ("dataset", "model", "stage", "settings_key", "compound")
-STATUS_COLUMNS = ("status", "error_type", "error", "error_file")
+STATUS_COLUMNS = ("status", "error_type", "error", "error_file", "input_digest")
 
 _SCALARS = (str, int, float, bool, type(None))
 
@@ -149,6 +153,17 @@ def _merge(row: dict[str, Any], fields: dict[str, Any]) -> None:
         row[name] = value
 
 
+def _open_source(dataset: str):
+    """The dataset's source where it can be opened here (registered and on disk, or a folder), else
+    None: rows are then exported without the staleness check."""
+    from hdpbench.data.datasets import get_dataset
+
+    try:
+        return get_dataset(dataset, download=False)
+    except Exception:
+        return None
+
+
 def export_rows(
     dataset: str,
     model: str,
@@ -165,30 +180,52 @@ def export_rows(
     Columns and the flattening rule: see the module's docstring.
     """
     root = Path(results_root) if results_root is not None else paths.results_dir()
+    source = _open_source(dataset)
+    if source is not None:
+        dataset = source.name  # a folder given by path: its results live under its name
     stage_folder = _locate(root, dataset, model, stage)
+    current: dict[str, str | None] = {}
+
+    def status_of(compound: str, record: dict[str, Any] | None, status: str) -> str:
+        """``status``, or "stale" where the record's inputs are not the dataset's current ones."""
+        if source is None or record is None or "inputs" not in record:
+            return status
+        if compound not in current:
+            try:
+                current[compound] = source.input_digest(compound)
+            except Exception:  # no longer in the dataset, or unreadable
+                current[compound] = None
+        return status if record["inputs"] == current[compound] else "stale"
+
     rows: list[dict[str, Any]] = []
     for folder_key in _select_keys(stage_folder, key):
         folder = stage_folder / folder_key
         done = sorted(p.name[: -len(".done.json")] for p in folder.glob("*.done.json"))
         done = [c for c in done if _done(folder, c)]
         failed = sorted(p.name[: -len(".failed.json")] for p in folder.glob("*.failed.json"))
-        for compound in sorted({*done, *failed}):
+        skipped = sorted(p.name[: -len(".not_applicable.json")] for p in folder.glob("*.not_applicable.json"))
+        for compound in sorted({*done, *failed, *skipped}):
             row: dict[str, Any] = {
                 "dataset": dataset, "model": model, "stage": stage, "settings_key": folder_key, "compound": compound,
             }
             if compound in done:
-                row.update(status="done", error_type=None, error=None, error_file=None)
+                marker = _read_json(folder / f"{compound}.done.json")
+                row.update(status=status_of(compound, marker, "done"), error_type=None, error=None, error_file=None,
+                           input_digest=marker.get("inputs"))  # fmt: skip
                 path = folder / f"{compound}.json"
                 if path.is_file():
                     data = json.loads(path.read_text())
                     if data.get("settings_key", folder_key) != folder_key:
                         raise DataError(path, f"settings_key {data['settings_key']!r} differs from its folder's key {folder_key!r}")
                     _merge(row, flatten(data))
+            elif compound in failed and (record := _read_json(folder / f"{compound}.failed.json")) and record.get("key") == folder_key:
+                row.update(status=status_of(compound, record, "failed"), error_type=record.get("error_type"), error=record.get("error"),
+                           error_file=record.get("file"), input_digest=record.get("inputs"))  # fmt: skip
+            elif (record := _read_json(folder / f"{compound}.not_applicable.json")) and record.get("key") == folder_key:
+                row.update(status=status_of(compound, record, "not applicable"), error_type=None, error=record.get("reason"),
+                           error_file=None, input_digest=record.get("inputs"))  # fmt: skip
             else:
-                record = _read_json(folder / f"{compound}.failed.json")
-                if record is None or record.get("key") != folder_key:
-                    continue  # a failure of other settings, or unreadable: not a result of this key
-                row.update(status="failed", error_type=record.get("error_type"), error=record.get("error"), error_file=record.get("file"))
+                continue  # a failure of other settings, or unreadable: not a result of this key
             rows.append(row)
     columns = list(dict.fromkeys(name for row in rows for name in row))
     return [{name: row.get(name) for name in columns} for row in rows]

@@ -82,7 +82,8 @@ def describe(
 
     target = get_stage(stage)
     root = Path(results_root) if results_root is not None else paths.results_dir()
-    names = sorted(set(compute.with_production_md(data, compounds) if target.needs_production_md else compounds))  # as the shards
+    applicable, not_applicable = compute.split_applicable(data, compounds, target.requires)
+    names = sorted(set(applicable))  # as the shards
     steps = plan(stage, settings)
     result: dict[str, Any] = {
         "stage": target.name.value,
@@ -90,6 +91,7 @@ def describe(
         "results_root": str(root),
         "device": device,
         "compounds": list(names),
+        "not_applicable": dict(sorted(not_applicable.items())),
         "shards": len(shards(names, shard_size)) if names else 0,
         "shard_size": shard_size,
         "stages": [step.name.value for step, _ in steps],
@@ -103,7 +105,7 @@ def describe(
         loaded, why = model_identity(model, settings.group(target.dtype_group).dtype)
         entry: dict[str, Any] = {"model": str(model), "stages": []}
         for step, step_settings in steps:
-            step_names = compute.with_production_md(data, names) if step.needs_production_md else names
+            step_names, _ = compute.split_applicable(data, names, step.requires)
             item: dict[str, Any] = {"stage": step.name.value, "compounds": len(step_names), "files_per_compound": [*step.writes, ".done.json"]}
             if loaded is None:
                 item.update({"directory": None, "key": None, "why_no_key": why, "done": None, "to_compute": step_names})
@@ -113,7 +115,7 @@ def describe(
                         dataset=data.name, model=loaded.name, stage=step.name.value, settings=key_settings(step, step_settings),
                         model_sha256=loaded.checkpoint_sha256 or loaded.identity, dataset_version=data.spec.version, stage_version=step.version,
                     ),
-                    root=root,
+                    root=root, input_digest=data.input_digest,
                 )  # fmt: skip
                 done = [n for n in step_names if store.is_done(n)]
                 item.update({"directory": str(store.directory), "key": store.key, "done": done, "to_compute": [n for n in step_names if n not in done]})
@@ -174,6 +176,10 @@ def format_plan(described: dict[str, Any]) -> str:
         f"  compounds: {len(names)} ({', '.join(names[:8])}{' ...' if len(names) > 8 else ''}), "
         f"{described['shards']} shard(s) of ≤ {described['shard_size']}, device {described['device']}",
     ]
+    skipped = described.get("not_applicable") or {}
+    for reason in sorted(set(skipped.values())):
+        which = [name for name, why in skipped.items() if why == reason]
+        lines.append(f"  {reason}: {len(which)} compound(s) ({', '.join(which[:8])}{' ...' if len(which) > 8 else ''}), recorded as such")
     for entry in described["models"]:
         lines.append(f"  model {entry['model']}:")
         for item in entry["stages"]:

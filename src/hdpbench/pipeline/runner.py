@@ -104,9 +104,15 @@ def run_shard(
     pin_threads(torch_threads)  # CPU workers share the cores instead of each taking all of them
     result = run_stage_in_process(stage, dataset, model, shard, settings, _worker_device(device), results_root, accelerator)
     done = [name for name in shard if result.is_done(name)]
-    failed = {name: record["error"] for name, record in result.failures([n for n in shard if n not in done]).items()}
-    failed.update({name: "no result and no recorded failure" for name in shard if name not in done and name not in failed})
-    return {"shard": shard, "done": done, "failed": failed, "seconds": time.perf_counter() - start, "directory": str(result.directory)}
+    not_applicable = result.not_applicable([n for n in shard if n not in done])
+    failed = {name: record["error"] for name, record in result.failures([n for n in shard if n not in done and n not in not_applicable]).items()}
+    failed.update({
+        name: "no result and no recorded failure" for name in shard if name not in done and name not in failed and name not in not_applicable
+    })  # fmt: skip
+    return {
+        "shard": shard, "done": done, "failed": failed, "not_applicable": not_applicable,
+        "seconds": time.perf_counter() - start, "directory": str(result.directory),
+    }  # fmt: skip
 
 
 def _dask_scratch() -> str | None:
@@ -142,13 +148,16 @@ class RunReport:
     shards: int
     done: list[str] = field(default_factory=list)
     failed: dict[str, str] = field(default_factory=dict)  # compound → error (every compound of a shard that died)
+    not_applicable: dict[str, str] = field(default_factory=dict)  # compound → why the stage does not apply (no AIMD frames)
     seconds: float = 0.0
     directory: str | None = None
 
     def summary_line(self) -> str:
         state = "ok" if not self.failed else f"{len(self.failed)} FAILED (a rerun retries only these)"
+        reasons = sorted(set(self.not_applicable.values()))
+        skipped = f"{len(self.not_applicable)} {'; '.join(reasons)}, " if self.not_applicable else ""
         return (
-            f"{self.stage} [{self.model}]: {len(self.done)}/{self.compounds} compounds done, {state}, "
+            f"{self.stage} [{self.model}]: {len(self.done)}/{self.compounds} compounds done, {skipped}{state}, "
             f"{self.shards} shard(s), {self.seconds:.1f} s" + (f" → {self.directory}" if self.directory else "")
         )
 
@@ -192,6 +201,7 @@ def run(
     def record(outcome: dict[str, Any]) -> None:
         report.done.extend(outcome["done"])
         report.failed.update(outcome["failed"])
+        report.not_applicable.update(outcome.get("not_applicable", {}))
         report.directory = outcome["directory"]
         bar.update(len(outcome["shard"]))
 

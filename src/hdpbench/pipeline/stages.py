@@ -8,7 +8,13 @@ Adding a stage is one :class:`Stage` entry in :data:`STAGES` plus its function i
 
 Results go to ``results/<dataset>/<model>/<stage>/<key>/``. The key hashes the model's checkpoint,
 the dataset version, the stage version and the settings of the stage *and of every stage it needs*
-(as that stage sees them), so changing an upstream setting recomputes everything downstream.
+(as that stage sees them), so changing an upstream setting recomputes everything downstream; each
+compound's marker also carries the digest of the inputs it was read from
+(:meth:`~hdpbench.data.interface.ReferenceSource.input_digest`).
+
+A stage declares what a system must have (``requires``: force constants, AIMD frames, reference
+frames); the dataset is any :class:`~hdpbench.data.interface.ReferenceSource`, and its systems that
+lack one are recorded as not applicable, with the reason, instead of failing.
 """
 
 from __future__ import annotations
@@ -20,6 +26,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from hdpbench.core.errors import UsageError
+from hdpbench.data.interface import Capability
 from hdpbench.pipeline import compute
 from hdpbench.pipeline.names import StageName
 from hdpbench.pipeline.settings import RunSettings
@@ -51,7 +58,7 @@ class Stage:
     dtype_group: str  # the settings group whose dtype loads the model
     needs: tuple[Need, ...] = ()
     writes: tuple[str, ...] = (".json", ".npz")  # per compound, plus the <compound>.done.json marker
-    needs_production_md: bool = False  # only compounds with AIMD production files
+    requires: tuple[Capability, ...] = (Capability.FORCE_CONSTANTS,)  # what a system must have; others: not applicable
     version: int = 1  # bumped when the code changes what the stage stores: older results are recomputed
     summary: str = ""
 
@@ -62,27 +69,29 @@ STAGES: dict[StageName, Stage] = {
         Stage(
             StageName.PHONONS, compute.compute_phonons, "phonons", "phonons",
             writes=(".json", ".npz", ".phonopy.yaml"),
-            version=2,  # 2: acoustic sum-rule metrics; Γ acoustic modes out of the thermal sums
+            # 2: acoustic sum-rule metrics; Γ acoustic modes out of the thermal sums. 3: Φ_model in the reference's
+            # supercell with its primitive cell; the stability class sets Γ's acoustic modes aside
+            version=3,
             summary="Φ_model by finite displacements, bands and phonon errors against Φ_ref (§3.1)",
         ),
         Stage(
             StageName.SIGMA_REFERENCE_FRAMES, compute.compute_sigma_reference_frames, "sigma", "sigma",
-            needs=(Need(StageName.PHONONS, sigma_phonons),), needs_production_md=True,
+            needs=(Need(StageName.PHONONS, sigma_phonons),), requires=(Capability.FORCE_CONSTANTS, Capability.REFERENCE_FRAMES),
             summary="σ of the AIMD frames with model forces, with Φ_ref and Φ_model (§3.2, Fig. 3)",
         ),
         Stage(
             StageName.MD, compute.compute_model_md, "md", "md",
-            writes=(".json", ".npz", ".md.extxyz"), needs_production_md=True,
+            writes=(".json", ".npz", ".md.extxyz"), requires=(Capability.AIMD_FRAMES,),
             summary="model-only Andersen MD at 300 K from the AIMD frames (§3.3)",
         ),
         Stage(
             StageName.SIGMA_MD, compute.compute_sigma_model_md, None, "md",
-            needs=(Need(StageName.PHONONS, sigma_phonons), Need(StageName.MD)), needs_production_md=True,
+            needs=(Need(StageName.PHONONS, sigma_phonons), Need(StageName.MD)), requires=(Capability.FORCE_CONSTANTS, Capability.AIMD_FRAMES),
             summary="σ of the model-only MD frames with Φ_model (σ_model-only, Fig. 4)",
         ),
         Stage(
             StageName.KPCA, compute.compute_kpca, "kpca", "kpca",
-            needs=(Need(StageName.SIGMA_MD), Need(StageName.MD)), needs_production_md=True,
+            needs=(Need(StageName.SIGMA_MD), Need(StageName.MD)), requires=(Capability.FORCE_CONSTANTS, Capability.AIMD_FRAMES),
             summary="SOAP–REMatch kernel-PCA maps of AIMD and model-MD frames (§3.4, Table 2)",
         ),
     )
@@ -127,7 +136,8 @@ def key_settings(stage: Stage, settings: RunSettings) -> dict[str, Any]:
 
 def results_store(name: str, settings: dict[str, Any], data, loaded, results_root=None, *, version: int = 1) -> StageResults:
     """The results store of stage ``name`` keyed by ``settings`` for this dataset and model, checked
-    writable before any work (also used by the real-data stages of :mod:`hdpbench.pipeline.realdata`)."""
+    writable before any work (also used by the real-data stages of :mod:`hdpbench.pipeline.realdata`);
+    each compound's result counts as done only for the inputs it was computed from (``data.input_digest``)."""
     from hdpbench.core.storage import require_writable
 
     store = StageResults(
@@ -140,6 +150,7 @@ def results_store(name: str, settings: dict[str, Any], data, loaded, results_roo
             },
         ),
         root=results_root,
+        input_digest=getattr(data, "input_digest", None),
     )  # fmt: skip
     require_writable(store.directory)
     return store
@@ -153,8 +164,8 @@ def open_store(stage: Stage, settings: RunSettings, data, loaded, results_root=N
 @dataclass
 class StageRun:
     """Everything a stage's computation gets: its opened store, the data, the model, the compounds
-    (already restricted to those with production MD where the stage needs them), the settings and
-    the stores of the stages it needs, by name."""
+    (already restricted to those that have what the stage requires), the settings and the stores of
+    the stages it needs, by name."""
 
     store: StageResults
     data: Any
@@ -170,10 +181,12 @@ class StageRun:
 def load_inputs(dataset, model, *, device: str, dtype: str, compounds: Sequence[str] | None = None, accelerator: str | None = None):
     """The dataset and the loaded model (any kind); a compound with an element the model does not know
     is refused here, before any compute, naming compound and element."""
-    from hdpbench.data.datasets import Dataset, get_dataset
+    import os
+
+    from hdpbench.data.datasets import get_dataset
     from hdpbench.models.evaluate import load_model
 
-    data = dataset if isinstance(dataset, Dataset) else get_dataset(dataset, download=False)
+    data = get_dataset(dataset, download=False) if isinstance(dataset, (str, os.PathLike)) else dataset
     loaded = load_model(model, device=device, dtype=dtype, accelerator=accelerator)
     compute.require_elements(loaded, list(compounds) if compounds is not None else data.compounds())
     return data, loaded
@@ -206,8 +219,7 @@ def run_stage(
         dataset, model, device=device, dtype=settings.group(stage.dtype_group).dtype, compounds=compounds, accelerator=accelerator
     )
     names = list(compounds) if compounds is not None else data.compounds()
-    if stage.needs_production_md:
-        names = compute.with_production_md(data, names)
+    names, not_applicable = compute.split_applicable(data, names, stage.requires)
     done: dict[tuple[StageName, RunSettings], StageResults] = {}
     for step, step_settings in plan(name, settings):
         upstream = {}
@@ -215,8 +227,9 @@ def run_stage(
             need_settings = need.adapt(step_settings)
             upstream[need.stage] = done[(need.stage, need_settings)]
         store = open_store(step, step_settings, data, loaded, results_root)
-        step_names = compute.with_production_md(data, names) if step.needs_production_md else names
-        is_target = step.name == stage.name
+        step_names, _ = compute.split_applicable(data, names, step.requires)
+        if is_target := step.name == stage.name:
+            store.record_not_applicable(not_applicable)
         step.compute(
             StageRun(store, data, loaded, step_names, step_settings, upstream, device, progress, errors if is_target else "record")
         )

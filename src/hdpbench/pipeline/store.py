@@ -14,6 +14,15 @@ counts as done only when that marker exists and its key equals the current key. 
 * a run killed at any moment leaves either a complete result or none (every file is written to a
   temporary name and renamed), and the next run completes only what is missing;
 * a compound that fails (bad input) raises without touching any other compound's files.
+
+Results are keyed by what they were computed from, not only by the dataset's name: a store opened
+with ``input_digest`` (the source's :meth:`~hdpbench.data.interface.ReferenceSource.input_digest`,
+sha256 over the bytes a compound's record is read from) writes that digest into each marker and
+counts a compound done only when its marker carries the current digest. An archive corrected in
+place is recomputed, and two folders of one name but other content never share a result.
+
+A compound that lacks what the stage needs (no AIMD frames for the MD stage) is recorded as *not
+applicable* (``<compound>.not_applicable.json``, with the reason), neither done nor failed.
 """
 
 from __future__ import annotations
@@ -62,8 +71,10 @@ class StageManifest:
     model_sha256: str | None = None
     dataset_version: str | None = None
     stage_version: int = 1  # bump when a stage's code changes its results
-    # How the model ran (device, tensor-product backend): recorded, not in the key, like the thread count
-    execution: dict[str, Any] = field(default_factory=dict)
+    # How the model ran (device, backend, its own environment's resolved packages): recorded, not in
+    # the key, like the thread count; a callable is asked when the manifest is written (an isolated
+    # model's environment exists only once it has computed)
+    execution: dict[str, Any] | Callable[[], dict[str, Any]] = field(default_factory=dict)
 
     def _identity(self) -> dict[str, Any]:
         """Everything that changes results (and nothing that does not, such as the time)."""
@@ -91,16 +102,20 @@ class StageManifest:
             # Not in the key: results are bit-identical for the same count, equal within float
             # tolerance for another (README, "Same bytes, failures, limits").
             "torch_threads": pinned_threads(),
-            **({"execution": self.execution} if self.execution else {}),
+            **({"execution": execution} if (execution := self.execution() if callable(self.execution) else self.execution) else {}),
             "written_at": _dt.datetime.now(_dt.UTC).isoformat(timespec="seconds"),
         }
 
 
 class StageResults:
-    """Results of one stage for one (dataset, model), one set of files per compound."""
+    """Results of one stage for one (dataset, model), one set of files per compound.
 
-    def __init__(self, manifest: StageManifest, root: str | Path | None = None):
+    ``input_digest(compound) -> str``: the digest of the compound's inputs (module docstring); None
+    for results not read from a dataset (markers then carry no digest)."""
+
+    def __init__(self, manifest: StageManifest, root: str | Path | None = None, *, input_digest: Callable[[str], str] | None = None):
         self.manifest = manifest
+        self.input_digest = input_digest
         root = Path(root) if root is not None else paths.results_dir()
         self.directory = (
             root
@@ -121,15 +136,33 @@ class StageResults:
         """Where a data file of ``compound`` lives, e.g. suffix '.npz' or '.phonopy.yaml'."""
         return self.directory / f"{_safe_component(compound, 'compound')}{suffix}"
 
-    def is_done(self, compound: str) -> bool:
-        marker = self._marker(compound)
-        if not marker.is_file():
-            return False
+    def current_inputs(self, compound: str) -> str | None:
+        """The digest of the compound's inputs now (None without ``input_digest``; "unreadable" when
+        they cannot be read, so nothing stored for it counts as current)."""
+        if self.input_digest is None:
+            return None
         try:
-            record = json.loads(marker.read_text())
+            return self.input_digest(compound)
+        except Exception:  # a missing or unreadable archive: its stage records the error when it runs
+            return "unreadable"
+
+    def _current_record(self, path: Path, compound: str) -> dict[str, Any] | None:
+        """The marker at ``path`` if it holds this key and, with ``input_digest``, the current inputs."""
+        if not path.is_file():
+            return None
+        try:
+            record = json.loads(path.read_text())
         except (OSError, json.JSONDecodeError):
-            return False
-        return record.get("key") == self.key and all(self.path(compound, s).is_file() for s in record.get("files", []))
+            return None
+        if not isinstance(record, dict) or record.get("key") != self.key:
+            return None
+        if self.input_digest is not None and record.get("inputs") != self.current_inputs(compound):
+            return None
+        return record
+
+    def is_done(self, compound: str) -> bool:
+        record = self._current_record(self._marker(compound), compound)
+        return record is not None and all(self.path(compound, s).is_file() for s in record.get("files", []))
 
     def pending(self, compounds: Iterable[str]) -> list[str]:
         return [c for c in compounds if not self.is_done(c)]
@@ -156,8 +189,12 @@ class StageResults:
         json_data: dict[str, Any] | None = None,
         arrays: dict[str, np.ndarray] | None = None,
         files: dict[str, Callable[[Path], None]] | None = None,
+        inputs: str | None = None,
     ) -> None:
         """Write a compound's results atomically, then its done-marker.
+
+        ``inputs``: the input digest the results were computed from (read *before* computing, so an
+        archive replaced during the computation is not credited); default the current one.
 
         ``json_data`` → ``<compound>.json``, with ``"settings_key": self.key`` added (the caller's
         dict is not changed), so a result file names the settings it was computed with even when
@@ -180,7 +217,10 @@ class StageResults:
         current = self.read_manifest()
         if current is None or current.get("key") != self.key:
             self.write_manifest()
-        atomic_write_json(self._marker(compound), {"key": self.key, "files": written})
+        marker = {"key": self.key, "files": written}
+        if self.input_digest is not None:
+            marker["inputs"] = inputs if inputs is not None else self.current_inputs(compound)
+        atomic_write_json(self._marker(compound), marker)
 
     def load_json(self, compound: str) -> dict[str, Any]:
         self._require(compound)
@@ -214,6 +254,7 @@ class StageResults:
         """Write ``<compound>.failed.json`` (stage key, error type and message, the file at fault)."""
         record = {
             "key": self.key,
+            **({"inputs": self.current_inputs(compound)} if self.input_digest is not None else {}),
             "compound": compound,
             "error_type": type(error).__name__,
             "error": str(error).splitlines()[0] if str(error) else type(error).__name__,
@@ -232,15 +273,40 @@ class StageResults:
             compounds = sorted(p.name[: -len(".failed.json")] for p in self.directory.glob("*.failed.json"))
         found = {}
         for compound in compounds:
-            marker = self._failure_marker(compound)
-            if not marker.is_file() or self.is_done(compound):
+            if not self._failure_marker(compound).is_file() or self.is_done(compound):
                 continue
-            try:
-                record = json.loads(marker.read_text())
-            except (OSError, json.JSONDecodeError):
-                continue
-            if record.get("key") == self.key:
+            record = self._current_record(self._failure_marker(compound), compound)
+            if record is not None:
                 found[compound] = record
+        return found
+
+    # -- not applicable ----------------------------------------------------------------------
+    def _not_applicable_marker(self, compound: str) -> Path:
+        return self.directory / f"{_safe_component(compound, 'compound')}.not_applicable.json"
+
+    def record_not_applicable(self, compounds: dict[str, str]) -> None:
+        """Write ``<compound>.not_applicable.json`` (key, inputs, reason) for each {compound: reason}
+        not recorded yet with this key, these inputs and this reason."""
+        for compound, reason in compounds.items():
+            current = self._current_record(self._not_applicable_marker(compound), compound)
+            if current is not None and current.get("reason") == reason:
+                continue
+            record = {"key": self.key, "compound": compound, "reason": reason}
+            if self.input_digest is not None:
+                record["inputs"] = self.current_inputs(compound)
+            atomic_write_json(self._not_applicable_marker(compound), record)
+
+    def not_applicable(self, compounds: Iterable[str] | None = None) -> dict[str, str]:
+        """{compound: reason} of compounds recorded as not applicable with the current key and inputs."""
+        if compounds is None:
+            if not self.directory.is_dir():
+                return {}
+            compounds = sorted(p.name[: -len(".not_applicable.json")] for p in self.directory.glob("*.not_applicable.json"))
+        found = {}
+        for compound in compounds:
+            record = self._current_record(self._not_applicable_marker(compound), compound)
+            if record is not None:
+                found[compound] = str(record.get("reason", "not applicable"))
         return found
 
     def run(
@@ -281,8 +347,9 @@ class StageResults:
                 if self.is_done(compound):
                     status[compound] = "skipped"
                     continue
+                inputs = self.current_inputs(compound)  # before computing: a file replaced meanwhile is not credited
                 try:
-                    self.save(compound, **compute(compound))
+                    self.save(compound, **compute(compound), inputs=inputs)
                 except StoreWriteError:
                     raise
                 except Exception as error:  # one bad compound must not stop the others
