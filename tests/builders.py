@@ -122,3 +122,43 @@ def write_summary_db(path: Path, rows: dict[str, dict]) -> None:
         db.write(Atoms("F"), uid="element_F", total_energy=-1.0)
         for formula, values in rows.items():
             db.write(Atoms("H"), uid=f"dpv_{formula}", **values)
+
+
+def phonondb_members(archive: Path) -> tuple[str, dict[str, bytes]]:
+    """(folder, {member: bytes}) of a phonondb archive (an xz tar holding one ``mp-<id>-<date>/``)."""
+    members = {}
+    with tarfile.open(archive, "r:xz") as tar:
+        for info in tar.getmembers():
+            if info.isfile():
+                members[info.name] = tar.extractfile(info).read()
+    folder = next(iter(members)).split("/", 1)[0]
+    return folder, {name.split("/", 1)[1]: data for name, data in members.items()}
+
+
+def write_phonondb_archive(path: Path, folder: str, members: dict[str, bytes]) -> Path:
+    """An archive as phonondb publishes them: xz-compressed tar of ``folder/<member>`` (named .tar.lzma)."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with tarfile.open(path, "w:xz") as tar:
+        for name, data in members.items():
+            info = tarfile.TarInfo(f"{folder}/{name}")
+            info.size = len(data)
+            tar.addfile(info, io.BytesIO(data))
+    return path
+
+
+def scale_force_sets(text: str, factor: float) -> str:
+    """FORCE_SETS text with every force multiplied by ``factor`` (so Φ is multiplied by it): the lines
+    of three numbers after each displacement line are forces."""
+    lines = text.splitlines()
+    natom = int(lines[0].split()[0])
+    out, k = lines[:3], 3
+    while k < len(lines):
+        if not lines[k].strip():
+            out.append(lines[k])
+            k += 1
+            continue
+        out += lines[k : k + 2]  # atom index, displacement
+        for line in lines[k + 2 : k + 2 + natom]:
+            out.append("  ".join(f"{factor * float(x):.10f}" for x in line.split()))
+        k += 2 + natom
+    return "\n".join(out) + "\n"
