@@ -177,10 +177,32 @@ def cmd_models_list(args) -> int:
         return 0
     print(
         _table(
-            [[r["name"], r["label"], r["license"], "yes" if r["available"] else "no", r["checkpoint"]] for r in rows],
-            ["model", "paper label", "licence", "weights here", "checkpoint"],
+            [[r["name"], r["label"], r["kind"], r["license"], "yes" if r["available"] else "no", r["environment"], r["checkpoint"]] for r in rows],
+            ["model", "paper label", "kind", "licence", "ready here", "environment", "checkpoint"],
         )
     )
+    return 0
+
+
+def cmd_models_env(args) -> int:
+    """Build (or find) the own environment of a ``kind: isolated`` model and say where it is."""
+    from hdpbench.models.environments import IsolatedSpec, ensure_environment
+    from hdpbench.models.registry import ModelKind, get_model_spec, registry_file
+
+    spec = get_model_spec(args.name)
+    if spec.kind != ModelKind.ISOLATED.value:
+        raise UsageError(f"model {spec.name} is of kind {spec.kind!r}: it runs in hdpbench's own environment (only kind 'isolated' has its own)")
+    environment = ensure_environment(spec.name, IsolatedSpec.from_mapping(spec.isolated, registry_file(spec)).environment)
+    record = environment.record
+    if args.json:
+        _print_json({"model": spec.name, "folder": str(environment.folder), "python": str(environment.python), **record})
+        return 0
+    pinned = IsolatedSpec.from_mapping(spec.isolated, registry_file(spec)).environment.pinned()
+    print(f"environment of {spec.name}: {environment.folder}")
+    print(f"  python {record.get('python')} ({environment.python}); built in {record.get('build_seconds')} s on {record.get('built_at')}")
+    packages = {name.lower().replace("_", "-"): version for name, version in record.get("packages", {}).items()}
+    print("  pinned: " + ", ".join(f"{name}=={packages.get(name, '?')}" for name in pinned))
+    print(f"  {len(packages)} packages in all: {environment.folder / 'environment.json'}")
     return 0
 
 
@@ -665,6 +687,12 @@ def build_parser() -> argparse.ArgumentParser:
     model_listing = model_commands.add_parser("list", help="registered models, licences and whether weights are here")
     model_listing.add_argument("--json", action="store_true")
     model_listing.set_defaults(func=cmd_models_list)
+    model_environment = model_commands.add_parser(
+        "env", help="build (on first use) the own Python environment of a 'kind: isolated' model and print where it is"
+    )
+    model_environment.add_argument("name", help="registry name of a kind: isolated model (e.g. sevennet-0)")
+    model_environment.add_argument("--json", action="store_true")
+    model_environment.set_defaults(func=cmd_models_env)
 
     results = commands.add_parser("results", help="the results store: export a stage's results as a table")
     results_commands = results.add_subparsers(dest="results_command", metavar="ACTION", required=True)

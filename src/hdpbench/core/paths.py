@@ -123,6 +123,20 @@ def cache_dir() -> Path:
     return _from_env("HDPBENCH_CACHE", project_root() / ".cache")
 
 
+def environments_dir() -> Path:
+    """Models' own Python environments (``HDPBENCH_ENVIRONMENTS``, else
+    ``$XDG_CACHE_HOME/hdpbench/environments``): a user cache outside the checkout, so ``make clean``
+    keeps them and several checkouts share one build (each is keyed by a hash of its spec)."""
+    cache_home = Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache")
+    return _from_env("HDPBENCH_ENVIRONMENTS", cache_home / "hdpbench" / "environments")
+
+
+def local_wheels_dir() -> Path:
+    """Wheels this machine provides on disk (``HDPBENCH_WHEELS``, else ``/opt/wheels``): a model's
+    environment installs its pinned torch from here where the file exists, instead of downloading."""
+    return _from_env("HDPBENCH_WHEELS", Path("/opt/wheels"))
+
+
 def fixtures_dir() -> Path | None:
     """Real DFT/AIMD reference files for tests (``HDPBENCH_FIXTURES``); None when not configured."""
     value = os.environ.get("HDPBENCH_FIXTURES")

@@ -39,10 +39,15 @@ def spec_from_yaml(cls: type[Spec], file: Path, *, strict: bool = False, free_se
 
 def read_registry(folders: list[Path], read) -> dict:
     """``{name: read(file)}`` over the ``*.yaml`` files of ``folders``; a folder earlier in the list
-    overrides a later one (a user's registry folder over the shipped one)."""
+    overrides a later one (a user's registry folder over the shipped one); two entries of one name in
+    one folder are an error naming both files (one would shadow the other silently)."""
     specs = {}
     for folder in reversed(folders):
+        seen: dict[str, Path] = {}
         for file in sorted(folder.glob("*.yaml")):
             spec = read(file)
+            if spec.name in seen:
+                raise DataError(file, f"name {spec.name!r} is also the name of {seen[spec.name]}; names must be unique in a registry folder")
+            seen[spec.name] = file
             specs[spec.name] = spec
     return specs

@@ -97,6 +97,22 @@ class CalculatorModel:
         size = batch_size if isinstance(batch_size, int) else self.batch_size
         return CalculatorEvaluator(self, batch_size=size, progress=progress)
 
+    # -- the model interface (hdpbench.models.interface.Model) ---------------------------------
+    @property
+    def capabilities(self):
+        from hdpbench.models.interface import Capability
+
+        return frozenset({Capability.BATCHED}) if self.batched is not None else frozenset()
+
+    def versions(self) -> dict[str, str]:
+        from hdpbench.models.interface import package_versions
+
+        package = type(self.calculator).__module__.partition(".")[0]
+        return package_versions(package, "ase", "torch")
+
+    def execution(self) -> dict[str, Any]:
+        return {"device": str(self.device), "dtype": self.dtype, "kind": self.kind}
+
     @classmethod
     def from_calculator(cls, calculator, *, name: str | None = None) -> CalculatorModel:
         """Wrap a calculator object (e.g. ``EMT()``): evaluated one structure at a time, elements not declared."""

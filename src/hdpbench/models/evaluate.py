@@ -71,8 +71,41 @@ class LoadedModel:
             inputs["positions"].requires_grad_(True)
         return self.module(inputs, compute_stress=compute_stress, training=self.compiled)
 
-    def evaluator(self, *, batch_size: int | str = "auto", progress: bool = False) -> BatchedEvaluator:
-        return BatchedEvaluator(self, batch_size=batch_size, progress=progress)
+    def evaluator(self, *, batch_size: int | str | None = "auto", progress: bool = False) -> BatchedEvaluator:
+        return BatchedEvaluator(self, batch_size="auto" if batch_size is None else batch_size, progress=progress)
+
+    # -- the model interface (hdpbench.models.interface.Model) ---------------------------------
+    @property
+    def capabilities(self):
+        from hdpbench.models.interface import Capability
+
+        return frozenset({Capability.BATCHED, Capability.REPLICA_FORCES, Capability.HESSIAN})
+
+    def versions(self) -> dict[str, str]:
+        from hdpbench.models.interface import package_versions
+
+        return package_versions("mace-torch", "torch", "e3nn")
+
+    def execution(self) -> dict[str, Any]:
+        """How it runs (recorded in manifests, not in result keys: it changes rounding only)."""
+        return {"device": str(self.device), "dtype": self.dtype, "kind": self.kind, "accelerator": self.accelerator, "torch_compile": bool(self.compiled)}
+
+    def replica_forces(self, structures: Sequence[Atoms], *, replicas_per_call: int | str | None = "auto") -> ReplicaForces:
+        """Device-resident forces of these structures as their positions move (batched MD)."""
+        return ReplicaForces(self, structures, replicas_per_call=replicas_per_call)
+
+    def hessian(self, atoms: Atoms) -> np.ndarray:
+        """The exact Hessian by autograd at ``atoms``: Φ (N, N, 3, 3) eV/Å² (mace-torch's ``compute_hessian``)."""
+        torch = prepare_torch()
+        from mace.tools import torch_geometric
+
+        graphs = BatchedEvaluator(self, batch_size=1, progress=False).graphs([atoms])
+        batch = torch_geometric.Batch.from_data_list(graphs).to(self.device)
+        module = getattr(self.module, "_orig_mod", self.module)  # a compiled model's own module: no Hessian tracing
+        output = module(batch.to_dict(), compute_hessian=True, training=False)
+        hessian = output["hessian"].detach().to("cpu", torch.float64).numpy()  # (3N, 3N) = −∂F/∂x
+        n = len(atoms)
+        return hessian.reshape(n, 3, n, 3).transpose(0, 2, 1, 3)
 
     @property
     def identity(self) -> str:
@@ -130,12 +163,15 @@ def load_model(
     model, *, device: str = "cpu", dtype: str = "float32", head: str | None = None, accelerator: str | None = None,
     torch_compile: bool | None = None,
 ):  # fmt: skip
-    """Any model → a loaded model with ``evaluator()``, ``name``, ``device``, ``dtype``, ``atomic_numbers``.
+    """Any model → a :class:`hdpbench.models.interface.Model` (``evaluator()``, ``name``, ``device``,
+    ``dtype``, ``atomic_numbers``, ``capabilities``, ``execution()``).
 
     ``model``: a registry name (any kind), a MACE checkpoint path, a torch module, an ASE calculator
     object, or an already loaded model (returned as it is). MACE models become a
     :class:`LoadedModel`; ``kind: ase`` entries and calculator objects a
-    :class:`~hdpbench.models.calculators.CalculatorModel`.
+    :class:`~hdpbench.models.calculators.CalculatorModel`; ``kind: isolated`` entries an
+    :class:`~hdpbench.models.isolated.IsolatedModel` (its environment built and worker started on
+    first evaluation).
 
     ``accelerator``: the tensor-product backend of a MACE model, ``"e3nn"`` or ``"cueq"``
     (:func:`hdpbench.models.mace.accelerate`); None: :func:`default_accelerator`. Other kinds take
@@ -151,9 +187,10 @@ def load_model(
 
     from hdpbench.core.torch_setup import pin_threads
     from hdpbench.models.calculators import CalculatorModel, load_calculator_model
+    from hdpbench.models.interface import Model
 
     pin_threads()  # every computation loads a model first: fix the thread count here (torch_setup)
-    if isinstance(model, (LoadedModel, CalculatorModel)):
+    if isinstance(model, Model):
         return model
     if isinstance(model, BaseCalculator):
         return CalculatorModel.from_calculator(model)
@@ -170,9 +207,13 @@ def load_model(
     from hdpbench.models.registry import ModelKind, checkpoint_path, get_model_spec
 
     spec = get_model_spec(model)
-    if spec.kind == ModelKind.ASE.value:
+    if spec.kind in (ModelKind.ASE.value, ModelKind.ISOLATED.value):
         if accelerator not in (None, "e3nn") or torch_compile:
-            raise HdpbenchError(f"model {spec.name} (kind: ase) runs its own code: accelerator and torch_compile apply to MACE models only")
+            raise HdpbenchError(f"model {spec.name} (kind: {spec.kind}) runs its own code: accelerator and torch_compile apply to MACE models only")
+        if spec.kind == ModelKind.ISOLATED.value:
+            from hdpbench.models.isolated import load_isolated_model
+
+            return load_isolated_model(spec, device=device, dtype=dtype)
         return load_calculator_model(spec, device=device, dtype=dtype)
     accelerator = accelerator or default_accelerator()
     compiled = _resolve_compile(torch_compile, accelerator)

@@ -45,6 +45,16 @@ class UnknownModelError(HdpbenchError, KeyError):
 class ModelKind(StrEnum):
     MACE = "mace"  # a MACE checkpoint: hdpbench's batched evaluator
     ASE = "ase"  # an importable factory returning an ASE calculator (batched where the library is)
+    ISOLATED = "isolated"  # an ASE calculator in the model's own Python environment, behind a worker
+
+
+# The fields only one kind reads; an entry of another kind that sets one is refused (a misplaced
+# field would otherwise be silently ignored).
+KIND_FIELDS = {
+    ModelKind.MACE: ("mace_mp_name", "url", "path", "head"),
+    ModelKind.ASE: ("factory", "factory_kwargs", "device_kwarg", "dtype_kwarg", "weights_kwarg", "weights", "batched", "batch_size"),
+    ModelKind.ISOLATED: ("isolated",),
+}
 
 
 # Earlier names of the MACE kind, still read.
@@ -72,6 +82,8 @@ class ModelSpec:
     weights: Any = None  # {package: P, file: F} or a path
     batched: str | None = None
     batch_size: int | None = None
+    # an own Python environment (see hdpbench.models.isolated): environment, calculator, weights, ...
+    isolated: dict[str, Any] | None = None
     dtypes: list[str] | None = None  # the dtypes the model can compute in (default: [dtype])
     # every kind
     elements: Any = None  # symbols or a range like "H-Pu" (MACE: read from the checkpoint when absent)
@@ -102,8 +114,18 @@ class ModelSpec:
             raise DataError(file, f"sha256 must be 64 lower-case hex digits in quotes, not {spec.sha256!r}")
         if spec.dtype not in ("float32", "float64"):
             raise DataError(file, f"dtype {spec.dtype!r} is not float32 or float64")
+        if not isinstance(spec.name, str) or not spec.name:
+            raise DataError(file, f"name must be a non-empty string, not {spec.name!r}")
+        for kind, names in KIND_FIELDS.items():
+            misplaced = [name for name in names if kind.value != spec.kind and getattr(spec, name) is not None]
+            if misplaced:
+                raise DataError(file, f"field(s) {misplaced} belong to kind {kind.value!r}, not to this entry's kind {spec.kind!r}")
         if spec.kind == ModelKind.ASE.value and not spec.factory:
             raise DataError(file, "kind 'ase' needs 'factory: package.module:callable'")
+        if spec.kind == ModelKind.ISOLATED.value:
+            from hdpbench.models.environments import IsolatedSpec
+
+            IsolatedSpec.from_mapping(spec.isolated, file)  # validated now: a bad entry fails when read, not mid-run
         return spec
 
 
@@ -173,7 +195,10 @@ def expected_checkpoint_path(spec: ModelSpec) -> Path:
 
 
 def is_available(spec: ModelSpec) -> bool:
-    """Whether the model can be loaded here without a download (weights present, factory importable)."""
+    """Whether the model can be loaded here without a download (weights present, factory importable;
+    for an isolated model: its environment is built). Imports and installs nothing for isolated models."""
+    if spec.kind == ModelKind.ISOLATED.value:
+        return environment_status(spec).startswith("built")
     if spec.kind == ModelKind.ASE.value:
         import importlib.util
 
@@ -194,6 +219,10 @@ def is_available(spec: ModelSpec) -> bool:
 
 def weights_location(spec: ModelSpec) -> str:
     """Where the weights are (or would be) on this machine, for tables."""
+    if spec.kind == ModelKind.ISOLATED.value:
+        weights = (spec.isolated or {}).get("weights")
+        where = f"{weights['package']}/{weights['file']}" if weights else f"built by {(spec.isolated or {}).get('calculator')}"
+        return f"{where} in its own environment"
     if spec.kind == ModelKind.ASE.value:
 
         try:
@@ -246,6 +275,14 @@ def checkpoint_path(spec: ModelSpec, *, download: bool = True) -> Path:
     return target
 
 
+def environment_status(spec: ModelSpec) -> str:
+    """For ``kind: isolated``: ``built``, or why not and whether it can be (nothing imported or installed)."""
+    from hdpbench.models.environments import IsolatedSpec
+    from hdpbench.models.environments import environment_status as status
+
+    return status(spec.name, IsolatedSpec.from_mapping(spec.isolated, registry_file(spec)).environment)
+
+
 def model_table() -> list[dict[str, Any]]:
     """One row per registered model, for ``hdpbench models list``."""
     rows = []
@@ -269,6 +306,7 @@ def model_table() -> list[dict[str, Any]]:
                 "notes": spec.notes,
                 "parameters": spec.parameters,
                 "finetune": spec.extra.get("finetune"),
+                "environment": environment_status(spec) if spec.kind == ModelKind.ISOLATED.value else "hdpbench's",
             }
         )
     return rows

@@ -67,13 +67,20 @@ class ModelForces:
     def __call__(self, structures: list[Atoms]) -> list[np.ndarray]:
         return self._evaluator.evaluate(structures).forces
 
-    def on_replicas(self, structures: Sequence[Atoms]):
-        """A tensor force function for these structures, or None for a model without one (kind: ase)."""
-        from hdpbench.models.evaluate import LoadedModel, ReplicaForces
+    @property
+    def identity(self) -> dict[str, Any]:
+        """What a resumed MD run must have been computed with: the model's name, weights and dtype."""
+        model = self.model
+        return {"name": getattr(model, "name", None), "weights": getattr(model, "identity", None), "dtype": getattr(model, "dtype", None)}
 
-        if not isinstance(self.model, LoadedModel):
+    def on_replicas(self, structures: Sequence[Atoms]):
+        """A tensor force function for these structures, or None for a model without the
+        ``replica_forces`` capability (evaluated through ``__call__`` instead)."""
+        from hdpbench.models.interface import Capability
+
+        if Capability.REPLICA_FORCES not in self.model.capabilities:
             return None
-        return ReplicaForces(self.model, structures, replicas_per_call=self.replicas_per_call)
+        return self.model.replica_forces(structures, replicas_per_call=self.replicas_per_call)
 
 
 def model_forces(
@@ -124,6 +131,10 @@ class MDSettings:
         require_probability("md setting andersen_prob", self.andersen_prob)
         require_choice("md setting start_frames", self.start_frames, ("md-start", "paper", "all"))
         require_dtype("md setting dtype", self.dtype)
+
+
+# MD settings a resumed run must share with its checkpoint (steps may grow; checkpoint_every changes no frame)
+_RESUME_SETTINGS = ("temperature_K", "timestep_fs", "andersen_prob", "seed", "fix_com", "write_every", "max_temperature_factor", "max_force")
 
 
 @dataclass
@@ -177,6 +188,29 @@ class BatchedAndersen:
         self.forces = None
         self.status = [ReplicaStatus() for _ in range(self.n_replicas)]
         self.output_dir = Path(output_dir) if output_dir else None
+        self.identity = self._run_identity()
+
+    def _run_identity(self) -> dict[str, Any]:
+        """Everything a checkpoint must share with this run to be resumed by it: the settings that change
+        the trajectory, each replica's species, cell and periodicity, a digest of the starting state
+        and of the random generators (seed), and the model (name, weights, dtype)."""
+        import hashlib
+
+        start = hashlib.sha256()
+        for atoms in self.templates:
+            for array in (atoms.positions, atoms.get_velocities(), atoms.get_masses()):
+                start.update(np.ascontiguousarray(array, dtype=np.float64).tobytes())
+        start.update(json.dumps([rng.bit_generator.state for rng in self.rngs], sort_keys=True, default=str).encode())
+        settings = self.settings
+        model = getattr(self.force_function, "identity", None)
+        return {
+            **{name: getattr(settings, name) for name in _RESUME_SETTINGS},
+            "species": [atoms.get_chemical_formula() + ":" + ",".join(map(str, atoms.numbers)) for atoms in self.templates],
+            "cells": [np.asarray(atoms.cell.array, dtype=float).round(10).tolist() for atoms in self.templates],
+            "pbc": [[bool(x) for x in atoms.pbc] for atoms in self.templates],
+            "starting_state": start.hexdigest()[:16],
+            "model": model if isinstance(model, dict) else None,
+        }
 
     # ---- helpers -----------------------------------------------------------------------------
     @property
@@ -390,6 +424,7 @@ class BatchedAndersen:
                 status=json.dumps([{"steps_done": s.steps_done, "stopped": s.stopped} for s in self.status]),
                 rng_states=json.dumps([rng.bit_generator.state for rng in self.rngs]),
                 trajectory_bytes=np.asarray(lengths, dtype=np.int64),
+                identity=json.dumps(self.identity, sort_keys=True),
             )
 
     def _resume(self) -> None:
@@ -409,11 +444,12 @@ class BatchedAndersen:
                 saved = {key: state[key] for key in state.files}
         except (OSError, ValueError, EOFError) as error:
             raise DataError(checkpoint, f"unreadable MD checkpoint ({error}); delete {self.output_dir} to start the run again") from error
-        missing = {"positions", "velocities", "forces", "temperatures", "status", "rng_states", "trajectory_bytes"} - set(saved)
+        missing = {"positions", "velocities", "forces", "temperatures", "status", "rng_states", "trajectory_bytes", "identity"} - set(saved)
         if missing:
             raise DataError(checkpoint, f"MD checkpoint without {sorted(missing)} (an older format); delete {self.output_dir} to start again")
         if saved["positions"].shape != tuple(self.positions.shape) or len(saved["trajectory_bytes"]) != self.n_replicas:
             raise DataError(checkpoint, f"MD checkpoint of another system (positions {saved['positions'].shape}, expected {tuple(self.positions.shape)})")
+        self._check_identity(json.loads(str(saved["identity"])), checkpoint)
         self.positions = torch.as_tensor(saved["positions"], device=self.device)
         self.velocities = torch.as_tensor(saved["velocities"], device=self.device)
         self.forces = torch.as_tensor(saved["forces"], device=self.device)
@@ -434,6 +470,25 @@ class BatchedAndersen:
             if length > committed:  # frames after the checkpoint (maybe half-written): recomputed
                 os.truncate(path, committed)
 
+    def _check_identity(self, saved: dict[str, Any], checkpoint: Path) -> None:
+        """Refuse a checkpoint of another run (settings, species, cell, start, seed or model): resuming it
+        would continue one trajectory into another in the same files."""
+        from hdpbench.core.errors import DataError
+
+        differences = []
+        for key in sorted(set(saved) | set(self.identity)):
+            was, now = saved.get(key), self.identity.get(key)
+            if key == "cells" and was is not None and now is not None and np.shape(was) == np.shape(now) and np.allclose(was, now, rtol=0, atol=1e-8):
+                continue
+            if was != now:
+                what = "starting positions, velocities or random state (another structure or seed)" if key == "starting_state" else key
+                differences.append(f"{what}: {_short(was)} in the checkpoint, {_short(now)} now")
+        if differences:
+            raise DataError(
+                checkpoint, "MD checkpoint of another run, not resumed: " + "; ".join(differences)
+                + f". Use another --output folder, or delete {self.output_dir} to start this run there",
+            )
+
     def summary(self) -> dict[str, Any]:
         return {
             "replicas": self.n_replicas,
@@ -443,3 +498,8 @@ class BatchedAndersen:
             "steps_done_per_replica": [s.steps_done for s in self.status],
             "stopped_replicas": {r: s.stopped for r, s in enumerate(self.status) if s.stopped},
         }
+
+
+def _short(value: Any, limit: int = 80) -> str:
+    text = json.dumps(value, sort_keys=True) if not isinstance(value, str) else value
+    return text if len(text) <= limit else text[: limit - 3] + "..."

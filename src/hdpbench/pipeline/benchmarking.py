@@ -207,11 +207,11 @@ def calculator_benchmark(model: str = "chgnet-0.3.0", *, n_frames: int = 32, rep
     counters = cpu_counters()
     import dataclasses
 
-    from hdpbench.models.calculators import CalculatorModel
     from hdpbench.models.evaluate import load_model
+    from hdpbench.models.interface import Capability
 
     loaded = load_model(model, device=device)
-    if not isinstance(loaded, CalculatorModel) or loaded.batched is None:
+    if Capability.BATCHED not in loaded.capabilities or not hasattr(loaded, "batched"):
         raise ValueError(f"model {model} has no batched path to compare with its calculator (kind: ase with 'batched:')")
     frames = hdp_frames(n_frames)
     batched = loaded.evaluator()

@@ -494,12 +494,16 @@ def finetune_registered(
     :func:`hdpbench.demo.train.cotrain_structures`).
     """
     from hdpbench.data.datasets import get_dataset
-    from hdpbench.models.registry import ModelKind, get_model_spec
+    from hdpbench.models.evaluate import load_model
+    from hdpbench.models.interface import Capability, MissingCapabilityError, require_capability
+    from hdpbench.models.registry import get_model_spec
 
     check_output_name(output)
+    try:  # a MACE model's module loads on first use: this reads only its registry entry and description
+        require_capability(load_model(base), Capability.HESSIAN, f"phonon fine-tuning of --model {base!r}")
+    except MissingCapabilityError as error:
+        raise UsageError(str(error)) from None
     spec = get_model_spec(base)
-    if spec.kind != ModelKind.MACE.value:
-        raise UsageError(f"--model {base!r} is a {spec.kind!r} model; phonon fine-tuning needs a MACE checkpoint")
     overlap = sorted(set(train_compounds) & set(validation_compounds))
     if overlap:
         raise UsageError(f"compounds both in training and validation: {', '.join(overlap)}")
