@@ -206,3 +206,113 @@ def test_stability_sets_aside_only_the_three_gamma_acoustic_modes():
     assert gamma_acoustic_free_minimum([soft_optical], [[0, 0, 0]]) == -2.0
     both = gamma_acoustic_free_minimum([noisy_acoustic, noisy_acoustic], [[0, 0, 0], [0.25, 0.25, 0]])
     assert both == -1.5
+
+
+# -- bad input --------------------------------------------------------------------------------
+def broken_archive(folder: Path, change) -> Path:
+    """A copy of the KRb2GaF6 archive whose members ``change(members)`` altered, in ``folder``."""
+    mp_folder, members = phonondb_members(PHONONDB / ELPASOLITE)
+    change(members)
+    return write_phonondb_archive(folder / ELPASOLITE, mp_folder, members)
+
+
+def drop_force_sets(members):
+    del members["FORCE_SETS"]
+
+
+def garble_poscar(members):
+    members["POSCAR-unitcell"] = b"not a structure\n1.0\nx y z\n"
+
+
+def drop_dim(members):
+    members["phonopy.conf"] = b"PRIMITIVE_AXIS = 0 1/2 1/2 1/2 0 1/2 1/2 1/2 0\n"
+
+
+def double_dim(members):  # a 320-atom supercell for a FORCE_SETS of 40 atoms
+    members["phonopy.conf"] = b"DIM = 2 2 2\nPRIMITIVE_AXIS = 0 1/2 1/2 1/2 0 1/2 1/2 1/2 0\n"
+
+
+@pytest.mark.parametrize(
+    "change, member, problem",
+    [
+        (drop_force_sets, "FORCE_SETS", "missing"),
+        (garble_poscar, "POSCAR-unitcell", "not a readable VASP structure"),
+        (drop_dim, "phonopy.conf", "no DIM line"),
+        (double_dim, "FORCE_SETS", "forces on 40 atoms, but the supercell of POSCAR-unitcell and DIM has 320"),
+    ],
+)
+def test_bad_archive_is_named_with_its_member_and_the_others_are_computed(tmp_path, change, member, problem):
+    folder = tmp_path / "db"
+    shutil.copy(PHONONDB / PEROVSKITE, folder.mkdir() or folder)
+    shutil.copy(PHONONDB / ELPASOLITE_2, folder)
+    first = run_stage("phonons", folder, lj(), results_root=tmp_path / "results", errors="record", progress=False)
+    assert sorted(first.done()) == ["Cs2KAgF6", "KCdF3"]
+    kept = {name: first.path(name, ".json").stat().st_mtime_ns for name in first.done()}
+
+    bad = broken_archive(folder, change)
+    data = get_dataset(folder)
+    name = "KRb2GaF6" if member != "POSCAR-unitcell" else bad.name[: -len(".tar.lzma")]  # a cell that cannot be read names nothing
+    with pytest.raises(DataError) as raised:
+        data.load(name)
+    assert raised.value.path == f"{bad}:mp-13190-20180417/{member}" and problem in str(raised.value)
+
+    again = run_stage("phonons", folder, lj(), results_root=tmp_path / "results", errors="record", progress=False)
+    failure = again.failures()[name]
+    assert failure["file"] == f"{bad}:mp-13190-20180417/{member}" and problem in failure["error"]
+    assert sorted(again.done()) == ["Cs2KAgF6", "KCdF3"]  # computed before, not lost, not recomputed
+    assert {n: again.path(n, ".json").stat().st_mtime_ns for n in again.done()} == kept
+
+
+# -- results keyed by their inputs (issue 40, item 3) -----------------------------------------------
+def authors_folder(root: Path, members: dict[str, bytes], scale: float) -> Path:
+    """``root/mydata`` with dpv_Cs2NaInCl6.tar.gz whose Φ_ref (force_constants.hdf5) is ``scale`` x the built one."""
+    import h5py
+
+    from hdpbench.io.force_constants import read_hdf5_force_constants
+
+    fc = read_hdf5_force_constants(members["force_constants.hdf5"]) * scale
+    scratch = root / "fc.hdf5"
+    scratch.parent.mkdir(parents=True, exist_ok=True)
+    with h5py.File(scratch, "w") as f:
+        f.create_dataset("force_constants", data=fc)
+    changed = {name: data for name, data in members.items() if name != "FORCE_SETS"}
+    changed["force_constants.hdf5"] = scratch.read_bytes()
+    write_tarball(root / "mydata" / "dpv_Cs2NaInCl6.tar.gz", changed, "dpv_Cs2NaInCl6")
+    return root / "mydata"
+
+
+def test_same_name_other_content_never_shares_results(tmp_path, members_of):
+    members, _ = members_of("Cs2NaInCl6")
+    a = authors_folder(tmp_path / "A", members, 1.0)
+    b = authors_folder(tmp_path / "B", members, 1.5)
+    results = tmp_path / "results"
+
+    def rmse(folder) -> tuple[float, str]:
+        store = run_stage("phonons", folder, lj(), results_root=results, progress=False)
+        return store.load_json("Cs2NaInCl6")["rmse_omega2_thz2"], str(store.directory)
+
+    rmse_a, directory_a = rmse(a)
+    rmse_b, directory_b = rmse(b)
+    assert directory_a == directory_b  # one results folder: same dataset name, model, settings
+    assert rmse_b != rmse_a  # B's own Φ, not A's result served again
+    # B alone in a fresh results folder gives the same number
+    assert run_stage("phonons", b, lj(), results_root=tmp_path / "fresh", progress=False).load_json("Cs2NaInCl6")["rmse_omega2_thz2"] == rmse_b
+    assert rmse(a)[0] == rmse_a  # and back: A recomputed, not B's
+
+    # an archive corrected in place is recomputed
+    authors_folder(tmp_path / "A", members, 1.5)
+    assert rmse(a)[0] == rmse_b
+
+
+# -- stages that do not apply ----------------------------------------------------------------
+def test_stages_needing_frames_record_not_applicable_on_phonondb(tmp_path):
+    from hdpbench.pipeline.export import export_rows
+
+    folder = tmp_path / "db"
+    folder.mkdir()
+    shutil.copy(PHONONDB / PEROVSKITE, folder)
+    for stage, reason in (("md", "not applicable: no AIMD frames"), ("sigma-reference-frames", "not applicable: no reference frames")):
+        store = run_stage(stage, folder, lj(), results_root=tmp_path / "results", progress=False)
+        assert store.not_applicable() == {"KCdF3": reason} and store.done() == [] and store.failures() == {}
+    rows = export_rows(str(folder), "LennardJones", "md", results_root=tmp_path / "results")
+    assert [(r["compound"], r["status"], r["error"]) for r in rows] == [("KCdF3", "not applicable", "not applicable: no AIMD frames")]
