@@ -316,3 +316,18 @@ def test_stages_needing_frames_record_not_applicable_on_phonondb(tmp_path):
         assert store.not_applicable() == {"KCdF3": reason} and store.done() == [] and store.failures() == {}
     rows = export_rows(str(folder), "LennardJones", "md", results_root=tmp_path / "results")
     assert [(r["compound"], r["status"], r["error"]) for r in rows] == [("KCdF3", "not applicable", "not applicable: no AIMD frames")]
+
+
+def test_commensurate_qpoints_of_the_conventional_elpasolite_cell_are_gamma_and_x():
+    """The 40-atom cell is a supercell of the 10-atom fcc cell with volume ratio 4: Γ and the three X
+    points (textbook coordinates, as above), where phonopy's dynamical matrix is Φ's exact transform."""
+    from hdpbench.physics.phonons import commensurate_frequencies, make_phonopy
+
+    compound = compound_of("phonondb", ELPASOLITE_NAME)
+    phonon = make_phonopy(compound.unitcell, compound.supercell_matrix, compound.force_constants, primitive_matrix=compound.primitive_matrix)
+    qpoints, frequencies = commensurate_frequencies(phonon)
+    primitive = np.array(phonon.primitive.cell)
+    a = np.linalg.norm(compound.unitcell.cell.array[0])
+    assert len(qpoints) == 4 and frequencies.shape == (4, 30)
+    assert sum(is_point(q, primitive, a, FCC_POINTS["GAMMA"]) for q in qpoints) == 1
+    assert sum(is_point(q, primitive, a, FCC_POINTS["X"]) for q in qpoints) == 3
