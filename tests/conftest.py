@@ -64,3 +64,72 @@ def authors_dataset(tmp_path, members_of):
 
 
 __all__ = ["BuiltCompound"]
+
+
+# ---- models in their own environment (tests/test_isolated.py, tests/test_model_interface.py) -----------
+
+
+def isolated_entry(name: str, calculator: str = "ase.calculators.emt:EMT", kwargs: str = "{}", dependencies=None, extra: str = "") -> str:
+    """A ``kind: isolated`` registry entry around an ASE calculator; by default pinned to this
+    process's ase and numpy, so the same code runs on both sides of the pipe."""
+    import sys
+    import textwrap
+    from importlib import metadata
+
+    dependencies = dependencies or [f"ase=={metadata.version('ase')}", f"numpy=={metadata.version('numpy')}"]
+    return textwrap.dedent(
+        f"""\
+        name: {name}
+        kind: isolated
+        isolated:
+          environment: {{python_version: "{sys.version_info.major}.{sys.version_info.minor}", dependencies: [{", ".join(dependencies)}]}}
+          calculator: {calculator}
+          calculator_kwargs: {kwargs}
+          batch_size: 4
+        {extra}elements: [Cu, Al, Ni, Pd, Ag, Pt, Au]
+        dtype: float64
+        dtypes: [float64]
+        license: LGPL-2.1 (ASE)
+        """
+    )
+
+
+@pytest.fixture
+def model_registry(tmp_path, monkeypatch):
+    """An empty private model registry folder (HDPBENCH_MODELS) in front of the project's."""
+    folder = tmp_path / "models"
+    folder.mkdir()
+    monkeypatch.setenv("HDPBENCH_MODELS", str(folder))
+    return folder
+
+
+@pytest.fixture(scope="session")
+def environments(tmp_path_factory):
+    """One environment folder for the session: the small EMT environment is built once."""
+    return tmp_path_factory.mktemp("environments")
+
+
+@pytest.fixture
+def emt_registry(model_registry, environments, monkeypatch):
+    """Registered EMT models in a built environment (venv + pip from PyPI: the test's own build),
+    with the tests' calculators (tests/isolated_calculators.py) copied into it."""
+    import shutil
+    import subprocess
+    import sys
+
+    from hdpbench.models.environments import EnvironmentSpec, ensure_environment
+
+    monkeypatch.setenv("HDPBENCH_ENVIRONMENTS", str(environments))
+    (model_registry / "emt.yaml").write_text(isolated_entry("emt-isolated"))
+    (model_registry / "emt-slow.yaml").write_text(isolated_entry("emt-slow", "isolated_calculators:SlowEMT", "{delay: 1.5}"))
+    (model_registry / "emt-nan.yaml").write_text(isolated_entry("emt-nan", "isolated_calculators:NaNForces"))
+    from importlib import metadata
+
+    pins = [f"ase=={metadata.version('ase')}", f"numpy=={metadata.version('numpy')}"]
+    spec = EnvironmentSpec.from_mapping({"dependencies": pins, "python_version": f"{sys.version_info.major}.{sys.version_info.minor}"}, "test")
+    environment = ensure_environment("emt-isolated", spec, quiet=True)
+    site = subprocess.run(
+        [str(environment.python), "-c", "import sysconfig; print(sysconfig.get_paths()['purelib'])"], capture_output=True, text=True, check=True
+    ).stdout.strip()
+    shutil.copy(Path(__file__).parent / "isolated_calculators.py", site)
+    return model_registry

@@ -6,11 +6,9 @@ parent."""
 from __future__ import annotations
 
 import os
-import shutil
 import signal
 import subprocess
 import sys
-import textwrap
 import threading
 import time
 from importlib import metadata
@@ -30,55 +28,11 @@ from hdpbench.models.interface import Capability, Model
 from hdpbench.models.isolated import WorkerError
 from hdpbench.models.registry import registered_models
 
+from .conftest import isolated_entry
+
 TESTS = Path(__file__).parent
 # The parent's own versions: the same EMT code on both sides of the pipe gives the same bits.
 PINS = [f"ase=={metadata.version('ase')}", f"numpy=={metadata.version('numpy')}"]
-
-
-def entry(name: str, calculator: str = "ase.calculators.emt:EMT", kwargs: str = "{}", dependencies=PINS, extra: str = "") -> str:
-    return textwrap.dedent(
-        f"""\
-        name: {name}
-        kind: isolated
-        isolated:
-          environment: {{python_version: "{sys.version_info.major}.{sys.version_info.minor}", dependencies: [{", ".join(dependencies)}]}}
-          calculator: {calculator}
-          calculator_kwargs: {kwargs}
-          batch_size: 4
-        {extra}elements: [Cu, Al, Ni, Pd, Ag, Pt, Au]
-        dtype: float64
-        dtypes: [float64]
-        license: LGPL-2.1 (ASE)
-        """
-    )
-
-
-@pytest.fixture
-def registry(tmp_path, monkeypatch):
-    folder = tmp_path / "models"
-    folder.mkdir()
-    monkeypatch.setenv("HDPBENCH_MODELS", str(folder))
-    return folder
-
-
-@pytest.fixture(scope="session")
-def environments(tmp_path_factory):
-    """One environment folder for the session: the small EMT environment is built once."""
-    return tmp_path_factory.mktemp("environments")
-
-
-@pytest.fixture
-def emt_registry(registry, environments, monkeypatch):
-    """Registered EMT models in a built environment (with the tests' calculators copied in)."""
-    monkeypatch.setenv("HDPBENCH_ENVIRONMENTS", str(environments))
-    (registry / "emt.yaml").write_text(entry("emt-isolated"))
-    (registry / "emt-slow.yaml").write_text(entry("emt-slow", "isolated_calculators:SlowEMT", "{delay: 1.5}"))
-    (registry / "emt-nan.yaml").write_text(entry("emt-nan", "isolated_calculators:NaNForces"))
-    spec = EnvironmentSpec.from_mapping({"dependencies": PINS, "python_version": f"{sys.version_info.major}.{sys.version_info.minor}"}, "test")
-    environment = ensure_environment("emt-isolated", spec, quiet=True)
-    site = subprocess.run([str(environment.python), "-c", "import sysconfig; print(sysconfig.get_paths()['purelib'])"], capture_output=True, text=True, check=True).stdout.strip()
-    shutil.copy(TESTS / "isolated_calculators.py", site)
-    return registry
 
 
 def structures(n: int = 6, size: int = 2):
@@ -119,31 +73,31 @@ def test_malformed_messages_are_refused_not_unpickled():
 # ---- the registry --------------------------------------------------------------------------------
 
 
-def test_isolated_entries_are_validated_strictly(registry):
-    file = registry / "bad.yaml"
-    file.write_text(entry("bad", dependencies=["ase>=3.22"]))
+def test_isolated_entries_are_validated_strictly(model_registry):
+    file = model_registry / "bad.yaml"
+    file.write_text(isolated_entry("bad", dependencies=["ase>=3.22"]))
     with pytest.raises(DataError, match="'ase>=3.22' is not pinned") as error:
         registered_models()
     assert str(file) in str(error.value)
-    file.write_text(entry("bad").replace("batch_size: 4", "batch_sise: 4"))
+    file.write_text(isolated_entry("bad").replace("batch_size: 4", "batch_sise: 4"))
     with pytest.raises(DataError, match=r"unknown key\(s\) \['batch_sise'\]"):
         registered_models()
-    file.write_text(entry("bad").replace("kind: isolated", "kind: isolated\nfactory: ase.calculators.emt:EMT"))
+    file.write_text(isolated_entry("bad").replace("kind: isolated", "kind: isolated\nfactory: ase.calculators.emt:EMT"))
     with pytest.raises(DataError, match=r"\['factory'\] belong to kind 'ase'"):
         registered_models()
 
 
-def test_two_entries_with_one_name_in_a_folder_are_an_error_naming_both(registry):
-    (registry / "a.yaml").write_text(entry("twin"))
-    (registry / "b.yaml").write_text(entry("twin"))
+def test_two_entries_with_one_name_in_a_folder_are_an_error_naming_both(model_registry):
+    (model_registry / "a.yaml").write_text(isolated_entry("twin"))
+    (model_registry / "b.yaml").write_text(isolated_entry("twin"))
     with pytest.raises(DataError) as error:
         registered_models()
-    assert str(registry / "a.yaml") in str(error.value) and str(registry / "b.yaml") in str(error.value)
+    assert str(model_registry / "a.yaml") in str(error.value) and str(model_registry / "b.yaml") in str(error.value)
 
 
-def test_models_list_and_loading_install_nothing(registry, tmp_path, monkeypatch):
+def test_models_list_and_loading_install_nothing(model_registry, tmp_path, monkeypatch):
     monkeypatch.setenv("HDPBENCH_ENVIRONMENTS", str(tmp_path / "environments"))
-    (registry / "emt.yaml").write_text(entry("emt-isolated"))
+    (model_registry / "emt.yaml").write_text(isolated_entry("emt-isolated"))
     from hdpbench.models.registry import model_table
 
     row = {r["name"]: r for r in model_table()}["emt-isolated"]

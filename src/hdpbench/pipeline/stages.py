@@ -144,10 +144,7 @@ def results_store(name: str, settings: dict[str, Any], data, loaded, results_roo
         StageManifest(
             dataset=data.name, model=loaded.name, stage=str(name), settings=settings,
             model_sha256=loaded.checkpoint_sha256 or loaded.identity, dataset_version=data.spec.version, stage_version=version,
-            execution={
-                "device": str(loaded.device), "dtype": loaded.dtype, "accelerator": getattr(loaded, "accelerator", None) or loaded.kind,
-                "torch_compile": bool(getattr(loaded, "compiled", False)),
-            },
+            execution=loaded.execution,
         ),
         root=results_root,
         input_digest=getattr(data, "input_digest", None),
