@@ -192,10 +192,87 @@ def test_md_checkpoint_of_another_system_or_a_shortened_file_is_refused(uninterr
     assert run_child(tmp_path, "step:20").returncode == -signal.SIGKILL
     first = tmp_path / "replica_000.extxyz"
     first.write_bytes(first.read_bytes()[:100])  # someone cut the committed frames
+    structures = [bulk("Cu", "fcc", a=3.61, cubic=True), bulk("Cu", "fcc", a=3.61, cubic=True).repeat((2, 1, 1))]
+    rng = np.random.default_rng(7)
+    for atoms in structures:
+        atoms.rattle(0.05, rng=rng)  # the child's run, so only the file differs
     with pytest.raises(DataError, match="committed"):
-        BatchedAndersen([bulk("Cu", cubic=True), bulk("Cu", cubic=True).repeat((2, 1, 1))], lambda s: [], MDSettings(steps=40), output_dir=tmp_path).run(progress=False)
+        BatchedAndersen(structures, lambda s: [], MDSettings(steps=40, checkpoint_every=7, seed=3), output_dir=tmp_path).run(progress=False)
     with pytest.raises(DataError, match="another system"):
         BatchedAndersen([bulk("Cu", cubic=True)], lambda s: [], MDSettings(steps=40), output_dir=tmp_path).run(progress=False)
+
+
+class _EMTForces:
+    """EMT forces with a model identity, as :class:`hdpbench.physics.md.ModelForces` has."""
+
+    def __init__(self, name="emt", dtype="float64"):
+        self.identity = {"name": name, "weights": None, "dtype": dtype}
+
+    def __call__(self, batch):
+        from ase.calculators.emt import EMT
+
+        out = []
+        for atoms in batch:
+            atoms = atoms.copy()
+            atoms.calc = EMT()
+            out.append(atoms.get_forces())
+        return out
+
+
+def _copper(a=3.61, symbol="Cu"):
+    from ase.build import bulk
+
+    atoms = bulk(symbol, "fcc", a=a, cubic=True)
+    atoms.rattle(0.05, seed=2)
+    return atoms
+
+
+@pytest.mark.parametrize(
+    ("change", "named"),
+    [
+        ({"settings": {"temperature_K": 600.0}}, "temperature_K: 300.0 in the checkpoint, 600.0 now"),
+        ({"settings": {"timestep_fs": 2.0}}, "timestep_fs"),
+        ({"settings": {"seed": 1}}, "seed"),
+        ({"structure": {"symbol": "Ni"}}, "species"),
+        ({"structure": {"a": 3.7}}, "cells"),
+        ({"forces": {"name": "other-model"}}, "model"),
+        ({"forces": {"dtype": "float32"}}, "model"),
+    ],
+)
+def test_md_checkpoint_of_another_run_is_refused_naming_what_differs(change, named, tmp_path):
+    """A checkpoint with the same array shapes but another temperature, time step, seed, species, cell,
+    model or dtype was resumed into one mixed trajectory (issue 40)."""
+    from hdpbench.core.errors import DataError
+    from hdpbench.physics.md import BatchedAndersen, MDSettings
+
+    def md(settings=None, structure=None, forces=None):
+        settings = MDSettings(steps=6, checkpoint_every=3, **(settings or {}))
+        return BatchedAndersen([_copper(**(structure or {}))], _EMTForces(**(forces or {})), settings, output_dir=tmp_path)
+
+    md().run(4, progress=False)
+    with pytest.raises(DataError, match="another run") as caught:
+        md(**change).run(progress=False)
+    assert named in str(caught.value) and "checkpoint.npz" in caught.value.path
+    md().run(progress=False)  # the same run still resumes
+    assert (tmp_path / "replica_000.extxyz").read_text().count("Lattice=") == 6
+
+
+def test_md_command_refuses_to_resume_another_temperature(tmp_path, capsys):
+    from ase.io import write
+
+    from hdpbench.cli import main
+
+    write(tmp_path / "cell.extxyz", _copper(symbol="Cu"))
+    arguments = ["md", "--structure", str(tmp_path / "cell.extxyz"), "--model", str(_tiny_cu_model(tmp_path)), "--replicas", "1", "--steps", "2", "--output", str(tmp_path / "md"), "--json"]
+    assert main(arguments) == 0
+    capsys.readouterr()
+    assert main([*arguments, "--temperature", "600"]) == 1
+    err = capsys.readouterr().err.strip()
+    assert len(err.splitlines()) == 1 and "checkpoint.npz" in err and "temperature_K: 300.0 in the checkpoint, 600.0 now" in err
+
+
+def _tiny_cu_model(tmp_path):
+    return save_model(build_mace([29], channels=8, r_max=4.0, seed=1), tmp_path / "cu.model")
 
 
 # ---- determinism ------------------------------------------------------------------------------------

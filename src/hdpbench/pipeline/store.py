@@ -239,12 +239,13 @@ class StageResults:
             )
 
     def locked(self, compounds: Iterable[str]):
-        """A context holding this stage key's lock of each compound (``.locks/<compound>.lock``): two
+        """A context holding this stage key's lock of each compound (``<stage>/.locks/<key>/<compound>.lock``,
+        beside the key folders, so a key folder holds results only): two
         runs on one results folder compute a compound one after the other, the second finding it done
         (the MD stage holds its batch's locks for the whole run). Re-entrant within a process."""
         names = [_safe_component(c, "compound") for c in compounds]
         what = f"another run of {self.manifest.stage} [{self.manifest.model}] on {', '.join(names)}"
-        return exclusive_locks([self.directory / ".locks" / f"{name}.lock" for name in names], what=what)
+        return exclusive_locks([self.directory.parent / ".locks" / self.key / f"{name}.lock" for name in names], what=what)
 
     # -- failures ----------------------------------------------------------------------------
     def _failure_marker(self, compound: str) -> Path:
