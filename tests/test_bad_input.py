@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import io
+import json
 import tarfile
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -215,3 +217,65 @@ def test_compound_rejects_mismatched_trajectory_directly(members_of):
     wrong = Trajectory(built.frames[0].numbers[:10], built.frames[0].positions[:, :10], built.frames[0].cells)
     with pytest.raises(TrajectoryMismatchError, match="10 atoms per frame"):
         Compound("Cs2AgBiBr6", "Br", built.unitcell, np.diag([2, 2, 2]), built.supercell, trajectories=[wrong])
+
+
+# ---- σ: frames that do not fit their reference (issue 40) ------------------------------------------------
+VIBES = Path(__file__).resolve().parents[1] / "data" / "external" / "fhi-vibes" / "CsPbI3_aims_pbesol_700K_trajectory.nc"
+
+
+def _vibes_reference(change: str):
+    from hdpbench.io.trajectories import read_fhi_vibes
+
+    reference = read_fhi_vibes(VIBES).reference.copy()
+    iodine = [i for i, s in enumerate(reference.get_chemical_symbols()) if s == "I"]
+    if change == "permuted":
+        order = np.arange(len(reference))
+        order[[iodine[0], iodine[5]]] = order[[iodine[5], iodine[0]]]
+        reference.positions = reference.positions[order]  # two I sites swapped: the same structure, atoms relabelled
+    elif change == "larger cell":
+        reference.set_cell(reference.cell.array * 1.05, scale_atoms=True)
+    return reference
+
+
+@pytest.mark.parametrize(("change", "problem"), [("permuted", "permuted within a species"), ("larger cell", "has the cell")])
+def test_sigma_refuses_a_reference_that_does_not_fit_the_frames_naming_both_files(change, problem, tmp_path, capsys):
+    """σ was 24-27 instead of 0.66 with two atoms of a species swapped, and a reference cell 5 % larger than
+    the frames' was accepted (σ 1.19), exit 0 both."""
+    from ase.io import write
+
+    from hdpbench.cli import main
+
+    fitting, wrong = tmp_path / "SPOSCAR", tmp_path / "SPOSCAR-wrong"
+    write(fitting, _vibes_reference("unchanged"), format="vasp", direct=True)
+    write(wrong, _vibes_reference(change), format="vasp", direct=True)
+    assert main(["sigma", str(VIBES), "--reference", str(fitting), "--json"]) == 0
+    assert json.loads(capsys.readouterr().out)["sigma_pooled"] == pytest.approx(0.6594, abs=1e-3)  # FHI-vibes' own value
+    assert main(["sigma", str(VIBES), "--reference", str(wrong), "--json"]) == 1
+    err = capsys.readouterr().err.strip()
+    assert len(err.splitlines()) == 1 and problem in err and str(VIBES) in err and str(wrong) in err
+
+
+def test_sigma_refuses_frames_with_atoms_permuted_within_a_species():
+    from hdpbench.io.trajectories import read_fhi_vibes
+    from hdpbench.physics.anharmonicity import sigma
+
+    vibes = read_fhi_vibes(VIBES)
+    frames = vibes.trajectory
+    order = np.arange(frames.n_atoms)
+    cesium = [i for i, s in enumerate(vibes.reference.get_chemical_symbols()) if s == "Cs"]
+    order[[cesium[0], cesium[1]]] = order[[cesium[1], cesium[0]]]
+    swapped = Trajectory(frames.numbers, frames.positions[:, order], frames.cells, forces=frames.forces[:, order], source_files=frames.source_files)
+    with pytest.raises(DataError, match="permuted within a species") as caught:
+        sigma(swapped, vibes.reference, vibes.force_constants)
+    assert caught.value.path == str(VIBES)
+
+
+def test_sigma_discard_is_honoured_for_fhi_vibes_files(capsys):
+    """``--discard N`` was ignored for trajectory.nc, even with N above the frame count."""
+    from hdpbench.cli import main
+
+    assert main(["sigma", str(VIBES), "--discard", "4", "--json"]) == 0
+    assert json.loads(capsys.readouterr().out)["n_frames"] == 9 - 4
+    assert main(["sigma", str(VIBES), "--discard", "9"]) == 1
+    err = capsys.readouterr().err.strip()
+    assert len(err.splitlines()) == 1 and str(VIBES) in err and "no frames left after discarding the first 9 (file has 9)" in err

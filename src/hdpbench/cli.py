@@ -409,22 +409,25 @@ def cmd_phonons_compare(args) -> int:
 def cmd_sigma(args) -> int:
     from hdpbench.core.errors import DataError
     from hdpbench.io.force_constants import read_force_constants
-    from hdpbench.io.trajectories import read_fhi_vibes, read_trajectory, trajectory_format
+    from hdpbench.io.trajectories import discard_frames, read_fhi_vibes, read_trajectory, trajectory_format
     from hdpbench.physics.anharmonicity import sigma
 
     reference = force_constants = None
+    reference_name = "reference supercell"
     if trajectory_format(args.trajectory) == "fhi-vibes":
         vibes = read_fhi_vibes(args.trajectory)
-        trajectory, reference, force_constants = vibes.trajectory, vibes.reference, vibes.force_constants
+        trajectory, reference, force_constants = discard_frames(vibes.trajectory, args.discard, args.trajectory), vibes.reference, vibes.force_constants
+        reference_name = f"reference supercell of {args.trajectory} (positions_reference)"
     else:
         trajectory = read_trajectory(args.trajectory, discard=args.discard)
     if args.reference:
         reference = _read_structure(args.reference)
+        reference_name = f"reference {args.reference}"
     if args.force_constants:
         force_constants = read_force_constants(args.force_constants, n_atoms=trajectory.n_atoms)
     if reference is None or force_constants is None:
         raise DataError(args.trajectory, "σ needs --reference (the undisplaced supercell) and --force-constants")
-    result = sigma(trajectory, reference, force_constants).to_dict()
+    result = sigma(trajectory, reference, force_constants, reference_name=reference_name).to_dict()
     if args.model:
         from hdpbench.physics.anharmonicity import model_sigma
 

@@ -107,12 +107,19 @@ def read_trajectory(path: str | Path, *, discard: int = 0, file_format: str | No
         trajectory = read_ase_frames(path)
         if trajectory.forces is None:
             raise DataError(path, "frames carry no forces")
-    if discard:
-        if discard >= len(trajectory):
-            raise DataError(path, f"no frames left after discarding the first {discard} (file has {len(trajectory)})")
-        trajectory = trajectory.select(slice(discard, None))
+    trajectory = discard_frames(trajectory, discard, path)
     trajectory.check_finite()
     return trajectory
+
+
+def discard_frames(trajectory: Trajectory, discard: int, path: str | Path) -> Trajectory:
+    """``trajectory`` without its first ``discard`` frames; a :class:`DataError` naming ``path`` when
+    none would be left."""
+    if not discard:
+        return trajectory
+    if discard >= len(trajectory):
+        raise DataError(path, f"no frames left after discarding the first {discard} (file has {len(trajectory)})")
+    return trajectory.select(slice(discard, None))
 
 
 def read_ase_frames(path: str | Path, source: str | Path | None = None) -> Trajectory:

@@ -120,16 +120,76 @@ def sigma_from_forces(forces: np.ndarray, harmonic: np.ndarray, symbols: Sequenc
     )
 
 
+CELL_TOLERANCE = 1e-3  # largest change of a cell-vector component, relative to the longest vector
+
+
+def check_reference_fits(trajectory: Trajectory, reference: Atoms, reference_name: str = "reference supercell") -> np.ndarray:
+    """The displacements u of every frame from ``reference``, after checking that they can be: the
+    frames' cells equal the reference cell (a relative tolerance :data:`CELL_TOLERANCE`), and no atom
+    is half-way or further to another reference site of its species (atoms permuted within a
+    species, in the frames or in the reference, or a diffusing atom: u would be measured from the
+    wrong site and σ would be meaningless). Both errors name the trajectory and the reference."""
+    trajectory.check_matches(reference, reference_name)
+    cell = np.asarray(reference.cell.array, dtype=float)
+    scale = float(np.linalg.norm(cell, axis=1).max()) if cell.size else 0.0
+    if scale == 0 or abs(np.linalg.det(cell)) < 1e-9 * scale**3:
+        raise DataError(reference_name, f"the reference cell {cell.round(6).tolist()} has no volume")
+    off = np.abs(trajectory.cells - cell[None]).max(axis=(1, 2))
+    worst = int(np.argmax(off))
+    if off[worst] > CELL_TOLERANCE * scale:
+        raise DataError(
+            trajectory.origin,
+            f"frame {worst} has the cell {trajectory.cells[worst].round(5).tolist()} but the {reference_name} has "
+            f"{cell.round(5).tolist()} (differing by up to {off[worst]:.4g} Å): σ needs the frames' own reference supercell",
+        )
+    u = displacements(trajectory.positions, reference)
+    length = np.linalg.norm(u, axis=-1)  # (F, N)
+    limit = _half_site_distance(reference)  # (N,)
+    ratio = length / limit[None]
+    frame, atom = np.unravel_index(int(np.argmax(ratio)), ratio.shape)
+    if ratio[frame, atom] >= 1:
+        symbol = reference.get_chemical_symbols()[atom]
+        raise DataError(
+            trajectory.origin,
+            f"atom {atom} ({symbol}) of frame {frame} is {length[frame, atom]:.2f} Å from its site in the {reference_name}, "
+            f"at least half the distance between two {symbol} sites ({2 * limit[atom]:.2f} Å): the atoms are permuted within a "
+            "species (in the frames or in the reference) or the reference is not these frames' structure",
+        )
+    return u
+
+
+def _half_site_distance(reference: Atoms) -> np.ndarray:
+    """For every atom, half the shortest distance between two sites of its species in ``reference``
+    (periodic images included): a displacement shorter than this is nearest to the atom's own site."""
+    from ase.geometry import get_distances, minkowski_reduce
+
+    cell = np.asarray(reference.cell.array, dtype=float)
+    shortest_vector = float(np.linalg.norm(minkowski_reduce(cell)[0], axis=1).min())
+    numbers = reference.numbers
+    half = np.empty(len(reference))
+    for number in np.unique(numbers):
+        members = np.flatnonzero(numbers == number)
+        shortest = shortest_vector
+        if len(members) > 1:
+            _, distances = get_distances(reference.positions[members], cell=cell, pbc=True)
+            np.fill_diagonal(distances, np.inf)
+            shortest = min(shortest, float(distances.min()))
+        half[members] = shortest / 2
+    return half
+
+
 def sigma(
     trajectory: Trajectory,
     reference: Atoms,
     force_constants: np.ndarray,
     *,
     forces: np.ndarray | None = None,
+    reference_name: str = "reference supercell",
 ) -> SigmaResult:
     """σ of ``trajectory`` around ``reference`` with Φ; ``forces`` overrides the trajectory's own
-    (e.g. model forces on reference frames)."""
-    trajectory.check_matches(reference)
+    (e.g. model forces on reference frames). ``reference_name`` (the reference's file) is named when
+    the frames do not fit the reference (:func:`check_reference_fits`)."""
+    u = check_reference_fits(trajectory, reference, reference_name)
     fc = check_force_constants(force_constants, len(reference), "force constants")
     forces = trajectory.forces if forces is None else np.asarray(forces)
     if forces is None:
@@ -138,7 +198,6 @@ def sigma(
         raise DataError(trajectory.origin, f"forces of shape {forces.shape} for positions {trajectory.positions.shape}")
     if not np.all(np.isfinite(forces)):
         raise DataError(trajectory.origin, "non-finite forces")
-    u = displacements(trajectory.positions, reference)
     return sigma_from_forces(forces, harmonic_forces(fc, u), reference.get_chemical_symbols())
 
 
