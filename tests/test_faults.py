@@ -661,3 +661,50 @@ def test_two_concurrent_md_runs_on_one_results_folder_write_one_trajectory(good_
     written = next(tmp_path.rglob("md/*/Cs2AgBiBr6.md.extxyz")).read_text()
     steps = [int(line.split(" step=")[1].split()[0]) for line in written.splitlines() if line.startswith("Lattice=")]
     assert steps == list(range(1, 41))
+
+
+# ---- files the user names for output (issue 40) -----------------------------------------------------------
+@pytest.fixture
+def exportable(tmp_path):
+    """A results store holding one compound, and the arguments that export it as CSV."""
+    store = StageResults(StageManifest(dataset="d", model="m", stage="phonons"), root=tmp_path / "results")
+    store.save("Cs2AgBiBr6", json_data={"rmse_omega2_thz2": 1.5})
+    return ["results", "export", "--dataset", "d", "--model", "m", "--stage", "phonons", "--results", str(tmp_path / "results"), "--csv"]
+
+
+def test_export_keeps_an_existing_files_mode_and_writes_through_a_symlink(exportable, tmp_path):
+    from hdpbench.cli import main
+
+    private = tmp_path / "private.csv"
+    private.write_text("old\n")
+    private.chmod(0o600)
+    assert main([*exportable, str(private)]) == 0
+    assert stat.S_IMODE(private.stat().st_mode) == 0o600 and "Cs2AgBiBr6" in private.read_text()  # came back 0644
+    link = tmp_path / "link.csv"
+    link.symlink_to(tmp_path / "target.csv")
+    assert main([*exportable, str(link)]) == 0
+    assert link.is_symlink() and "Cs2AgBiBr6" in (tmp_path / "target.csv").read_text()  # the link was replaced by a file
+
+
+def test_export_writes_through_a_fifo_and_a_device_instead_of_replacing_them(exportable, tmp_path):
+    """``--csv /dev/full`` (as root) replaced the system's /dev/full with a plain file."""
+    from hdpbench.cli import main
+
+    fifo = tmp_path / "pipe.csv"
+    os.mkfifo(fifo)
+    reader = os.open(fifo, os.O_RDONLY | os.O_NONBLOCK)  # a reader waiting, so the writer does not block
+    try:
+        assert main([*exportable, str(fifo)]) == 0
+        received = os.read(reader, 1 << 16)
+    finally:
+        os.close(reader)
+    assert stat.S_ISFIFO(fifo.stat().st_mode) and b"Cs2AgBiBr6" in received
+    assert main([*exportable, os.devnull]) == 0 and stat.S_ISCHR(os.stat(os.devnull).st_mode)
+
+
+def test_output_into_a_folder_is_refused_in_one_line(exportable, tmp_path, capsys):
+    from hdpbench.cli import main
+
+    assert main([*exportable, str(tmp_path)]) == 1
+    err = capsys.readouterr().err.strip()
+    assert len(err.splitlines()) == 1 and f"{tmp_path}: is a folder" in err and tmp_path.is_dir()

@@ -207,7 +207,7 @@ def cmd_models_env(args) -> int:
 
 
 def cmd_results_export(args) -> int:
-    from hdpbench.core.storage import atomic_path
+    from hdpbench.core.storage import output_path
     from hdpbench.pipeline.export import IDENTITY_COLUMNS, STATUS_COLUMNS, export_rows
 
     if not args.csv and not args.json:
@@ -219,8 +219,8 @@ def cmd_results_export(args) -> int:
         import pandas as pd
 
         columns = list(rows[0]) if rows else [*IDENTITY_COLUMNS, *STATUS_COLUMNS]
-        with atomic_path(Path(args.csv)) as tmp:
-            pd.DataFrame(rows, columns=columns).to_csv(tmp, index=False)
+        with output_path(Path(args.csv)) as target:  # atomic; a link, a device or a FIFO is written through
+            pd.DataFrame(rows, columns=columns).to_csv(target, index=False)
     if args.json:
         _print_json(rows)
     summary = (
@@ -235,9 +235,10 @@ def cmd_results_export(args) -> int:
 def _write_bench_report(args, report: dict) -> bool:
     """``--output``: write the JSON report there; ``--json``: print it (True, the caller prints nothing more)."""
     if args.output:
-        from hdpbench.core.storage import atomic_write_json
+        from hdpbench.core.storage import json_default, output_path
 
-        atomic_write_json(Path(args.output), report)
+        with output_path(Path(args.output)) as target:  # atomic; a link, a device or a FIFO is written through
+            target.write_text(json.dumps(report, indent=2, sort_keys=True, default=json_default) + "\n")
     if args.json:
         _print_json(report)
     return bool(args.json)

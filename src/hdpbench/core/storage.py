@@ -62,6 +62,45 @@ def atomic_path(path: str | Path) -> Iterator[Path]:
             tmp.unlink()
 
 
+@contextlib.contextmanager
+def output_path(path: str | Path) -> Iterator[Path]:
+    """Where to write a file the user named (``--csv``, ``--output``): yields the path to write to.
+
+    A regular file (new or existing) is written atomically (:func:`atomic_path`), and an existing
+    one keeps its permissions (and owner, where allowed). A symbolic link is followed: its target is
+    written, the link stays. A character device or a FIFO (``/dev/null``, ``/dev/stdout``, a named
+    pipe) is written through, never replaced. A folder or a socket is refused (:class:`StoreWriteError`).
+    """
+    import stat
+
+    path = Path(path)
+    target = Path(os.path.realpath(path)) if path.is_symlink() else path
+    try:
+        mode = os.stat(target).st_mode
+    except FileNotFoundError:
+        mode = None
+    except OSError as error:
+        raise StoreWriteError(path, f"cannot write ({error.strerror or error})") from error
+    if mode is not None and (stat.S_ISCHR(mode) or stat.S_ISFIFO(mode)):
+        try:
+            yield target
+        except OSError as error:
+            if isinstance(error, StoreWriteError):
+                raise
+            raise StoreWriteError(path, f"cannot write ({error.strerror or error})") from error
+        return
+    if mode is not None and not stat.S_ISREG(mode):
+        kind = "a folder" if stat.S_ISDIR(mode) else "not a regular file"
+        raise StoreWriteError(path, f"is {kind}; give a file name")
+    with atomic_path(target) as tmp:
+        yield tmp
+        if mode is not None:  # an existing file keeps its permissions and, where allowed, its owner
+            existing = os.stat(target)
+            os.chmod(tmp, stat.S_IMODE(existing.st_mode))
+            with contextlib.suppress(OSError):
+                os.chown(tmp, existing.st_uid, existing.st_gid)
+
+
 _HELD_LOCKS: dict[str, list[int]] = {}  # lock file → [descriptor, depth]: this process's locks, re-entrant
 
 
