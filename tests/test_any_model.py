@@ -172,13 +172,18 @@ def test_force_constants_of_the_supercell_itself_equal_those_from_the_unit_cell(
     np.testing.assert_allclose(from_supercell.force_constants, from_unitcell.force_constants, atol=1e-6 * scale)
 
 
+# sevennet-0 runs in its own environment (kind: isolated): the first use builds it (~3 min, ~1.5 GB)
+REAL_CLI_MODELS = ["chgnet-0.3.0", pytest.param("sevennet-0", marks=pytest.mark.slow)]
+
+
 @pytest.mark.fixtures
-def test_sigma_cli_with_a_registry_model_on_real_fhi_vibes_data(fixtures, capsys):
+@pytest.mark.parametrize("model", REAL_CLI_MODELS)
+def test_sigma_cli_with_a_registry_model_on_real_fhi_vibes_data(fixtures, capsys, model):
     trajectory = fixtures / "fhi-vibes" / "CsPbI3_aims_pbesol_700K_trajectory.nc"
-    code, out, _ = run_cli(capsys, "sigma", str(trajectory), "--model", "chgnet-0.3.0", "--json")
+    code, out, _ = run_cli(capsys, "sigma", str(trajectory), "--model", model, "--json")
     assert code == 0
     result = json.loads(out)
-    assert result["model"] == "chgnet-0.3.0"
+    assert result["model"] == model
     for key in ("sigma_model_phi_reference", "sigma_model_phi_model", "force_mae_ev_ang", "force_rmse_ev_ang"):
         assert np.isfinite(result[key])
     assert set(result["sigma_per_species_model_phi_model"]) == {"Cs", "Pb", "I"}
@@ -188,15 +193,16 @@ def test_sigma_cli_with_a_registry_model_on_real_fhi_vibes_data(fixtures, capsys
 
 
 @pytest.mark.fixtures
-def test_phonons_compare_cli_with_a_registry_model_on_real_vasp_data(fixtures, capsys):
+@pytest.mark.parametrize("model", REAL_CLI_MODELS)
+def test_phonons_compare_cli_with_a_registry_model_on_real_vasp_data(fixtures, capsys, model):
     nacl = fixtures / "phonopy" / "NaCl"
     code, out, _ = run_cli(
         capsys, "phonons", "compare", "--unitcell", str(nacl / "POSCAR-unitcell"), "--reference", str(nacl / "FORCE_SETS"),
-        "--model", "chgnet-0.3.0", "--json",
+        "--model", model, "--json",
     )
     assert code == 0
     metrics = json.loads(out)
-    assert metrics["model"] == "chgnet-0.3.0" and metrics["n_bands"] == 24
+    assert metrics["model"] == model and metrics["n_bands"] == 24
     assert metrics["stable_reference"] and np.isfinite(metrics["rmse_omega2_thz2"]) and metrics["mae_freq_thz"] > 0
     # the same file as reference and model gives zero error: the keys compare like with like
     code, out, _ = run_cli(
