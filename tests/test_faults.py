@@ -708,3 +708,52 @@ def test_output_into_a_folder_is_refused_in_one_line(exportable, tmp_path, capsy
     assert main([*exportable, str(tmp_path)]) == 1
     err = capsys.readouterr().err.strip()
     assert len(err.splitlines()) == 1 and f"{tmp_path}: is a folder" in err and tmp_path.is_dir()
+
+
+# ---- a cache is disposable (issue 40) ---------------------------------------------------------------------
+def test_a_bad_cached_batch_size_is_discarded_and_probed_again(good_and_corrupt, tmp_path, monkeypatch):
+    """A cached batch size of 0 spun at 100 % CPU forever; -1, "abc", 1.5 and [] were tracebacks."""
+    from hdpbench.core.structures import double_perovskite
+    from hdpbench.models.evaluate import load_model
+
+    monkeypatch.setenv("HDPBENCH_CACHE", str(tmp_path / "cache"))
+    model = load_model(good_and_corrupt[1])  # the module's tiny MACE
+    structures = [double_perovskite("Cs", "Ag", "Bi", "Br", a=11.25, x=0.245) for _ in range(3)]
+    model.evaluator(batch_size="auto").evaluate(structures)
+    cache = tmp_path / "cache" / "batch_sizes.json"
+    keys = list(json.loads(cache.read_text()))
+    evaluator = model.evaluator(batch_size="auto")
+    for bad in (-1, "abc", 1.5, [], True, 0):
+        cache.write_text(json.dumps({key: bad for key in keys}))
+        with pytest.warns(RuntimeWarning, match="batch_sizes.json: cached batch size"):
+            assert evaluator.cached_batch_size(10) is None, bad
+    with pytest.warns(RuntimeWarning, match="cached batch size 0"):
+        assert len(evaluator.evaluate(structures).forces) == 3  # 0 looped for ever
+    assert all(isinstance(v, int) and v >= 1 for v in json.loads(cache.read_text()).values())  # probed and stored again
+    cache.write_text("[]")  # not even a table
+    assert evaluator.cached_batch_size(10) is None and len(evaluator.evaluate(structures).forces) == 3
+
+
+def test_a_truncated_cache_entry_is_discarded_named_and_recomputed(tmp_path, monkeypatch):
+    """A truncated ``.cache/*.npz`` failed its compound on every rerun with "File is not a zip file", no file named."""
+    from ase.build import bulk
+    from ase.calculators.singlepoint import SinglePointCalculator
+    from ase.io import write
+
+    from hdpbench.io.trajectories import read_ase_frames
+
+    monkeypatch.setenv("HDPBENCH_CACHE", str(tmp_path / "cache"))
+    frames = []
+    for k in range(2):
+        atoms = bulk("Cu", "fcc", a=3.61, cubic=True)
+        atoms.rattle(0.05, seed=k)
+        atoms.calc = SinglePointCalculator(atoms, energy=-1.0 * k, forces=np.full((4, 3), 0.1 * k))
+        frames.append(atoms)
+    write(tmp_path / "frames.extxyz", frames)
+    first = read_ase_frames(tmp_path / "frames.extxyz")
+    [entry] = list((tmp_path / "cache").rglob("*.npz"))
+    entry.write_bytes(entry.read_bytes()[: entry.stat().st_size // 2])
+    with pytest.warns(RuntimeWarning, match=f"{entry}: unreadable cache entry"):
+        again = read_ase_frames(tmp_path / "frames.extxyz")
+    assert np.array_equal(again.positions, first.positions) and np.array_equal(again.forces, first.forces)
+    assert np.load(entry)["positions"].shape == first.positions.shape  # written again, whole

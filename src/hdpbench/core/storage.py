@@ -193,12 +193,18 @@ def try_write_cache_arrays(path: str | Path, arrays: dict[str, Any]) -> bool:
 
 def try_read_cache_arrays(path: str | Path, build):
     """``build(arrays)`` of an ``.npz`` cache file that :func:`try_write_cache_arrays` wrote (loaded
-    without pickle); None when the file is absent, unreadable or lacks an array ``build`` asks for, so
-    the caller computes it again."""
+    without pickle); None when the file is absent, so the caller computes it. A file that cannot be
+    used (truncated, not a zip, lacking an array ``build`` asks for) is deleted with a warning naming
+    it, and None returned: a cache is disposable, and a bad entry must not fail every rerun."""
     try:
         with np.load(path, allow_pickle=False) as stored:
             return build(stored)
-    except (OSError, ValueError, KeyError):
+    except FileNotFoundError:
+        return None
+    except Exception as error:  # zipfile.BadZipFile, EOFError, zlib.error, KeyError, ValueError, ...
+        warnings.warn(f"{path}: unreadable cache entry ({type(error).__name__}: {error}); discarded, computing it again", RuntimeWarning, stacklevel=2)
+        with contextlib.suppress(OSError):
+            Path(path).unlink()
         return None
 
 

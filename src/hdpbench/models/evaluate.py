@@ -392,17 +392,30 @@ class BatchedEvaluator:
         return paths.cache_dir() / "batch_sizes.json"
 
     def cached_batch_size(self, n_atoms: int) -> int | None:
+        """The cached batch size, or None (probe again) when there is none or it is not an integer ≥ 1:
+        the cache is disposable, and a hand-edited 0 would loop forever, -1 or 1.5 would fail."""
         try:
-            return json.loads(self._cache_file().read_text()).get(self._cache_key(n_atoms))
-        except (OSError, json.JSONDecodeError):
+            table = json.loads(self._cache_file().read_text())
+        except (OSError, ValueError):
             return None
+        size = table.get(self._cache_key(n_atoms)) if isinstance(table, dict) else None
+        if size is None:
+            return None
+        if isinstance(size, bool) or not isinstance(size, int) or size < 1:
+            import warnings
+
+            warnings.warn(f"{self._cache_file()}: cached batch size {size!r} is not an integer ≥ 1; discarded, probing again", RuntimeWarning, stacklevel=2)
+            return None
+        return size
 
     def _store_batch_size(self, n_atoms: int, size: int) -> None:
         from hdpbench.core.storage import try_write_cache
 
         try:
             table = json.loads(self._cache_file().read_text())
-        except (OSError, json.JSONDecodeError):
+        except (OSError, ValueError):
+            table = {}
+        if not isinstance(table, dict):  # a damaged cache file is replaced
             table = {}
         table[self._cache_key(n_atoms)] = size
         try_write_cache(self._cache_file(), table)
