@@ -279,3 +279,63 @@ def test_sigma_discard_is_honoured_for_fhi_vibes_files(capsys):
     assert main(["sigma", str(VIBES), "--discard", "9"]) == 1
     err = capsys.readouterr().err.strip()
     assert len(err.splitlines()) == 1 and str(VIBES) in err and "no frames left after discarding the first 9 (file has 9)" in err
+
+
+# ---- NaN and degenerate values (issue 40) --------------------------------------------------------------------
+@pytest.mark.parametrize(
+    ("argv", "option"),
+    [
+        (["phonons", "compare", "--unitcell", "POSCAR", "--reference", "FORCE_SETS", "--model", "m", "--unstable-below", "nan"], "--unstable-below"),
+        (["phonons", "compare", "--unitcell", "POSCAR", "--reference", "FORCE_SETS", "--model", "m", "--displacement", "1e-300"], "--displacement"),
+        (["sigma", "trajectory.nc", "--model", "m", "--displacement", "5"], "--displacement"),
+    ],
+)
+def test_non_finite_or_absurd_option_values_exit_2(argv, option, capsys):
+    """``--unstable-below nan`` wrote NaN into the results; ``--displacement 1e-300`` gave 1e147 THz; exit 0 both."""
+    from hdpbench.cli import main
+
+    with pytest.raises(SystemExit) as caught:
+        main(argv)
+    assert caught.value.code == 2 and option in capsys.readouterr().err
+
+
+@pytest.mark.parametrize("config", ["phonons: {unstable_below_thz: .nan}", "md: {temperature_K: .inf}"])
+def test_non_finite_settings_in_a_config_exit_2(config, tmp_path, capsys):
+    from hdpbench.cli import main
+
+    (tmp_path / "run.yaml").write_text(config + "\n")
+    assert main(["run", "phonons", "--config", str(tmp_path / "run.yaml"), "--model", "no-such-model"]) == 2
+    assert "expected a finite number" in capsys.readouterr().err
+    assert main(["run", "phonons", "--model", "no-such-model", "--set", "phonons.unstable_below_thz=NaN"]) == 2
+    assert "phonons.unstable_below_thz=nan: expected a finite number" in capsys.readouterr().err
+
+
+def _copper_with(change: str):
+    from ase.build import bulk
+
+    atoms = bulk("Cu", "fcc", a=3.61, cubic=True)
+    if change == "NaN coordinate":
+        atoms.positions[1, 2] = np.nan
+    elif change == "overlapping atoms":
+        atoms.positions[1] = atoms.positions[0] + [0.1, 0, 0]
+    elif change == "zero-volume cell":
+        atoms.cell[2] = [0, 0, 0]
+        atoms.pbc = True
+    return atoms
+
+
+@pytest.mark.parametrize(
+    ("change", "problem"),
+    [("NaN coordinate", "non-finite coordinates of atom 1"), ("overlapping atoms", "atoms 0 and 1 are 0.100 Å apart"), ("zero-volume cell", "has no volume")],
+)
+def test_md_refuses_a_structure_that_cannot_be_computed_naming_the_file(change, problem, tmp_path, capsys):
+    """``md`` on a structure with a NaN coordinate exited 0; overlapping atoms and zero-volume cells went unnoticed."""
+    from ase.io import write
+
+    from hdpbench.cli import main
+
+    path = tmp_path / "start.extxyz"
+    write(path, _copper_with(change))
+    assert main(["md", "--structure", str(path), "--model", "no-such-model", "--steps", "1"]) == 1
+    err = capsys.readouterr().err.strip()
+    assert len(err.splitlines()) == 1 and f"{path}: " in err and problem in err

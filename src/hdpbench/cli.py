@@ -44,6 +44,28 @@ def _positive_float(text: str) -> float:
         raise argparse.ArgumentTypeError(f"{text!r} is not a finite number > 0") from None
 
 
+def _finite_float(text: str) -> float:
+    """argparse type: any finite number (``nan`` and ``inf`` are not)."""
+    try:
+        value = float(text)
+    except ValueError:
+        value = math.nan
+    if not math.isfinite(value):
+        raise argparse.ArgumentTypeError(f"{text!r} is not a finite number")
+    return value
+
+
+MIN_DISPLACEMENT, MAX_DISPLACEMENT = 1e-4, 0.5  # Å: below, the forces are noise; above, not harmonic
+
+
+def _displacement(text: str) -> float:
+    """argparse type: a finite-displacement amplitude in Å (1e-300 gave 1e147 THz, exit 0)."""
+    value = _positive_float(text)
+    if not MIN_DISPLACEMENT <= value <= MAX_DISPLACEMENT:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a displacement between {MIN_DISPLACEMENT:g} and {MAX_DISPLACEMENT:g} Å")
+    return value
+
+
 def _table(rows: list[list[str]], header: list[str]) -> str:
     widths = [max(len(str(x)) for x in column) for column in zip(header, *rows, strict=True)]
     lines = ["  ".join(str(x).ljust(w) for x, w in zip(header, widths, strict=True))]
@@ -354,14 +376,18 @@ def cmd_bench_calculator(args) -> int:
 
 
 def _read_structure(path):
+    """The structure in ``path``, checked (:func:`hdpbench.core.structures.check_structure`: finite,
+    a cell with volume, no overlapping atoms)."""
     import ase.io
 
     from hdpbench.core.errors import DataError
+    from hdpbench.core.structures import check_structure
 
     try:
-        return ase.io.read(path)
+        atoms = ase.io.read(path)
     except Exception as error:
         raise DataError(path, f"cannot read the structure ({type(error).__name__}: {error})") from error
+    return check_structure(atoms, path)
 
 
 def _is_force_constant_file(value: str) -> bool:
@@ -729,11 +755,11 @@ def build_parser() -> argparse.ArgumentParser:
         "--model", required=True,
         help="force constants to compare (any supported format), or a model (registry name or checkpoint): then Φ_model comes from its finite displacements",
     )
-    compare.add_argument("--displacement", type=_positive_float, default=phonon_defaults.displacement, help="Å, finite displacement for a model's Φ (default: the authors' phonon script, %(default)s)")
+    compare.add_argument("--displacement", type=_displacement, default=phonon_defaults.displacement, help="Å, finite displacement for a model's Φ (default: the authors' phonon script, %(default)s)")
     compare.add_argument("--device", default="cpu")
     compare.add_argument("--dtype", default="float32", choices=["float32", "float64"])
     compare.add_argument("--npoints", type=_count(1), default=phonon_defaults.points_per_segment, help="q-points per path segment")
-    compare.add_argument("--unstable-below", type=float, default=phonon_defaults.unstable_below_thz, help="THz; lower frequencies mean unstable")
+    compare.add_argument("--unstable-below", type=_finite_float, default=phonon_defaults.unstable_below_thz, help="THz; lower frequencies mean unstable")
     compare.add_argument("--json", action="store_true")
     compare.set_defaults(func=cmd_phonons_compare)
 
@@ -743,7 +769,7 @@ def build_parser() -> argparse.ArgumentParser:
     sigma.add_argument("--force-constants", help="Φ of that supercell, any supported format")
     sigma.add_argument("--discard", type=_count(0), default=0, help="frames dropped from the start")
     sigma.add_argument("--model", help="also σ with this model's forces (registry name or checkpoint), with the reference Φ and its own Φ")
-    sigma.add_argument("--displacement", type=_positive_float, default=phonon_defaults.sigma_displacement, help="Å, finite displacement for the model's Φ (default: the authors' σ scripts, %(default)s)")
+    sigma.add_argument("--displacement", type=_displacement, default=phonon_defaults.sigma_displacement, help="Å, finite displacement for the model's Φ (default: the authors' σ scripts, %(default)s)")
     sigma.add_argument("--device", default="cpu")
     sigma.add_argument("--dtype", default="float32", choices=["float32", "float64"])
     sigma.add_argument("--json", action="store_true")

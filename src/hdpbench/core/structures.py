@@ -45,6 +45,38 @@ def read_poscar(source: str | Path | bytes, *, name: str | None = None) -> Atoms
         raise DataError(label, f"not a readable VASP structure file ({type(error).__name__}: {error})") from error
 
 
+MIN_DISTANCE = 0.5  # Å: two atoms closer than this are one atom written twice, not a structure to compute
+
+
+def check_structure(atoms: Atoms, name: str | Path) -> Atoms:
+    """``atoms`` when it can be computed with; a :class:`DataError` naming ``name`` for non-finite
+    coordinates or cell, a periodic cell without volume, or two atoms closer than :data:`MIN_DISTANCE`."""
+    from hdpbench.core.errors import NonFiniteError
+
+    positions, cell = np.asarray(atoms.positions, dtype=float), np.asarray(atoms.cell.array, dtype=float)
+    if len(atoms) == 0:
+        raise DataError(name, "holds no atoms")
+    bad = np.flatnonzero(~np.isfinite(positions).all(axis=1))
+    if len(bad):
+        raise NonFiniteError(name, f"non-finite coordinates of atom {int(bad[0])} ({positions[bad[0]].tolist()})")
+    if not np.isfinite(cell).all():
+        raise NonFiniteError(name, f"non-finite cell {cell.tolist()}")
+    if atoms.pbc.any():
+        lengths = np.linalg.norm(cell, axis=1)
+        if (lengths[atoms.pbc] == 0).any() or abs(np.linalg.det(cell)) < 1e-6 * max(lengths.max(), 1.0) ** 3:
+            raise DataError(name, f"the periodic cell {cell.round(6).tolist()} has no volume")
+    if len(atoms) > 1:
+        from ase.neighborlist import neighbor_list
+
+        first, second, distance = neighbor_list("ijd", atoms, MIN_DISTANCE)
+        if len(distance):
+            k = int(np.argmin(distance))
+            i, j = int(first[k]), int(second[k])
+            which = f"atom {i} and its periodic image" if i == j else f"atoms {i} and {j}"
+            raise DataError(name, f"{which} are {distance[k]:.3f} Å apart (less than {MIN_DISTANCE} Å): overlapping atoms")
+    return atoms
+
+
 def supercell_matrix_between(unitcell: Atoms, supercell: Atoms, *, name: str = "supercell") -> np.ndarray:
     """Integer M with supercell.cell = M @ unitcell.cell (rows are lattice vectors)."""
     ratio = supercell.cell.array @ np.linalg.inv(unitcell.cell.array)

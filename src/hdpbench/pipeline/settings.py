@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import math
 import typing
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
@@ -146,6 +147,8 @@ def check_type(key: str, value: Any, kind, source: str) -> Any:
         raise refuse()
     if kind is float:
         if isinstance(value, (int, float)) and not isinstance(value, bool):
+            if not math.isfinite(value):  # NaN from `.nan` in YAML or `NaN` on the command line
+                raise UsageError(f"{source}: {key}={value!r}: expected a finite number")
             return float(value)
         raise refuse()
     if kind is str:
