@@ -161,7 +161,11 @@ def band_path(unitcell: Atoms, npoints: int = _DEFAULT.points_per_segment, primi
 
     primitive = primitive_cell(unitcell, primitive_matrix)
     qpoints, labels, connections = get_band_qpoints_by_seekpath(primitive, npoints)
-    original = seekpath.get_path_orig_cell(primitive.totuple())
+    with warnings.catch_warnings():
+        # seekpath warns that a conventional cell is a supercell of its primitive cell: expected here,
+        # the path's end points are wanted in exactly that cell's basis (see above)
+        warnings.filterwarnings("ignore", message="The provided cell is a supercell")
+        original = seekpath.get_path_orig_cell(primitive.totuple())
     ends = [(np.asarray(original["point_coords"][start]), np.asarray(original["point_coords"][end])) for start, end in original["path"]]
     same = len(ends) == len(qpoints) and all(
         np.allclose(segment[0], start, atol=1e-8) and np.allclose(segment[-1], end, atol=1e-8)
