@@ -100,7 +100,7 @@ def test_section_notebook_runs_with_tiny_parameters(tmp_path, name, section_inpu
 def test_real_data_chapter_runs_with_tiny_sizes_and_writes_the_data_behind_its_figures(tmp_path):
     csv_dir = tmp_path / "csv"
     parameters = {
-        "real_models": "chgnet-0.3.0", "real_md_steps": 16, "real_md_discard": 4, "real_kpca_frames": 6,
+        "real_models": "chgnet-0.3.0", "isolated_models": "sevennet-0", "real_md_steps": 16, "real_md_discard": 4, "real_kpca_frames": 6,
         "results": str(tmp_path / "results"), "csv_dir": str(csv_dir),
     }
     output = execute_notebook(REAL_DATA_NOTEBOOK, parameters, output_dir=tmp_path, timeout=600)

@@ -335,9 +335,22 @@ class IsolatedEvaluator:
         return check_evaluation(evaluation, structures, model=self.model.name, stress=stress)
 
 
+_LOADED: dict[tuple, IsolatedModel] = {}
+
+
 def load_isolated_model(spec, *, device: str = "cpu", dtype: str | None = None) -> IsolatedModel:
     """A registry entry of ``kind: isolated``: validated now; its environment is built and its worker
-    started on first evaluation (a stage whose results are all stored needs neither)."""
+    started on first evaluation (a stage whose results are all stored needs neither). One model per
+    entry, device and dtype in a process: the stages of a page share its worker (starting one costs
+    seconds: torch and the model's package are imported in it)."""
+    key = (spec.name, spec.source_file, spec.sha256, repr(spec.isolated), device, dtype or spec.dtype)
+    model = _LOADED.get(key)
+    if model is None:  # (a closed model's worker starts again on its next request)
+        model = _LOADED[key] = _new_isolated_model(spec, device=device, dtype=dtype)
+    return model
+
+
+def _new_isolated_model(spec, *, device: str, dtype: str | None) -> IsolatedModel:
     from hdpbench.models.calculators import parse_elements
     from hdpbench.models.registry import registry_file
 

@@ -249,6 +249,46 @@ def run_all(models: Sequence[str], *, md_settings: RealMDSettings = RealMDSettin
     return out
 
 
+def run_phonons_and_sigma(
+    models: Sequence[str], *, sigma_systems: Sequence[str] = (MD_SYSTEM,), device: str = "cpu", results_root=None
+) -> dict[str, dict[str, StageResults]]:
+    """The phonons on every system and σ on ``sigma_systems`` only, for models too slow here for
+    the whole chapter (model MD and KCl's 120 frames): ``{model: {"phonons": ..., "sigma": ...}}``.
+    The results are the same entries :func:`run_all` computes and reuses."""
+    return {
+        model: {
+            "phonons": run_phonons(model, device=device, results_root=results_root),
+            "sigma": run_sigma(model, systems=tuple(sigma_systems), device=device, results_root=results_root),
+        }
+        for model in models
+    }
+
+
+def comparison_table(stages: dict[str, dict[str, StageResults]]):
+    """One row per model from its phonons on every system and its σ of CsPbI3: what every model of
+    the chapter has, whether or not it ran the MD and KCl stages."""
+    import pandas as pd
+
+    from hdpbench.models.registry import display_name, get_model_spec
+
+    rows = []
+    for model, by_stage in stages.items():
+        phonons = {name: by_stage["phonons"].load_json(name) for name in PHONON_SYSTEMS}
+        cspbi3 = by_stage["sigma"].load_json(MD_SYSTEM)
+        row = {"model": display_name(model), "kind": get_model_spec(model).kind}
+        for name, metrics in phonons.items():
+            row[f"RMSE(ω²) {name} (THz²)"] = metrics["rmse_omega2_thz2"]
+        row["CaTiO3 unstable (DFT: yes)" if not phonons["CaTiO3"]["stable_reference"] else "CaTiO3 unstable (DFT: no)"] = (
+            "yes" if not phonons["CaTiO3"]["stable_model"] else "no"
+        )
+        row["CsPbI3 force MAE (eV/Å)"] = cspbi3["force_mae_ev_ang"]
+        row["σ DFT CsPbI3"] = cspbi3["sigma_reference"]
+        row["σ_model(Φ_DFT) CsPbI3"] = cspbi3["sigma_model_phi_reference"]
+        row["σ_model(Φ_model) CsPbI3"] = cspbi3["sigma_model_phi_model"]
+        rows.append(row)
+    return pd.DataFrame(rows)
+
+
 def summary_table(stages: dict[str, dict[str, StageResults]]):
     """One row per model: the numbers the chapter's verdicts are built from."""
     import pandas as pd
@@ -348,7 +388,7 @@ def sigma_table(stages: dict[str, dict[str, StageResults]], system: str):
             "σ model forces, Φ_DFT": s["sigma_model_phi_reference"],
             "σ model forces, own Φ": s["sigma_model_phi_model"],
         }
-        if system == MD_SYSTEM:
+        if system == MD_SYSTEM and "md" in by_stage:
             row["σ model-only MD"] = by_stage["md"].load_json(system)["sigma_model_only"]
         row["force MAE (eV/Å)"] = s["force_mae_ev_ang"]
         row["force RMSE (eV/Å)"] = s["force_rmse_ev_ang"]
