@@ -339,3 +339,114 @@ def test_md_refuses_a_structure_that_cannot_be_computed_naming_the_file(change, 
     assert main(["md", "--structure", str(path), "--model", "no-such-model", "--steps", "1"]) == 1
     err = capsys.readouterr().err.strip()
     assert len(err.splitlines()) == 1 and f"{path}: " in err and problem in err
+
+
+# ---- one line, no traceback, for every user error (issue 40) ----------------------------------------------------
+def _model_files(tmp_path: Path) -> dict[str, Path]:
+    import zipfile
+
+    files = {"text": tmp_path / "text.model", "empty": tmp_path / "empty.model", "random": tmp_path / "random.model",
+             "zip": tmp_path / "zip.model", "truncated": tmp_path / "truncated.model"}  # fmt: skip
+    files["text"].write_text("not a checkpoint\n")
+    files["empty"].write_bytes(b"")
+    files["random"].write_bytes(np.random.default_rng(0).bytes(3000))
+    with zipfile.ZipFile(files["zip"], "w") as archive:
+        archive.writestr("notes.txt", "hello")
+    demo = Path(__file__).resolve().parents[1] / "models" / "demo" / "demo-small-data.model"
+    files["truncated"].write_bytes(demo.read_bytes()[:20000])
+    return files
+
+
+@pytest.mark.parametrize(("kind", "problem"), [
+    ("text", "not a PyTorch checkpoint"), ("empty", "empty file"), ("random", "not a PyTorch checkpoint"),
+    ("zip", "not a PyTorch checkpoint"), ("truncated", "damaged or truncated"),
+])  # fmt: skip
+def test_a_model_file_that_is_not_a_checkpoint_is_one_line_naming_it(kind, problem, tmp_path, capsys):
+    """Each was a traceback from inside torch.load (and ``../../etc/passwd`` was unpickled)."""
+    from ase.build import bulk
+    from ase.io import write
+
+    from hdpbench.cli import main
+
+    model = _model_files(tmp_path)[kind]
+    write(tmp_path / "cu.extxyz", bulk("Cu", "fcc", a=3.61, cubic=True))
+    assert main(["md", "--structure", str(tmp_path / "cu.extxyz"), "--model", str(model), "--steps", "1"]) == 1
+    err = capsys.readouterr().err.strip()
+    assert len(err.splitlines()) == 1 and f"{model}: " in err and problem in err
+
+
+@pytest.mark.parametrize(
+    ("argv", "message"),
+    [
+        (["run", "phonons", "--model", "demo-small-data", "--device", "foo", "--workers", "0"], "--device 'foo': not a device"),
+        (["sigma", "x.nc", "--device", "foo"], "--device 'foo': not a device"),
+        (["run", "phonons", "--model", "demo-small-data", "--compounds", "--workers", "0"], "--compounds without names"),
+    ],
+)
+def test_bad_configuration_exits_2_before_any_work(argv, message, capsys):
+    """``--device foo`` in ``run`` was recorded as a data failure of every compound (exit 1, "a rerun retries only these")."""
+    from hdpbench.cli import main
+
+    assert main(argv) == 2
+    err = capsys.readouterr().err.strip()
+    assert len(err.splitlines()) == 1 and message in err
+
+
+def test_cuda_on_a_torch_without_it_exits_2(capsys):
+    import torch
+
+    from hdpbench.cli import main
+
+    if torch.cuda.is_available():
+        pytest.skip("this torch has CUDA")
+    assert main(["md", "--structure", "x", "--model", "demo-small-data", "--device", "cuda"]) == 2
+    assert "--device 'cuda'" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize(
+    ("variable", "value"),
+    [("HDPBENCH_THREADS", "0"), ("HDPBENCH_THREADS", "two"), ("HDPBENCH_MAX_XML_MB", "-3"), ("HDPBENCH_MAX_MEMBER_MB", "1.5"),
+     ("HDPBENCH_TORCH_COMPILE", "yes")],
+)  # fmt: skip
+def test_bad_environment_variables_exit_2_naming_the_variable(variable, value, monkeypatch, capsys):
+    """They were tracebacks, or failures recorded per compound in ``run``."""
+    from hdpbench.cli import main
+
+    monkeypatch.setenv(variable, value)
+    assert main(["run", "phonons", "--model", "demo-small-data", "--workers", "0"]) == 2
+    err = capsys.readouterr().err.strip()
+    assert len(err.splitlines()) == 1 and f"{variable}={value!r}" in err
+
+
+@pytest.mark.parametrize("layout", ["empty", "a level above"])
+def test_a_dataset_folder_without_compounds_is_an_error(layout, authors_dataset, tmp_path, capsys):
+    """"0/0 compounds done, ok" with exit 0 before."""
+    from hdpbench.cli import main
+
+    folder = tmp_path / "nothing-here" if layout == "empty" else authors_dataset[0].parent
+    folder.mkdir(exist_ok=True)
+    assert main(["run", "phonons", "--dataset", str(folder), "--model", "demo-small-data", "--workers", "0", "--quiet"]) == 2
+    assert "no compounds found" in capsys.readouterr().err
+
+
+def test_a_truncated_result_json_is_one_line_naming_it(tmp_path, capsys):
+    from hdpbench.cli import main
+
+    store = StageResults(StageManifest(dataset="d", model="m", stage="phonons"), root=tmp_path)
+    store.save("A", json_data={"x": 1})
+    result = store.path("A", ".json")
+    result.write_text(result.read_text()[:10])
+    assert main(["results", "export", "--dataset", "d", "--model", "m", "--stage", "phonons", "--results", str(tmp_path), "--json"]) == 1
+    err = capsys.readouterr().err.strip()
+    assert len(err.splitlines()) == 1 and f"{result}: unreadable result" in err
+
+
+def test_an_unreachable_scheduler_is_one_line(capsys):
+    import dask
+
+    from hdpbench.cli import main
+
+    with dask.config.set({"distributed.comm.timeouts.connect": "1s"}):
+        assert main(["run", "phonons", "--model", "demo-small-data", "--compounds", "Cs2AgBiBr6", "--scheduler", "tcp://127.0.0.1:9", "--quiet"]) == 2
+    err = capsys.readouterr().err.strip()
+    assert err.splitlines()[-1].startswith("hdpbench: error: --scheduler tcp://127.0.0.1:9: cannot connect") and "Traceback" not in err

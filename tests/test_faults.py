@@ -757,3 +757,20 @@ def test_a_truncated_cache_entry_is_discarded_named_and_recomputed(tmp_path, mon
         again = read_ase_frames(tmp_path / "frames.extxyz")
     assert np.array_equal(again.positions, first.positions) and np.array_equal(again.forces, first.forces)
     assert np.load(entry)["positions"].shape == first.positions.shape  # written again, whole
+
+
+def test_ctrl_c_is_one_line_and_exit_130(good_and_corrupt, tmp_path):
+    """Ctrl-C printed 61 lines of traceback and exited 1."""
+    dataset, model = good_and_corrupt
+    command = [
+        sys.executable, "-c", SLOW_MD_RUN, "run", "md", "--dataset", dataset, "--model", model, "--workers", "0", "--quiet",
+        "--smoke", "--dtype", "float64", "--compounds", "Cs2AgBiBr6", "--set", "md.steps=200", "--results", str(tmp_path),
+    ]  # fmt: skip
+    process = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    deadline = time.monotonic() + 120
+    while not list(tmp_path.rglob("replica_000.extxyz")) and process.poll() is None and time.monotonic() < deadline:
+        time.sleep(0.05)
+    process.send_signal(signal.SIGINT)
+    _, err = process.communicate(timeout=60)
+    assert process.returncode == 130, err[-2000:]
+    assert err.strip().splitlines() == ["hdpbench: interrupted; finished results are kept, and a rerun continues from them"]

@@ -436,7 +436,12 @@ def cmd_phonons_compare(args) -> int:
 def cmd_sigma(args) -> int:
     from hdpbench.core.errors import DataError
     from hdpbench.io.force_constants import read_force_constants
-    from hdpbench.io.trajectories import discard_frames, read_fhi_vibes, read_trajectory, trajectory_format
+    from hdpbench.io.trajectories import (
+        discard_frames,
+        read_fhi_vibes,
+        read_trajectory,
+        trajectory_format,
+    )
     from hdpbench.physics.anharmonicity import sigma
 
     reference = force_constants = None
@@ -594,6 +599,12 @@ def _run_request(args):
         options.setdefault(key, value)
     if not options.get("models"):
         raise UsageError("no model: give --model NAME ... or `models:` in the --config file")
+    if options.get("compounds") == []:
+        raise UsageError("--compounds without names: give the formulas to run, or leave the option out for all of the dataset")
+    if not isinstance(options.get("device"), str):
+        raise UsageError(f"{source}: device={options.get('device')!r}: expected text such as cpu or cuda")
+    _check_device(options["device"], f"{source}: device" if args.device is None and "device" in options else "--device",
+                  available=not (args.estimate or args.dry_run))  # fmt: skip
     if options.get("dtype") not in (None, "float32", "float64"):
         raise UsageError(f"{source}: dtype={options['dtype']!r}: expected one of 'float32', 'float64'")
     from hdpbench.models.mace import ACCELERATORS
@@ -918,6 +929,96 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+_TORCH_CHECKPOINT_PICKLE = b"\x80\x02\x8a\nl\xfc\x9cF\xf9 j\xa8P\x19"  # torch.save's legacy format: protocol 2, its magic number
+
+
+def _check_checkpoint_file(value: str) -> None:
+    """A ``--model`` given as a file must look like a PyTorch checkpoint before anything unpickles it:
+    a zip archive holding ``<name>/data.pkl`` (torch.save) or torch's legacy pickle. A text, empty,
+    random, truncated or other zip file is a :class:`DataError` naming it (it was a traceback from
+    deep inside torch.load; ``../../etc/passwd`` was unpickled)."""
+    import zipfile
+
+    from hdpbench.core.errors import DataError
+    from hdpbench.models.registry import registered_models
+
+    path = Path(value).expanduser()
+    if value in registered_models() or not path.is_file() or _is_force_constant_file(value):
+        return
+    try:
+        with open(path, "rb") as handle:
+            head = handle.read(len(_TORCH_CHECKPOINT_PICKLE))
+    except OSError as error:
+        raise DataError(path, f"cannot read the model file ({error.strerror or error})") from None
+    if not head:
+        raise DataError(path, "empty file, not a model checkpoint")
+    if head.startswith(_TORCH_CHECKPOINT_PICKLE):
+        return
+    if not head.startswith(b"PK"):
+        raise DataError(path, "not a PyTorch checkpoint (neither a torch.save zip archive nor its legacy pickle): give a registry name or a MACE .model file")
+    try:
+        with zipfile.ZipFile(path) as archive:
+            names = archive.namelist()
+    except (zipfile.BadZipFile, OSError) as error:
+        raise DataError(path, f"a damaged or truncated checkpoint ({error})") from None
+    if not any(name.count("/") == 1 and name.endswith("/data.pkl") for name in names):
+        raise DataError(path, "a zip archive, but not a PyTorch checkpoint (no <name>/data.pkl inside)")
+
+
+def _check_device(device: str | None, option: str = "--device", *, available: bool = True) -> None:
+    """``device`` as torch reads it (cpu, cuda, cuda:N, ...), and, with ``available``, present on this
+    machine: ``--device foo`` and ``--device cuda`` on a CPU-only torch were tracebacks, or a failure
+    recorded per compound. A :class:`UsageError` (exit 2) otherwise."""
+    if device is None:
+        return
+    from hdpbench.core.torch_setup import prepare_torch
+
+    torch = prepare_torch()
+    try:
+        parsed = torch.device(device)
+    except (RuntimeError, ValueError, TypeError):
+        raise UsageError(f"{option} {device!r}: not a device; expected cpu, cuda or cuda:N") from None
+    if not available or parsed.type == "cpu":
+        return
+    if parsed.type != "cuda":
+        raise UsageError(f"{option} {device!r}: only cpu and cuda devices are supported")
+    if not torch.cuda.is_available():
+        build = "a CPU-only build of torch" if torch.version.cuda is None else "no CUDA GPU is visible"
+        raise UsageError(f"{option} {device!r}: {build} here (torch {torch.__version__}); use --device cpu")
+    if parsed.index is not None and parsed.index >= torch.cuda.device_count():
+        raise UsageError(f"{option} {device!r}: this machine has {torch.cuda.device_count()} GPU(s), cuda:0 to cuda:{torch.cuda.device_count() - 1}")
+
+
+def _check_environment() -> None:
+    """The HDPBENCH_* variables that shape every computation, checked once before any work (exit 2,
+    naming the variable), instead of failing each compound in turn."""
+    import os
+
+    from hdpbench.core.torch_setup import default_threads
+    from hdpbench.io.archive import ReadLimits
+    from hdpbench.models.evaluate import default_torch_compile
+
+    try:
+        threads = default_threads()
+        ReadLimits.from_environment()
+        default_torch_compile()
+    except (ValueError, HdpbenchError) as error:
+        raise UsageError(str(error)) from None
+    cores = os.cpu_count() or 1
+    if os.environ.get("HDPBENCH_THREADS") and threads > cores:
+        print(f"hdpbench: warning: HDPBENCH_THREADS={threads} is more than the {cores} cores here; torch's threads will compete for them (slower)", file=sys.stderr)
+
+
+def _checked_before_work(args) -> None:
+    """What every command's options must satisfy before it computes anything (UsageError: exit 2)."""
+    _check_environment()
+    models = getattr(args, "model", None)
+    for model in [models] if isinstance(models, str) else models or []:
+        _check_checkpoint_file(model)
+    if args.command != "run":  # run: its device may come from --config, checked with its options
+        _check_device(getattr(args, "device", None))
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
@@ -925,9 +1026,13 @@ def main(argv: Sequence[str] | None = None) -> int:
         parser.print_help()
         return 0
     try:
+        _checked_before_work(args)
         code = int(args.func(args) or 0)
         sys.stdout.flush()  # a closed pipe shows here, not as an error at interpreter exit
         return code
+    except KeyboardInterrupt:  # Ctrl-C: one line; every compound saved so far stays, a rerun resumes
+        print("\nhdpbench: interrupted; finished results are kept, and a rerun continues from them", file=sys.stderr)
+        return 130
     except BrokenPipeError:  # the output went into a reader that stopped early (`| head`): no traceback
         import os
 

@@ -90,7 +90,9 @@ def default_threads() -> int:
     value = os.environ.get("HDPBENCH_THREADS")
     if value:
         if not value.isdigit() or int(value) < 1:
-            raise ValueError(f"HDPBENCH_THREADS={value!r}: expected a positive integer")
+            from hdpbench.core.errors import UsageError
+
+            raise UsageError(f"HDPBENCH_THREADS={value!r}: expected a positive integer")
         return int(value)
     try:
         return len(os.sched_getaffinity(0))

@@ -52,7 +52,9 @@ class ReadLimits:
             if raw is None:
                 continue
             if not raw.isdigit() or int(raw) < 1:
-                raise ValueError(f"{variable}={raw!r}: expected a positive whole number of MiB")
+                from hdpbench.core.errors import UsageError
+
+                raise UsageError(f"{variable}={raw!r}: expected a positive whole number of MiB")
             values[field_name] = int(raw)
         return cls(**values)
 

@@ -214,7 +214,10 @@ def export_rows(
                            input_digest=marker.get("inputs"))  # fmt: skip
                 path = folder / f"{compound}.json"
                 if path.is_file():
-                    data = json.loads(path.read_text())
+                    try:
+                        data = json.loads(path.read_text())
+                    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as error:
+                        raise DataError(path, f"unreadable result ({error}); delete it and {compound}.done.json, then rerun the stage to compute it again") from None
                     if data.get("settings_key", folder_key) != folder_key:
                         raise DataError(path, f"settings_key {data['settings_key']!r} differs from its folder's key {folder_key!r}")
                     _merge(row, flatten(data))

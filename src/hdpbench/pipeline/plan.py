@@ -49,6 +49,10 @@ def require_models(models: Sequence[str]) -> None:
 def require_compounds(data, compounds: Sequence[str] | None) -> list[str]:
     """The compounds to run (all of the dataset by default); an unknown one is a :class:`UsageError`."""
     known = data.compounds()
+    if not known:  # an empty folder, or one a level above the layout: "0/0 compounds done, ok" before
+        raise UsageError(f"dataset {data.name} at {getattr(data, 'root', '?')}: no compounds found; is this the folder that holds the layout's archives?")
+    if compounds is not None and not compounds:
+        raise UsageError("--compounds without names: give the formulas to run, or leave the option out for all of the dataset")
     if compounds is None:
         return list(known)
     for name in compounds:

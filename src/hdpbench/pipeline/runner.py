@@ -224,13 +224,25 @@ def run(
         from distributed import Client, LocalCluster, as_completed
 
         threads = max(1, (os.cpu_count() or 1) // workers) if workers and device == "cpu" else None
+        if os.environ.get("HDPBENCH_THREADS"):  # the user's count wins over the share of the cores
+            from hdpbench.core.torch_setup import default_threads
+
+            threads = default_threads()
 
         cluster = None if scheduler else LocalCluster(
             n_workers=workers, threads_per_worker=1, processes=True, dashboard_address=None, silence_logs=logging.WARNING,
             local_directory=_dask_scratch(),
         )
         try:
-            with Client(scheduler or cluster) as client:
+            try:
+                client = Client(scheduler or cluster)
+            except (OSError, TimeoutError) as error:
+                if scheduler is None:
+                    raise
+                from hdpbench.core.errors import UsageError
+
+                raise UsageError(f"--scheduler {scheduler}: cannot connect ({error}); is the Dask scheduler running there?") from None
+            with client:
                 futures = {
                     client.submit(run_shard, *arguments, shard, settings, device, root, threads, accelerator, key=f"{stage}-{model}-shard-{i}", pure=False): shard
                     for i, shard in enumerate(work)
