@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import os
 import platform
+import sys
 import tempfile
 import time
 from pathlib import Path
@@ -240,6 +241,70 @@ def calculator_benchmark(model: str = "chgnet-0.3.0", *, n_frames: int = 32, rep
         "batched_frames_per_s": n_frames / best["batched"],
         "ratio_batched_vs_ase": best["ase_loop"] / best["batched"],
         "max_abs_force_diff": float(np.abs(forces["batched"] - forces["ase_loop"]).max()),
+        "all_times_s": times,
+        **contention_since(counters),
+    }
+
+
+def isolation_benchmark(*, n_frames: int = 16, repeats: int = 3, device: str = "cpu") -> dict[str, Any]:
+    """The cost of running a model in its own environment: CHGNet 0.3.0's calculator in this process
+    (the registered ``chgnet-0.3.0`` without its batched path, one structure at a time) against the
+    same calculator, at the same package versions, in an environment of its own behind a worker
+    (one request per force call of ``n_frames`` 80-atom HDP frames). Methods alternated in every
+    repeat, best kept; the forces of the two must be identical."""
+    import dataclasses
+    from importlib import metadata
+
+    from hdpbench.models.environments import EnvironmentSpec, IsolatedSpec
+    from hdpbench.models.evaluate import load_model
+    from hdpbench.models.isolated import IsolatedModel
+
+    in_process = load_model("chgnet-0.3.0", device=device)
+    in_process = dataclasses.replace(in_process, batched=None)  # its calculator, one structure at a time
+    pins = [f"{package}=={metadata.version(package)}" for package in ("torch", "chgnet", "pymatgen", "ase", "numpy")]
+    pins = [pin.split("+")[0] for pin in pins]  # torch 2.13.0+cpu → the local wheel of 2.13.0
+    version = f"{sys.version_info.major}.{sys.version_info.minor}"
+    spec = IsolatedSpec(
+        environment=EnvironmentSpec(tuple(pins), version), calculator="chgnet.model.dynamics:CHGNetCalculator",
+        calculator_kwargs={"use_device": device}, batch_size=n_frames,
+    )  # fmt: skip
+    isolated = IsolatedModel(name="chgnet-0.3.0-isolated", spec=spec, device=device, dtype="float32", atomic_numbers=in_process.atomic_numbers)
+    build_start = time.perf_counter()
+    environment = isolated.environment
+    build_s = time.perf_counter() - build_start
+    frames = hdp_frames(n_frames)
+    counters = cpu_counters()
+    start = time.perf_counter()
+    isolated.worker.start()
+    worker_start_s = time.perf_counter() - start
+    evaluators = {"in_process": in_process.evaluator(), "isolated": isolated.evaluator(batch_size=n_frames)}
+    methods = {name: (lambda e=e: e.evaluate(frames).forces_array()) for name, e in evaluators.items()}
+    forces = {name: method() for name, method in methods.items()}  # warm-up, not timed
+    times: dict[str, list[float]] = {name: [] for name in methods}
+    for _ in range(repeats):
+        for name, method in methods.items():
+            t0 = time.perf_counter()
+            method()
+            times[name].append(time.perf_counter() - t0)
+    isolated.close()
+    best = {name: min(values) for name, values in times.items()}
+    return {
+        "benchmark": "isolation",
+        "hdpbench_version": __version__,
+        "hardware": hardware(device),
+        "device": device,
+        "model": "chgnet-0.3.0 (CHGNetCalculator, one structure at a time on both sides)",
+        "environment_pins": pins,
+        "environment_build_s": round(build_s, 1) if build_s > 1 else "already built",
+        "environment_record_build_s": environment.record.get("build_seconds"),
+        "worker_start_s": worker_start_s,
+        "frames_per_call": n_frames,
+        "atoms_per_frame": len(frames[0]),
+        "repeats": repeats,
+        "in_process_call_s": best["in_process"],
+        "isolated_call_s": best["isolated"],
+        "overhead_share": best["isolated"] / best["in_process"] - 1.0,
+        "max_abs_force_diff": float(np.abs(forces["isolated"] - forces["in_process"]).max()),
         "all_times_s": times,
         **contention_since(counters),
     }
