@@ -26,7 +26,11 @@ from hdpbench.data.reference_systems import ReferenceSystems
 from hdpbench.physics.phonons import band_path, gamma_acoustic_free_minimum, primitive_cell
 from hdpbench.pipeline.stages import run_stage
 
-from .builders import compound_members, phonondb_members, scale_force_sets, write_phonondb_archive, write_tarball
+from .builders import (
+    phonondb_members,
+    write_phonondb_archive,
+    write_tarball,
+)
 
 PHONONDB = paths.project_root() / "data" / "external" / "phonondb"
 ELPASOLITE = "materials-id-13190-krb2gaf6-fm-3m-225.tar.lzma"  # KRb2GaF6

@@ -375,6 +375,21 @@ def cmd_bench_calculator(args) -> int:
     return 0
 
 
+def cmd_bench_isolation(args) -> int:
+    from hdpbench.pipeline.benchmarking import isolation_benchmark
+
+    report = isolation_benchmark(n_frames=4 if args.quick else args.frames, repeats=1 if args.quick else args.repeats, device=args.device)
+    if _write_bench_report(args, report):
+        return 0
+    print(
+        f"{report['model']}: {report['frames_per_call']} frames x {report['atoms_per_frame']} atoms per call, {report['device']} "
+        f"({report['hardware']}): in process {report['in_process_call_s']:.3f} s, isolated {report['isolated_call_s']:.3f} s "
+        f"-> overhead {100 * report['overhead_share']:+.1f} %; max |dF| {report['max_abs_force_diff']:.1e} eV/A; "
+        f"worker start {report['worker_start_s']:.1f} s"
+    )
+    return 0
+
+
 def _read_structure(path):
     """The structure in ``path``, checked (:func:`hdpbench.core.structures.check_structure`: finite,
     a cell with volume, no overlapping atoms)."""
@@ -897,6 +912,16 @@ def build_parser() -> argparse.ArgumentParser:
     bench_calculator.add_argument("--json", action="store_true", help="print the JSON report")
     bench_calculator.add_argument("--output", help="also write the JSON report to this file")
     bench_calculator.set_defaults(func=cmd_bench_calculator)
+    bench_isolation = bench_commands.add_parser(
+        "isolation", help="a model in its own environment (worker over pipes) vs the same calculator in this process (CHGNet 0.3.0)"
+    )
+    bench_isolation.add_argument("--quick", action="store_true", help="4 frames, 1 repeat")
+    bench_isolation.add_argument("--frames", type=_count(1), default=16, help="80-atom frames per force call")
+    bench_isolation.add_argument("--repeats", type=_count(1), default=3)
+    bench_isolation.add_argument("--device", default="cpu")
+    bench_isolation.add_argument("--json", action="store_true", help="print the JSON report")
+    bench_isolation.add_argument("--output", help="also write the JSON report to this file")
+    bench_isolation.set_defaults(func=cmd_bench_isolation)
     bench_md = bench_commands.add_parser("md", help="batched device-resident Andersen MD vs the ASE Andersen loop (same draws)")
     bench_md_model = bench_md.add_mutually_exclusive_group()
     bench_md_model.add_argument("--model", default="demo-small-data", help="a registered MACE model")

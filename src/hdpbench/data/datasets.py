@@ -24,7 +24,6 @@ from typing import Any
 
 from hdpbench.core import paths
 from hdpbench.core.compound import HALIDE_FOLDERS, Compound, halide_of
-from hdpbench.data.interface import Capability, SystemInfo, detect_layout, files_digest
 from hdpbench.core.errors import (
     ArchiveError,
     DataError,
@@ -32,6 +31,7 @@ from hdpbench.core.errors import (
     UnknownDatasetError,
 )
 from hdpbench.core.specs import spec_from_yaml
+from hdpbench.data.interface import Capability, SystemInfo, detect_layout, files_digest
 from hdpbench.io.archive import ARCHIVE_SUFFIXES, CompoundFiles, extract_archive, formula_of
 from hdpbench.io.authors import (
     DEFAULT_DISCARD,

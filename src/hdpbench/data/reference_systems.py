@@ -158,7 +158,12 @@ class ReferenceSystems:
     def load(self, name: str, *, trajectories: bool = True, **_options) -> ReferenceSystem:
         """The system's record. ``trajectories=False`` leaves out KCl's displaced supercells (their yaml
         takes a while to parse); ``discard`` and ``frames`` are accepted and ignored (module docstring)."""
-        from hdpbench.core.structures import find_primitive_matrix, from_phonopy_atoms, make_phonopy, read_poscar
+        from hdpbench.core.structures import (
+            find_primitive_matrix,
+            from_phonopy_atoms,
+            make_phonopy,
+            read_poscar,
+        )
         from hdpbench.io.force_constants import read_force_constants, read_phonopy_yaml
         from hdpbench.io.trajectories import read_fhi_vibes
 
