@@ -450,3 +450,44 @@ def test_an_unreachable_scheduler_is_one_line(capsys):
         assert main(["run", "phonons", "--model", "demo-small-data", "--compounds", "Cs2AgBiBr6", "--scheduler", "tcp://127.0.0.1:9", "--quiet"]) == 2
     err = capsys.readouterr().err.strip()
     assert err.splitlines()[-1].startswith("hdpbench: error: --scheduler tcp://127.0.0.1:9: cannot connect") and "Traceback" not in err
+
+
+# ---- phonons compare: the reference's own cell (issue 40) -------------------------------------------------------
+PHONOPY_EXAMPLES = Path(__file__).resolve().parents[1] / "data" / "external" / "phonopy"
+
+
+def test_phonons_compare_refuses_a_yaml_of_another_unit_cell_and_uses_its_own_supercell(tmp_path, capsys):
+    """KCl's force constants were compared on a NaCl cell, exit 0."""
+    from ase.io import write
+
+    from hdpbench.cli import main
+    from hdpbench.io.force_constants import read_phonopy_yaml
+
+    kcl = PHONOPY_EXAMPLES / "KCl" / "phonopy_fc222_JPCM2022.yaml.xz"
+    nacl = PHONOPY_EXAMPLES / "NaCl" / "POSCAR-unitcell"
+    assert main(["phonons", "compare", "--unitcell", str(nacl), "--reference", str(kcl), "--model", str(kcl)]) == 1
+    err = capsys.readouterr().err.strip()
+    assert len(err.splitlines()) == 1 and f"{kcl}: " in err and f"is not --unitcell {nacl}" in err
+    _, unitcell, matrix = read_phonopy_yaml(kcl)
+    write(tmp_path / "POSCAR", unitcell, format="vasp", direct=True)
+    assert main(["phonons", "compare", "--unitcell", str(tmp_path / "POSCAR"), "--reference", str(kcl), "--model", str(kcl), "--supercell", "3", "3", "3"]) == 1
+    assert f"supercell matrix {np.asarray(matrix).tolist()} is not --supercell" in capsys.readouterr().err
+    assert main(["phonons", "compare", "--unitcell", str(tmp_path / "POSCAR"), "--reference", str(kcl), "--model", str(kcl), "--json"]) == 0
+    assert json.loads(capsys.readouterr().out)["rmse_omega2_thz2"] == pytest.approx(0, abs=1e-9)  # its own 2x2x2, itself
+
+
+def test_phonons_compare_checks_the_supercell_against_force_sets_before_building_it(capsys):
+    """``--supercell 50 50 50`` against a 64-atom FORCE_SETS hung in phonopy; ``5 5 5`` took 12 s to say so."""
+    import time
+
+    from hdpbench.cli import main
+
+    nacl = PHONOPY_EXAMPLES / "NaCl"
+    arguments = ["phonons", "compare", "--unitcell", str(nacl / "POSCAR-unitcell"), "--reference", str(nacl / "FORCE_SETS"), "--model", str(nacl / "FORCE_SETS")]
+    start = time.perf_counter()
+    assert main([*arguments, "--supercell", "5", "5", "5"]) == 1
+    assert time.perf_counter() - start < 5
+    err = capsys.readouterr().err.strip()
+    assert len(err.splitlines()) == 1 and "holds forces of 64 atoms per supercell" in err and "has 1000" in err
+    assert main([*arguments, "--supercell", "50", "50", "50"]) == 2
+    assert "1000000 atoms" in capsys.readouterr().err

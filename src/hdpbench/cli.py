@@ -418,11 +418,65 @@ def _is_force_constant_file(value: str) -> bool:
     return True
 
 
+MAX_SUPERCELL_ATOMS = 20000  # a phonopy supercell beyond this is a typo (50 50 50), not a calculation
+
+
+def _compare_supercell(args, unitcell):
+    """The supercell matrix of ``phonons compare``: ``--supercell``, else a phonopy yaml's own (given as
+    --reference or --model), else the default; a yaml whose own unit cell or supercell differs from
+    --unitcell / --supercell is refused, naming both (KCl's Φ was compared on a NaCl cell, exit 0),
+    and an absurd size is refused before phonopy builds it."""
+    import numpy as np
+
+    from hdpbench.core.errors import DataError
+    from hdpbench.core.structures import supercell_matrix_3x3
+    from hdpbench.io.force_constants import force_constants_format, read_phonopy_yaml
+    from hdpbench.physics.phonons import DEFAULT_SUPERCELL
+
+    supercell = None if args.supercell is None else supercell_matrix_3x3(args.supercell)
+    for option, path in (("--reference", args.reference), ("--model", args.model)):
+        if not _is_force_constant_file(path) or force_constants_format(path) != "phonopy-yaml":
+            continue
+        _, own_cell, own_matrix = read_phonopy_yaml(path)
+        problem = _cell_difference(unitcell, own_cell)
+        if problem:
+            raise DataError(path, f"the {option} yaml's own unit cell is not --unitcell {args.unitcell}: {problem}")
+        own_matrix = np.asarray(own_matrix, dtype=int)
+        if supercell is None:
+            supercell = own_matrix
+        elif not np.array_equal(supercell, own_matrix):
+            raise DataError(path, f"the {option} yaml's supercell matrix {own_matrix.tolist()} is not --supercell {supercell.tolist()}")
+    if supercell is None:
+        supercell = supercell_matrix_3x3(DEFAULT_SUPERCELL)
+    atoms = len(unitcell) * round(abs(np.linalg.det(supercell)))
+    if atoms == 0 or atoms > MAX_SUPERCELL_ATOMS:
+        raise UsageError(f"--supercell {supercell.tolist()}: {atoms} atoms from the {len(unitcell)}-atom unit cell; expected 1 to {MAX_SUPERCELL_ATOMS}")
+    return supercell
+
+
+def _cell_difference(mine, theirs) -> str | None:
+    """What differs between two unit cells (atom count, species order, lattice, positions), or None."""
+    import numpy as np
+
+    if len(mine) != len(theirs):
+        return f"{len(mine)} atoms ({mine.get_chemical_formula()}) against {len(theirs)} ({theirs.get_chemical_formula()})"
+    if mine.get_chemical_symbols() != theirs.get_chemical_symbols():
+        return f"species {mine.get_chemical_symbols()} against {theirs.get_chemical_symbols()}"
+    scale = float(np.linalg.norm(mine.cell.array, axis=1).max())
+    if np.abs(mine.cell.array - theirs.cell.array).max() > 1e-3 * scale:
+        return f"lattice {mine.cell.array.round(4).tolist()} against {theirs.cell.array.round(4).tolist()}"
+    shift = mine.get_scaled_positions(wrap=False) - theirs.get_scaled_positions(wrap=False)
+    if np.abs(shift - np.round(shift)).max() > 1e-3:
+        return "the atom positions differ"
+    return None
+
+
 def cmd_phonons_compare(args) -> int:
     from hdpbench.io.force_constants import read_force_constants
     from hdpbench.physics.phonons import compare, model_force_constants
 
     unitcell = _read_structure(args.unitcell)
+    args.supercell = _compare_supercell(args, unitcell)
     context = {"unitcell": unitcell, "supercell_matrix": args.supercell}
     reference = read_force_constants(args.reference, **context)
     if _is_force_constant_file(args.model):
@@ -775,7 +829,7 @@ def build_parser() -> argparse.ArgumentParser:
     phonon_commands = phonons.add_subparsers(dest="phonons_command", metavar="ACTION", required=True)
     compare = phonon_commands.add_parser("compare", help="RMSE(ω²), RMSE(v_g), MAE(f), stability, thermal errors")
     compare.add_argument("--unitcell", required=True, help="unit cell (POSCAR/CONTCAR or any ASE format)")
-    compare.add_argument("--supercell", type=_count(1), nargs=3, default=list(DEFAULT_SUPERCELL), metavar=("N1", "N2", "N3"))
+    compare.add_argument("--supercell", type=_count(1), nargs=3, metavar=("N1", "N2", "N3"), help=f"default: a phonopy yaml's own, else {' '.join(map(str, DEFAULT_SUPERCELL))}")
     compare.add_argument("--reference", required=True, help="force constants: hdf5, FORCE_CONSTANTS, FORCE_SETS, phonopy yaml")
     compare.add_argument(
         "--model", required=True,

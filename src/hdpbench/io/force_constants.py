@@ -80,6 +80,17 @@ def read_force_sets(
 
     label = name or str(source)
     text = source.decode() if isinstance(source, (bytes, bytearray)) else Path(source).read_text()
+    header = text.split(maxsplit=1)[0] if text.strip() else ""
+    if header.isdigit() and unitcell is not None and supercell_matrix is not None:  # phonopy's format: line 1 is the atom count
+        from hdpbench.core.structures import supercell_matrix_3x3
+
+        matrix = supercell_matrix_3x3(supercell_matrix)
+        expected = len(unitcell) * round(abs(np.linalg.det(matrix)))
+        if int(header) != expected:  # checked before phonopy builds the supercell (50x50x50 never finished)
+            raise DataError(
+                label, f"holds forces of {header} atoms per supercell, but the {len(unitcell)}-atom unit cell x supercell "
+                f"{matrix.tolist()} has {expected}: give the supercell matrix it was computed with",
+            )
     phonon = _phonopy(unitcell, supercell_matrix, label)
     try:
         dataset = parse_FORCE_SETS_from_strings(text, natom=len(phonon.supercell))
