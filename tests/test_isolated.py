@@ -218,3 +218,19 @@ def test_an_environment_that_cannot_be_built_names_the_package_and_the_log(tmp_p
     message = str(error.value)
     assert "hdpbench-no-such-package-xyz" in message and "full log:" in message
     assert not (tmp_path / "environments" / spec.digest).exists()  # nothing half-built left behind
+
+
+@pytest.mark.slow
+def test_models_env_builds_ahead_of_time_and_says_where(emt_registry, capsys):
+    import json
+
+    from hdpbench import cli
+
+    assert cli.main(["models", "env", "emt-isolated", "--json"]) == 0
+    record = json.loads(capsys.readouterr().out)
+    assert Path(record["interpreter"]).exists() and record["packages"]["ase"] == metadata.version("ase")
+    assert cli.main(["models", "list", "--json"]) == 0
+    rows = {row["name"]: row for row in json.loads(capsys.readouterr().out)}
+    assert rows["emt-isolated"]["environment"] == "built" and rows["emt-isolated"]["available"] is True
+    assert cli.main(["models", "env", "chgnet-0.3.0"]) == 2  # not an isolated model: a usage error, one line
+    assert "kind 'ase'" in capsys.readouterr().err

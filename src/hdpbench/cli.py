@@ -217,7 +217,7 @@ def cmd_models_env(args) -> int:
     environment = ensure_environment(spec.name, IsolatedSpec.from_mapping(spec.isolated, registry_file(spec)).environment)
     record = environment.record
     if args.json:
-        _print_json({"model": spec.name, "folder": str(environment.folder), "python": str(environment.python), **record})
+        _print_json({**record, "model": spec.name, "folder": str(environment.folder), "interpreter": str(environment.python)})
         return 0
     pinned = IsolatedSpec.from_mapping(spec.isolated, registry_file(spec)).environment.pinned()
     print(f"environment of {spec.name}: {environment.folder}")
