@@ -77,7 +77,7 @@ def isolated_entry(name: str, calculator: str = "ase.calculators.emt:EMT", kwarg
     from importlib import metadata
 
     dependencies = dependencies or [f"ase=={metadata.version('ase')}", f"numpy=={metadata.version('numpy')}"]
-    return textwrap.dedent(
+    text = textwrap.dedent(
         f"""\
         name: {name}
         kind: isolated
@@ -86,12 +86,13 @@ def isolated_entry(name: str, calculator: str = "ase.calculators.emt:EMT", kwarg
           calculator: {calculator}
           calculator_kwargs: {kwargs}
           batch_size: 4
-        {extra}elements: [Cu, Al, Ni, Pd, Ag, Pt, Au]
+        elements: [Cu, Al, Ni, Pd, Ag, Pt, Au]
         dtype: float64
         dtypes: [float64]
         license: LGPL-2.1 (ASE)
         """
     )
+    return text + extra  # extra: top-level lines, each ending in a newline
 
 
 @pytest.fixture

@@ -234,3 +234,18 @@ def test_models_env_builds_ahead_of_time_and_says_where(emt_registry, capsys):
     assert rows["emt-isolated"]["environment"] == "built" and rows["emt-isolated"]["available"] is True
     assert cli.main(["models", "env", "chgnet-0.3.0"]) == 2  # not an isolated model: a usage error, one line
     assert "kind 'ase'" in capsys.readouterr().err
+
+
+@pytest.mark.slow
+def test_a_wrong_checkpoint_hash_is_refused_in_the_worker_naming_file_and_entry(emt_registry):
+    """The weights file is resolved inside the model's environment and checked before anything loads it."""
+    file = emt_registry / "emt-weights.yaml"
+    file.write_text(
+        isolated_entry("emt-weights", extra="sha256: \"" + "0" * 64 + "\"\n").replace(
+            "  batch_size: 4\n", "  batch_size: 4\n  weights: {package: ase, file: calculators/emt.py}\n"
+        )
+    )
+    with pytest.raises(WorkerError) as error:
+        load_model("emt-weights", dtype="float64").evaluator().evaluate(structures(n=1))
+    message = str(error.value)
+    assert "does not match the registered" in message and "emt.py" in message and str(file) in message

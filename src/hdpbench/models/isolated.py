@@ -76,8 +76,9 @@ def worker_timeout(default: float) -> float:
 class Worker:
     """One worker process: started, asked, restarted, stopped. Pipes only (owner-only by nature)."""
 
-    def __init__(self, model: str, environment: Environment, load_request: dict[str, Any], *, timeout_s: float, log: Path):
+    def __init__(self, model: str, environment: Environment, load_request: dict[str, Any], *, timeout_s: float, log: Path, source: str | None = None):
         self.model = model
+        self.source = source
         self.environment = environment
         self.load_request = load_request
         self.timeout_s = timeout_s
@@ -148,7 +149,8 @@ class Worker:
             raise _WorkerDied(self._death(f"could not send the request: {error}")) from None
         reply, out = self._read(process)
         if not reply.get("ok"):
-            raise WorkerError(f"model {self.model}: the worker refused '{header.get('op')}': {reply.get('error')} (log {self.log})")
+            entry = f"registry entry {self.source}; " if self.source and header.get("op") == "load" else ""
+            raise WorkerError(f"model {self.model}: the worker refused '{header.get('op')}': {reply.get('error')} ({entry}log {self.log})")
         return reply, out
 
     def _read(self, process: subprocess.Popen) -> tuple[dict, dict]:
@@ -220,6 +222,7 @@ class IsolatedModel:
     dtype: str
     atomic_numbers: list[int] | None
     registered_sha256: str | None = None
+    source_file: str | None = None  # the registry entry (named in errors)
     kind: str = "isolated"
     _environment: Environment | None = field(default=None, repr=False)
     _worker: Worker | None = field(default=None, repr=False)
@@ -279,7 +282,7 @@ class IsolatedModel:
                 "device": self.device, "dtype_kwarg": self.spec.dtype_kwarg, "dtype": self.dtype,
             }  # fmt: skip
             log = paths.environments_dir() / "logs" / f"{self.environment.folder.name}.worker.log"
-            self._worker = Worker(self.name, self.environment, request, timeout_s=worker_timeout(self.spec.timeout_s), log=log)
+            self._worker = Worker(self.name, self.environment, request, timeout_s=worker_timeout(self.spec.timeout_s), log=log, source=self.source_file)
             _LIVE_WORKERS.add(self._worker)
         return self._worker
 
@@ -367,5 +370,5 @@ def _new_isolated_model(spec, *, device: str, dtype: str | None) -> IsolatedMode
     return IsolatedModel(
         name=spec.name, spec=isolated, device=device, dtype=dtype,
         atomic_numbers=parse_elements(spec.elements, source=source) if spec.elements is not None else None,
-        registered_sha256=spec.sha256,
+        registered_sha256=spec.sha256, source_file=str(source),
     )  # fmt: skip
