@@ -209,9 +209,9 @@ def model_registry_table(models: Sequence[str] | None = None) -> pd.DataFrame:
             "paper label": row["label"] if spec.paper_order is not None else "",
             "licence": row["license"],
             "dtype": row["dtype"],
-            "weights here": "yes" if row["available"] else "no",
+            "weights here": "yes" if row["available"] else ("on first use" if spec.isolated else "no"),
             "kind": spec.kind,
-            "source": spec.mace_mp_name or spec.url or spec.path or spec.factory or "",
+            "source": spec.mace_mp_name or spec.url or spec.path or spec.factory or (spec.isolated or {}).get("calculator") or "",
             "fine-tuned from": (row["finetune"] or {}).get("base", ""),
         }
         demo_dir = paths.model_registry_dir() / "demo" / row["name"]
