@@ -11,6 +11,7 @@ from hdpbench.book.build import (
     FINETUNE_NOTEBOOK,
     NOTEBOOKS,
     REAL_DATA_NOTEBOOK,
+    REAL_PHONONS_NOTEBOOK,
     SECTION_NOTEBOOKS,
     execute_notebook,
 )
@@ -31,7 +32,9 @@ def check_page_output(output, page: str, csv_folder, *, figures: int, verdict: s
     assert linked and linked <= {p.name for p in csv_folder.glob("*.csv")}
 
 
-@pytest.mark.parametrize("name", [n for n in NOTEBOOKS if n not in SECTION_NOTEBOOKS and n not in (REAL_DATA_NOTEBOOK, FINETUNE_NOTEBOOK)])
+@pytest.mark.parametrize(
+    "name", [n for n in NOTEBOOKS if n not in SECTION_NOTEBOOKS and n not in (REAL_DATA_NOTEBOOK, REAL_PHONONS_NOTEBOOK, FINETUNE_NOTEBOOK)]
+)
 def test_notebook_executes_with_parameters(tmp_path, name, authors_dataset):
     root, _ = authors_dataset
     output = execute_notebook(name, {"dataset": str(root), "models": []}, output_dir=tmp_path, timeout=300)
@@ -107,6 +110,49 @@ def test_real_data_chapter_runs_with_tiny_sizes_and_writes_the_data_behind_its_f
     check_page_output(output, REAL_DATA_NOTEBOOK, csv_dir, figures=6, verdict="CHGNet 0.3.0: forces on the CsPbI3 AIMD frames are off by")
 
 
+def test_real_phonons_chapter_runs_with_tiny_sizes_and_writes_the_data_behind_its_figures(tmp_path):
+    """One elpasolite per halide (the DFT-stable one first in the seeded order), one ABX3, CHGNet only:
+    the verdict sentence is built from the rank test and every CSV the page links is written."""
+    csv_dir = tmp_path / "csv"
+    parameters = {
+        "phonondb_models": "chgnet-0.3.0", "phonondb_n_per_halide": 1, "abx3_compounds": "KMgF3",
+        "results": str(tmp_path / "results"), "csv_dir": str(csv_dir),
+    }
+    output = execute_notebook(REAL_PHONONS_NOTEBOOK, parameters, output_dir=tmp_path, timeout=600)
+    check_page_output(output, REAL_PHONONS_NOTEBOOK, csv_dir, figures=4, verdict="No iodides are in this database")
+    text = output.read_text()
+    assert "CHGNet 0.3.0: **not settled**" in text  # three points: no rank test reaches p < 0.05
+    assert "3 of the 76 elpasolites (1 F, 1 Cl, 1 Br" in text
+
+
+def test_stratified_choice_alternates_dft_classes_within_each_halide():
+    from hdpbench.book.analysis import realphonons as rp
+
+    order = {"F": {"stable": ["a", "b"], "unstable": ["c"]}, "Br": {"stable": [], "unstable": ["d", "e"]}}
+    assert rp.stratified_choice(2, order) == ["a", "c", "d", "e"]
+    assert rp.stratified_choice(4, order) == ["a", "c", "b", "d", "e"]
+    # the committed order holds every elpasolite of the database once: 54 F, 20 Cl, 2 Br
+    everything = rp.elpasolites()
+    assert len(everything) == len(set(everything)) == 76
+    assert {h: sum(len(v) for v in rp.STRATIFIED_ORDER[h].values()) for h in rp.STRATIFIED_ORDER} == {"F": 54, "Cl": 20, "Br": 2}
+    assert sum(len(v) for h in rp.ABX3_ORDER.values() for v in h.values()) == 30
+
+
+def test_halide_trend_verdict_follows_the_rank_test():
+    import pandas as pd
+
+    from hdpbench.book.analysis import realphonons as rp
+
+    falling = pd.DataFrame({"model": "m", "compound": [f"c{i}" for i in range(12)], "halide": ["F"] * 4 + ["Cl"] * 4 + ["Br"] * 4,
+                            "rmse_omega2_thz2": [9, 10, 11, 12, 5, 6, 7, 8, 1, 2, 3, 4]})
+    tests = rp.halide_trend_tests(falling)
+    assert tests.loc[0, "rho"] < 0 and tests.loc[0, "p"] < 0.05 and tests.loc[0, "n F"] == 4
+    assert "**reproduced**" in rp.trend_sentence(tests, falling)
+    rising = falling.assign(rmse_omega2_thz2=falling["rmse_omega2_thz2"][::-1].to_numpy())
+    assert "**contradicted**" in rp.trend_sentence(rp.halide_trend_tests(rising), rising)
+    assert rp.trend_verdict(-0.3, 0.4) == "not settled"
+
+
 def test_finetuning_page_runs_with_tiny_sizes_from_the_committed_checkpoints(tmp_path):
     """The page reads the committed fine-tuned models (never trains) and writes every CSV it links."""
     parameters = {"results": str(tmp_path / "results"), "smoke": True, "discard": 0}
@@ -148,6 +194,13 @@ def test_book_parameters_flow_to_each_notebook(monkeypatch, tmp_path):
     calls.clear()
     book.main(["--dataset", "demo", "--models", "chgnet-0.3.0"])
     assert calls["real_test"]["real_models"] == ["chgnet-0.3.0"]
+    monkeypatch.setattr(book, "NOTEBOOKS", ["real_phonons"])
+    calls.clear()
+    book.main(["--dataset", "demo", "--param", "phonondb_n_per_halide=None"])
+    assert calls["real_phonons"] == {"device": "cpu", "phonondb_n_per_halide": None}  # its own models and subset otherwise
+    calls.clear()
+    book.main(["--dataset", "demo", "--models", "chgnet-0.3.0"])
+    assert calls["real_phonons"]["phonondb_models"] == ["chgnet-0.3.0"]
 
 
 def test_section_pages_declare_the_same_parameters():

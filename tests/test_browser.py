@@ -45,7 +45,8 @@ def served_book():
     """Build the book as `make book` does (papermill + jupyter-book, demo dataset and models) with tiny
     stage sizes and a scratch results store, then serve _build/html on localhost."""
     assert CHROMIUM, "chromium is required here (HDPBENCH_REQUIRE_BROWSER is set)"
-    tiny = ["n_frames=8", "md_steps=12", "md_runs=1", "kpca_frames=6", "real_models=chgnet-0.3.0", "isolated_models=sevennet-0", "real_md_steps=12", "real_md_discard=2", "real_kpca_frames=6"]
+    tiny = ["n_frames=8", "md_steps=12", "md_runs=1", "kpca_frames=6", "real_models=chgnet-0.3.0", "isolated_models=sevennet-0", "real_md_steps=12", "real_md_discard=2", "real_kpca_frames=6",
+            "phonondb_models=chgnet-0.3.0", "phonondb_n_per_halide=1", "abx3_compounds=KMgF3"]
     command = [sys.executable, "-m", "hdpbench.book", *(f"--param={p}" for p in tiny)]
     with tempfile.TemporaryDirectory() as results:
         environment = {**os.environ, "HDPBENCH_RESULTS": results}

@@ -22,8 +22,10 @@ SECTION_NOTEBOOKS = ["phonons", "sigma", "model_md", "kpca_maps"]
 FINETUNE_NOTEBOOK = "finetuning"
 # The real-data chapter: any model against real DFT references (data/external), CHGNet by default.
 REAL_DATA_NOTEBOOK = "real_test"
+# The paper's harmonic-phonon question on real DFT: phonondb's 76 elpasolites and 30 ABX3 (a stated subset by default).
+REAL_PHONONS_NOTEBOOK = "real_phonons"
 # Order of execution; the table of contents lives in _toc.yml.
-NOTEBOOKS = ["data_overview", *SECTION_NOTEBOOKS, FINETUNE_NOTEBOOK, REAL_DATA_NOTEBOOK, "reproducibility"]
+NOTEBOOKS = ["data_overview", *SECTION_NOTEBOOKS, FINETUNE_NOTEBOOK, REAL_DATA_NOTEBOOK, REAL_PHONONS_NOTEBOOK, "reproducibility"]
 PAGE_TIMEOUT_S = 1200
 
 # Stage sizes a dataset's book runs with (None or absent = the paper's settings). The demo's are cut
@@ -247,8 +249,9 @@ def main(argv: list[str] | None = None) -> int:
         parser.error(f"--pages: unknown page(s) {', '.join(unknown)}; the pages are {', '.join(NOTEBOOKS)}")
     models = args.models.split() or default_models(args.dataset)
     parameters = {"dataset": args.dataset, "models": models, "device": args.device, "dtype": args.dtype}
-    if args.models.split():  # models named on the command line also take the real-data chapter
+    if args.models.split():  # models named on the command line also take the real-data chapters
         parameters["real_models"] = models
+        parameters["phonondb_models"] = models
     parameters.update(BOOK_SIZES.get(args.dataset, {}))
     for item in args.param:
         name, _, value = item.partition("=")

@@ -653,3 +653,59 @@ def sigma_time_traces(traces: pd.DataFrame, descriptions: dict[str, str], model:
     legend_height = 0.85 / fig.get_figheight()
     fig.tight_layout(rect=(0, 0.03, 1, 1 - legend_height))
     return fig
+
+
+def error_scatter_by_halide(phonons: pd.DataFrame, models: Sequence[str], dataset_label: str):
+    """Fig. 1a on a dataset without σ_ref: RMSE(ω²) against RMSE(v_g) per compound, one panel per model,
+    coloured by halide (n per halide in the legend); best and worst compound of each panel labelled."""
+    fig, axes = _panels(len(models), height=3.4, sharey=True)
+    halides = [h for h in HALIDE_ORDER if h in set(phonons["halide"])]
+    for ax, model in zip(axes, models, strict=True):
+        data = phonons[phonons["model"] == model]
+        for k, halide in enumerate(halides):
+            rows = data[data["halide"] == halide]
+            ax.scatter(rows["rmse_vg_thz_ang"], rows["rmse_omega2_thz2"], s=30, color=f"C{k}", edgecolor="k", lw=0.4,
+                       label=f"{halide} (n = {len(rows)})")
+        if len(data):
+            for name, row in (("best", data.loc[data["rmse_omega2_thz2"].idxmin()]), ("worst", data.loc[data["rmse_omega2_thz2"].idxmax()])):
+                on_right = row["rmse_vg_thz_ang"] > data["rmse_vg_thz_ang"].median()
+                ax.annotate(row["compound"], (row["rmse_vg_thz_ang"], row["rmse_omega2_thz2"]), fontsize=9,
+                            xytext=(-4 if on_right else 4, -5 if name == "worst" else 4), textcoords="offset points",
+                            ha="right" if on_right else "left", va="top" if name == "worst" else "bottom")
+        ax.set(xscale="log", yscale="log", xlabel="RMSE(v_g) (THz·Å)", title=f"{display_name(model)} (n = {len(data)})")
+        plain_log_ticks(ax)
+        ax.legend(fontsize=9, loc="best", framealpha=0.9)
+    axes[0].set_ylabel("RMSE(ω²) (THz²)")
+    source_note(fig, dataset_label)
+    fig.tight_layout(rect=(0, 0.05, 1, 1))
+    return fig
+
+
+def stability_confusion_grid(panels: Sequence[tuple[str, np.ndarray]], dataset_label: str, *, columns: int = 3):
+    """Figs. S3–S6 as classes: one 2 x 2 panel per (title, counts) entry, rows the reference's class
+    (stable, unstable), columns the model's; counts written in the cells, shade = fraction of the row."""
+    labels = ["stable", "unstable"]
+    columns = min(columns, len(panels))
+    rows = -(-len(panels) // columns)
+    fig, axes = plt.subplots(rows, columns, figsize=(min(2.4 * columns, PAGE_WIDTH_IN), 2.5 * rows), squeeze=False)
+    flat = list(axes.ravel())
+    for ax in flat[len(panels):]:
+        ax.set_visible(False)
+    for ax, (title, counts) in zip(flat, panels, strict=False):
+        totals = counts.sum(axis=1, keepdims=True)
+        with np.errstate(invalid="ignore", divide="ignore"):
+            fraction = np.nan_to_num(counts / totals)
+        ax.imshow(fraction, cmap="Blues", vmin=0, vmax=1)
+        for i in range(2):
+            for j in range(2):
+                ax.text(j, i, f"{counts[i, j]}", ha="center", va="center", fontsize=10, color="w" if fraction[i, j] > 0.6 else "k")
+        ax.set(xticks=range(2), yticks=range(2), title=f"{title} (n = {int(counts.sum())})")
+        ax.set_xticklabels(labels, fontsize=9)
+        ax.set_yticklabels(labels, fontsize=9)
+    for ax in axes[:, 0]:
+        ax.set_ylabel("DFT class")
+    for ax in axes[-1, :]:
+        ax.set_xlabel("model class")
+    source_note(fig, dataset_label)
+    fig.tight_layout(rect=(0, 0.05, 1, 1))
+    return fig
