@@ -257,22 +257,20 @@ def test_md_checkpoint_of_another_run_is_refused_naming_what_differs(change, nam
     assert (tmp_path / "replica_000.extxyz").read_text().count("Lattice=") == 6
 
 
-def test_md_command_refuses_to_resume_another_temperature(tmp_path, capsys):
+def test_md_command_refuses_to_resume_another_temperature(good_and_corrupt, tmp_path, capsys):
+    from ase.build import bulk
     from ase.io import write
 
     from hdpbench.cli import main
 
-    write(tmp_path / "cell.extxyz", _copper(symbol="Cu"))
-    arguments = ["md", "--structure", str(tmp_path / "cell.extxyz"), "--model", str(_tiny_cu_model(tmp_path)), "--replicas", "1", "--steps", "2", "--output", str(tmp_path / "md"), "--json"]
+    write(tmp_path / "cell.extxyz", bulk("NaCl", "rocksalt", a=5.64, cubic=True))
+    model = good_and_corrupt[1]  # the module's tiny MACE (it knows Na and Cl)
+    arguments = ["md", "--structure", str(tmp_path / "cell.extxyz"), "--model", model, "--replicas", "1", "--steps", "2", "--output", str(tmp_path / "md"), "--json"]
     assert main(arguments) == 0
     capsys.readouterr()
     assert main([*arguments, "--temperature", "600"]) == 1
     err = capsys.readouterr().err.strip()
     assert len(err.splitlines()) == 1 and "checkpoint.npz" in err and "temperature_K: 300.0 in the checkpoint, 600.0 now" in err
-
-
-def _tiny_cu_model(tmp_path):
-    return save_model(build_mace([29], channels=8, r_max=4.0, seed=1), tmp_path / "cu.model")
 
 
 # ---- determinism ------------------------------------------------------------------------------------
@@ -642,13 +640,13 @@ sys.exit(main(sys.argv[1:]))
 
 
 def test_two_concurrent_md_runs_on_one_results_folder_write_one_trajectory(good_and_corrupt, tmp_path):
-    """Two runs of the md stage into one results folder interleaved their frames into one file (37 to 60
-    frames for 40 steps, steps duplicated) and both marked it done (issue 40): each compound and stage
+    """Two runs of the md stage into one results folder interleaved their frames into one file (37 frames
+    for 40 steps, steps missing and duplicated) and both marked it done (issue 40): each compound and stage
     is now locked, so the second run waits for the first and then finds the compound done."""
     dataset, model = good_and_corrupt
     command = [
         sys.executable, "-c", SLOW_MD_RUN, "run", "md", "--dataset", dataset, "--model", model, "--workers", "0", "--quiet",
-        "--smoke", "--dtype", "float64", "--compounds", "Cs2AgBiBr6", "--set", "md.steps=40", "--set", "md.start_frame_max=4",
+        "--smoke", "--dtype", "float64", "--compounds", "Cs2AgBiBr6", "--set", "md.steps=20", "--set", "md.start_frame_max=4",
         "--results", str(tmp_path),
     ]  # fmt: skip
     first = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
@@ -660,7 +658,7 @@ def test_two_concurrent_md_runs_on_one_results_folder_write_one_trajectory(good_
     assert first.returncode == second.returncode == 0, [err[-2000:] for _, err in outputs]
     written = next(tmp_path.rglob("md/*/Cs2AgBiBr6.md.extxyz")).read_text()
     steps = [int(line.split(" step=")[1].split()[0]) for line in written.splitlines() if line.startswith("Lattice=")]
-    assert steps == list(range(1, 41))
+    assert steps == list(range(1, 21))
 
 
 # ---- files the user names for output (issue 40) -----------------------------------------------------------
@@ -774,3 +772,42 @@ def test_ctrl_c_is_one_line_and_exit_130(good_and_corrupt, tmp_path):
     _, err = process.communicate(timeout=60)
     assert process.returncode == 130, err[-2000:]
     assert err.strip().splitlines() == ["hdpbench: interrupted; finished results are kept, and a rerun continues from them"]
+
+
+# ---- one bad compound never fails its shard (issue 40) -----------------------------------------------------------
+def test_a_compound_with_an_element_the_model_lacks_fails_alone(good_and_corrupt, tmp_path, monkeypatch):
+    """Every compound of its shard failed with its error, so the outcome depended on --shard-size."""
+    import hdpbench.pipeline.compute as compute
+    from hdpbench.models.evaluate import UnknownElementError
+
+    dataset, model = good_and_corrupt
+    check = compute.require_elements
+
+    def without_chlorine(loaded, formulas):  # as if the model lacked Cl (its one-hot width stays right)
+        for formula in formulas:
+            if "Cl" in formula:
+                raise UnknownElementError(f"compound {formula} contains ['Cl'], which model {loaded.name} does not know")
+        check(loaded, formulas)
+
+    monkeypatch.setattr(compute, "require_elements", without_chlorine)
+    report = run("phonons", dataset, model, settings=SMALL, shard_size=2, workers=0, results_root=tmp_path, progress=False)
+    assert report.done == ["Cs2AgBiBr6"]
+    assert list(report.failed) == ["Cs2NaInCl6"] and "contains ['Cl']" in report.failed["Cs2NaInCl6"]
+
+
+def test_a_full_disk_keeps_the_compounds_finished_before_it_done(good_and_corrupt, tmp_path, monkeypatch):
+    """A finished compound was reported FAILED on a full disk, and every other compound got its error."""
+    import hdpbench.pipeline.store as store_module
+
+    dataset, model = good_and_corrupt
+    write = store_module.atomic_write_json
+
+    def full_for_failure_records(path, obj):
+        if str(path).endswith(".failed.json"):
+            raise StoreWriteError(path, "cannot write (No space left on device); nothing of it was kept")
+        write(path, obj)
+
+    monkeypatch.setattr(store_module, "atomic_write_json", full_for_failure_records)
+    report = run("phonons", dataset, model, settings=SMALL, shard_size=2, workers=0, results_root=tmp_path, progress=False)
+    assert report.done == ["Cs2AgBiBr6"]
+    assert list(report.failed) == ["Cs2NaInCl6"] and "Cs2NaInCl6.failed.json: cannot write (No space left on device)" in report.failed["Cs2NaInCl6"]

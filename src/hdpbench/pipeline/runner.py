@@ -77,13 +77,33 @@ def run_stage_in_process(
 
     from hdpbench.pipeline.stages import run_stage
 
+    from hdpbench.pipeline.compute import require_elements
+
     table_entry = get_stage(stage)
     loaded = cached_model(model, device, settings.group(table_entry.dtype_group).dtype, accelerator)
+    unknown: dict[str, Exception] = {}
+    for name in shard:  # an element the model lacks fails its compound, not the shard with it
+        try:
+            require_elements(loaded, [name])
+        except Exception as error:
+            unknown[name] = error
     with threadpool_limits(limits=1, user_api="blas"):
-        return run_stage(
-            stage, cached_dataset(dataset), loaded, compounds=shard, settings=settings, device=device,
-            results_root=results_root, progress=False, errors="record",
+        store = run_stage(
+            stage, cached_dataset(dataset), loaded, compounds=[n for n in shard if n not in unknown], settings=settings,
+            device=device, results_root=results_root, progress=False, errors="record",
         )  # fmt: skip
+    for name, error in unknown.items():
+        store.record_failure(name, error)
+    return store
+
+
+def _store_after_disk_failure(stage, dataset, model, settings, device, results_root, accelerator):
+    """The stage's results store after a write failed (a full disk), to report what was saved before."""
+    from hdpbench.pipeline.stages import open_store
+
+    table_entry = get_stage(stage)
+    loaded = cached_model(model, device, settings.group(table_entry.dtype_group).dtype, accelerator)
+    return open_store(table_entry, settings, cached_dataset(dataset), loaded, results_root)
 
 
 def run_shard(
@@ -101,14 +121,30 @@ def run_shard(
     start = time.perf_counter()
     from hdpbench.core.torch_setup import pin_threads
 
+    from hdpbench.core.errors import StoreWriteError
+
     pin_threads(torch_threads)  # CPU workers share the cores instead of each taking all of them
-    result = run_stage_in_process(stage, dataset, model, shard, settings, _worker_device(device), results_root, accelerator)
+    stopped = None
+    try:
+        result = run_stage_in_process(stage, dataset, model, shard, settings, _worker_device(device), results_root, accelerator)
+    except StoreWriteError as error:  # a full disk stops the shard; what was saved before it stays done
+        stopped = error
+        try:
+            result = _store_after_disk_failure(stage, dataset, model, settings, _worker_device(device), results_root, accelerator)
+        except Exception:
+            raise error from None
     done = [name for name in shard if result.is_done(name)]
     not_applicable = result.not_applicable([n for n in shard if n not in done])
     failed = {name: record["error"] for name, record in result.failures([n for n in shard if n not in done and n not in not_applicable]).items()}
-    failed.update({
-        name: "no result and no recorded failure" for name in shard if name not in done and name not in failed and name not in not_applicable
-    })  # fmt: skip
+    for name in shard:
+        if name in done or name in failed or name in not_applicable:
+            continue
+        if stopped is None:
+            failed[name] = "no result and no recorded failure"
+        elif Path(stopped.path).name.startswith(f"{name}."):  # the compound whose file could not be written
+            failed[name] = str(stopped)
+        else:
+            failed[name] = f"not computed: the run stopped when {stopped.path} could not be written"
     return {
         "shard": shard, "done": done, "failed": failed, "not_applicable": not_applicable,
         "seconds": time.perf_counter() - start, "directory": str(result.directory),
