@@ -75,9 +75,8 @@ def run_stage_in_process(
     """
     from threadpoolctl import threadpool_limits
 
-    from hdpbench.pipeline.stages import run_stage
-
     from hdpbench.pipeline.compute import require_elements
+    from hdpbench.pipeline.stages import run_stage
 
     table_entry = get_stage(stage)
     loaded = cached_model(model, device, settings.group(table_entry.dtype_group).dtype, accelerator)
@@ -119,9 +118,8 @@ def run_shard(
 ) -> dict[str, Any]:
     """Run one stage on one shard (in whatever process calls it); returns what was done and how long it took."""
     start = time.perf_counter()
-    from hdpbench.core.torch_setup import pin_threads
-
     from hdpbench.core.errors import StoreWriteError
+    from hdpbench.core.torch_setup import pin_threads
 
     pin_threads(torch_threads)  # CPU workers share the cores instead of each taking all of them
     stopped = None
