@@ -38,7 +38,7 @@
 #   away (*Rerun it*); the results store keeps what was computed, so a second build reuses it.
 
 # %% tags=["parameters"]
-phonondb_models = ["chgnet-0.3.0", "sevennet-0"]  # registry names (any kind) or checkpoint paths
+phonondb_models = ["chgnet-0.3.0", "chgnet-0.2.0"]  # registry names (any kind) or checkpoint paths; sevennet-0: see "Cost"
 # the models of the full run (phonondb_n_per_halide = None): every registered model that runs offline
 phonondb_all_models = ["chgnet-0.3.0", "chgnet-0.2.0", "chgnet-r2scan", "sevennet-0", "sevennet-mf-0", "sevennet-0-22may2024", "sevennet-l3i5"]
 # elpasolites per halide, alternating DFT-stable and DFT-unstable ones (Γ and X) in a seeded order;

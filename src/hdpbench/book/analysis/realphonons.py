@@ -192,7 +192,7 @@ def data_size_sentence(ranking: pd.DataFrame, label=lambda m: m) -> str:
     sizes = {re.sub(r"[^0-9.]", "", m.group(0)) for m in (re.search(r"[\d.]+\s*M structures", t) for t in ranking["training data"]) if m}
     if len(ranking) > 1 and all("MPtrj" in t for t in ranking["training data"]) and len(sizes) <= 1:
         text += (". Every model here learned the same MPtrj set, so \"the model trained on the most data is the most accurate\" "
-                 "cannot be tested with them: what separates them is the architecture and its size (parameters in the table).")
+                 "cannot be tested with them: what separates them is the architecture, its size (parameters in the table) and the training run.")
     elif len(ranking) > 1:
         text += ". Their training sets differ (table): compare the order of the rows with the training data."
     else:
