@@ -491,3 +491,28 @@ def test_phonons_compare_checks_the_supercell_against_force_sets_before_building
     assert len(err.splitlines()) == 1 and "holds forces of 64 atoms per supercell" in err and "has 1000" in err
     assert main([*arguments, "--supercell", "50", "50", "50"]) == 2
     assert "1000000 atoms" in capsys.readouterr().err
+
+
+def test_phonon_displacement_is_bounded_through_settings_too():
+    """--set phonons.displacement=1e-300 (or a config) is refused like --displacement (gave 1e147 THz)."""
+    from hdpbench.core.errors import UsageError
+    from hdpbench.physics.phonons import PhononSettings
+
+    for value in (1e-300, 2.0):
+        with pytest.raises(UsageError, match="expected 0.0001 to 0.5"):
+            PhononSettings(displacement=value)
+    PhononSettings(displacement=0.01)
+
+
+def test_a_torch_file_that_is_not_a_model_is_named(tmp_path):
+    """torch.save of a state dict passes the file-format check; loading it names the file and what it holds."""
+    import torch
+
+    from hdpbench.core.errors import DataError
+    from hdpbench.models.evaluate import load_model
+
+    path = tmp_path / "weights.model"
+    torch.save({"layer.weight": torch.zeros(2)}, path)
+    with pytest.raises(DataError, match="holds a dict, not a saved model") as error:
+        load_model(str(path)).module  # noqa: B018 (the module loads on first use)
+    assert str(path) in str(error.value)

@@ -55,12 +55,14 @@ def _finite_float(text: str) -> float:
     return value
 
 
-MIN_DISPLACEMENT, MAX_DISPLACEMENT = 1e-4, 0.5  # Å: below, the forces are noise; above, not harmonic
-
-
 def _displacement(text: str) -> float:
     """argparse type: a finite-displacement amplitude in Å (1e-300 gave 1e147 THz, exit 0)."""
     value = _positive_float(text)
+    from hdpbench.physics.phonons import (  # one bound for --displacement and --set
+        MAX_DISPLACEMENT,
+        MIN_DISPLACEMENT,
+    )
+
     if not MIN_DISPLACEMENT <= value <= MAX_DISPLACEMENT:
         raise argparse.ArgumentTypeError(f"{text!r} is not a displacement between {MIN_DISPLACEMENT:g} and {MAX_DISPLACEMENT:g} Å")
     return value

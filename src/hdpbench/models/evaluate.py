@@ -222,7 +222,12 @@ def load_model(
 
     def load_module():
         import_mace()
-        return _ready_module(torch.load(path, map_location=device, weights_only=False), device, dtype, accelerator, compiled)
+        module = torch.load(path, map_location=device, weights_only=False)
+        if not isinstance(module, torch.nn.Module):  # e.g. torch.save of a state dict
+            from hdpbench.core.errors import DataError
+
+            raise DataError(path, f"holds a {type(module).__name__}, not a saved model (a MACE .model file is a pickled torch.nn.Module)")
+        return _ready_module(module, device, dtype, accelerator, compiled)
 
     description = _cached_description(checkpoint_sha256)
     module = None

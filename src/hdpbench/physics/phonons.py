@@ -45,6 +45,9 @@ THERMAL_MESH_LENGTH = 75.0
 THERMAL_CUTOFF_THZ = 0.1
 
 
+MIN_DISPLACEMENT, MAX_DISPLACEMENT = 1e-4, 0.5  # Å: below, the forces are noise; above, not harmonic
+
+
 @dataclass(frozen=True)
 class PhononSettings:
     """Φ_model by finite displacements. The authors use two displacements: 0.01 Å for the bands
@@ -76,8 +79,11 @@ class PhononSettings:
         ):
             raise UsageError(f"phonons setting supercell={supercell!r}: expected three positive integers, e.g. [2, 2, 2]")
         object.__setattr__(self, "supercell", None if supercell is None else tuple(supercell))
-        require_positive("phonons setting displacement", self.displacement)
-        require_positive("phonons setting sigma_displacement", self.sigma_displacement)
+        for name in ("displacement", "sigma_displacement"):
+            value = getattr(self, name)
+            require_positive(f"phonons setting {name}", value)
+            if not MIN_DISPLACEMENT <= value <= MAX_DISPLACEMENT:
+                raise UsageError(f"phonons setting {name}={value!r} Å: expected {MIN_DISPLACEMENT:g} to {MAX_DISPLACEMENT:g} Å")
         require_positive_int("phonons setting points_per_segment", self.points_per_segment)
         require_dtype("phonons setting dtype", self.dtype)
         if not isinstance(self.group_velocities, bool):
