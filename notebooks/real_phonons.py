@@ -56,6 +56,7 @@ results = None
 csv_dir = None
 
 # %%
+import re
 import time
 
 import matplotlib.pyplot as plt
@@ -69,14 +70,14 @@ from hdpbench.models.registry import display_name, get_model_spec
 
 started = time.perf_counter()
 figures.use_book_style()
-if isinstance(phonondb_models, str):  # one name or a space-separated list from BOOK_PARAMS
-    phonondb_models = phonondb_models.split()
-if isinstance(phonondb_all_models, str):
-    phonondb_all_models = phonondb_all_models.split()
-if isinstance(phonondb_compounds, str):
-    phonondb_compounds = phonondb_compounds.split()
-if isinstance(abx3_compounds, str):
-    abx3_compounds = abx3_compounds.split()
+
+def names(value):
+    """A list parameter: a list, or from BOOK_PARAMS one name or a comma- or space-separated list."""
+    return [n for n in re.split(r"[,\s]+", value) if n] if isinstance(value, str) else value
+
+
+phonondb_models, phonondb_all_models = names(phonondb_models), names(phonondb_all_models)
+phonondb_compounds, abx3_compounds = names(phonondb_compounds), names(abx3_compounds)
 full_run = phonondb_n_per_halide is None and phonondb_compounds is None
 models = list(dict.fromkeys(phonondb_models + (phonondb_all_models if full_run else [])))
 if phonondb_compounds is not None:
@@ -316,7 +317,7 @@ glue("rp_cost_sentence", analysis.prose(
 #   `make book PAGES="real_phonons" BOOK_PARAMS="phonondb_n_per_halide=None"`.
 # - Another model: `make book PAGES="real_phonons" BOOK_PARAMS="phonondb_models=my-model"` (any registry
 #   entry; README, *Rerun the book with my own model*); SevenNet-0 beside CHGNet 0.3.0:
-#   `BOOK_PARAMS="phonondb_models='chgnet-0.3.0 sevennet-0'"`.
+#   `BOOK_PARAMS="phonondb_models=chgnet-0.3.0,sevennet-0"` (lists in `BOOK_PARAMS`: commas, no spaces).
 # - From the command line: `hdpbench run phonons --dataset phonondb --model M` then
 #   `hdpbench results export --dataset phonondb --model M --stage phonons --csv phonondb.csv`.
 # - Parameters of this page: `phonondb_models`, `phonondb_all_models`, `phonondb_n_per_halide`,
