@@ -21,6 +21,10 @@
 # foundation weights cannot be downloaded where this book is built; any registered model takes their
 # place (*Rerun it*). Models on this page: {glue:md}`rp_models`.
 #
+# **What you will learn** (reading: about 10 minutes; prerequisite: the phonon section). Why a
+# 40-atom reference Φ is exact only at Γ and X, how to test a trend across halides with a rank test
+# and say what a handful of compounds allows, and how to read stability classes of DFT against a model.
+#
 # **The question (verdict 1 of the paper).** Do the phonon errors fall from fluorides to iodides, and is
 # the model trained on the most data the most accurate?
 #
@@ -310,6 +314,18 @@ glue("rp_cost_sentence", analysis.prose(
 #   fluorides against chlorides.
 # - The database has no molecular dynamics: σ, the model-only MD and the configuration maps of the
 #   paper do not apply to these compounds.
+#
+# ## Exercises
+#
+# 1. *(offline, seconds)* From the CSV of Fig. 1b,c, rank the models by the median of RMSE(ω²) at Γ and
+#    X instead of on the path. Does the order change? What does that say about the interpolated path?
+#    ```{dropdown} Hint
+#    `pandas.read_csv(...).groupby("model")[["rmse_omega2_thz2", "rmse_omega2_commensurate_thz2"]].median()`
+#    ```
+# 2. *(offline, seconds)* In the ABX3 table, which model's lowest frequency at the 27 q-points is
+#    closest to DFT's for the unstable compound? Is a right class the same as a right depth?
+# 3. *(compute, tens of minutes)* Rerun with `phonondb_n_per_halide=10` (10 fluorides, 10 chlorides
+#    and the 2 bromides). Does the rank test settle the trend for either model?
 #
 # ## Rerun it
 #
