@@ -302,6 +302,18 @@ glue("rp_cost_sentence", analysis.prose(
     "leaves it out."), display=False)
 
 # %% [markdown]
+# ## Summary
+#
+# One row per model (the CSV is what a summary of part two reads). {glue:md}`rp_trend_sentence`
+
+# %%
+summary = rp.summary_table(phonons, cubic)
+page.figure_data(summary, "real_phonons", "summary", folder=csv_folder)
+show(summary, digits=2)
+
+# %% [markdown]
+# {download}`Data of this table (CSV) <real_phonons_data/summary.csv>`
+#
 # ## Caveats
 #
 # - PBEsol references, PBE-trained models: PBEsol lattice constants are smaller than PBE's, so at the

@@ -223,6 +223,25 @@ def class_agreement_table(table: pd.DataFrame) -> pd.DataFrame:
     return pd.DataFrame(rows)
 
 
+def summary_table(table: pd.DataFrame, cubic: pd.DataFrame | None = None) -> pd.DataFrame:
+    """One row per model: compounds, median RMSE(ω²) per halide, Spearman ρ and p over the halide order,
+    and the class agreement at the commensurate q-points on the elpasolites (and the ABX3, where given)."""
+    tests = halide_trend_tests(table).set_index("model")
+    rows = []
+    for model, group in table.groupby("model", sort=False):
+        row = {"model": model, "elpasolites": int(len(group))}
+        for halide in [h for h in HALIDES if h in set(group["halide"])]:
+            row[f"median RMSE(ω²) {halide} (THz²)"] = float(group.loc[group["halide"] == halide, "rmse_omega2_thz2"].median())
+        row |= {"ρ (halide order)": tests.loc[model, "rho"], "p (ρ)": tests.loc[model, "p"],
+                "verdict: errors fall F → Br": trend_verdict(tests.loc[model, "rho"], tests.loc[model, "p"]),
+                "class agreement (elpasolites)": float((group["class_reference"] == group["class_model"]).mean())}  # fmt: skip
+        if cubic is not None and len(cubic):
+            rows_cubic = cubic[cubic["model"] == model]
+            row["class agreement (ABX3)"] = float((rows_cubic["class_reference"] == rows_cubic["class_model"]).mean()) if len(rows_cubic) else float("nan")
+        rows.append(row)
+    return pd.DataFrame(rows)
+
+
 def median_compound(table: pd.DataFrame, model: str, column: str = "rmse_omega2_thz2") -> str:
     """The compound whose ``column`` is the median one of ``model``'s (the lower middle for an even n)."""
     rows = table[table["model"] == model].sort_values(column, kind="stable")
