@@ -57,14 +57,15 @@ from IPython.display import Markdown, display
 from myst_nb import glue
 
 from hdpbench.book import analysis, figures, page
+from hdpbench.core import paths
 from hdpbench.data.datasets import get_dataset
 from hdpbench.models.registry import display_name, get_model_spec
 from hdpbench.pipeline import realdata
 
 if isinstance(real_models, str):  # one name or a space-separated list from BOOK_PARAMS
     real_models = real_models.split()
-if isinstance(isolated_models, str):
-    isolated_models = isolated_models.split()
+if isinstance(isolated_models, str):  # names separated by commas or spaces (BOOK_PARAMS splits at spaces: use commas there)
+    isolated_models = isolated_models.replace(",", " ").split()
 isolated_models = [m for m in (isolated_models or []) if m not in real_models]
 figures.use_book_style()
 
@@ -255,11 +256,14 @@ plt.show()
 # its own environment*). Here {glue:md}`rt_isolated_models` are scored on what every model above has:
 # the phonons of the four systems and σ of the CsPbI3 AIMD frames (σ DFT = {glue:text}`rt_sigma_dft:.3f`).
 # They skip the model MD and KCl's 120 frames, which cost several times more per force call with
-# them here (README, *Benchmarks*); `BOOK_PARAMS="isolated_models=..."` adds the other registered
-# SevenNet models (`sevennet-0-22may2024`, `sevennet-l3i5`).
+# them here ({glue:md}`rt_cost_per_call`); `isolated_models` adds the other registered SevenNet models
+# (`sevennet-0-22may2024`, `sevennet-l3i5`; *Rerun it* below). The page
+# [The harmonic-phonon question on 76 real double perovskites](real_phonons) scores the models on
+# the paper's own family of compounds.
 
 # %%
 comparison = realdata.comparison_table({**stages, **isolated_stages})
+glue("rt_cost_per_call", analysis.measured_call_costs(paths.project_root() / "benchmarks" / "results" / "real_models_cpu.json", ["sevennet-0", "chgnet-0.3.0"]), display=False)
 glue("rt_isolated_models", analysis.prose(", ".join(display_name(m) for m in isolated_models)) if isolated_models else "no models", display=False)
 page.figure_data(comparison, "real_test", "model_comparison", folder=csv_folder)
 show(comparison[["model", "kind", *[c for c in comparison.columns if c.startswith("RMSE")]]])
@@ -323,7 +327,7 @@ display(Markdown("\n".join(f"- {realdata.verdict(model, by_stage)}" for model, b
 #
 # - Any registered model, of any kind (MACE checkpoint, ASE calculator, or a model in its own
 #   environment): `make book MODELS="my-model"`. The README shows a registry YAML for each kind.
-# - All four SevenNet models here: `make book PAGES="real_test" BOOK_PARAMS="isolated_models='sevennet-0 sevennet-0-22may2024 sevennet-l3i5 sevennet-mf-0'"`.
+# - All four SevenNet models here: `make book PAGES="real_test" BOOK_PARAMS="isolated_models=sevennet-0,sevennet-0-22may2024,sevennet-l3i5,sevennet-mf-0"`.
 # - One file at a time:
 #   - `hdpbench sigma data/external/fhi-vibes/CsPbI3_aims_pbesol_700K_trajectory.nc --model M --json`
 #   - `hdpbench phonons compare --unitcell data/external/phonopy/CaTiO3/POSCAR-unitcell --reference data/external/phonopy/CaTiO3/FORCE_SETS --model M --json`

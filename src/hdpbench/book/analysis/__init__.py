@@ -34,6 +34,7 @@ from hdpbench.book.analysis.data import (  # noqa: F401
     frame_set_files,
     generation_record,
     heldout_force_table,
+    measured_call_costs,
     model_registry_table,
     readable_failure,
     sigma_db_agreement,

@@ -288,3 +288,19 @@ def heldout_force_table(models: Sequence[str]) -> pd.DataFrame:
             for formula, values in json.loads(path.read_text())["per_compound"].items():
                 rows.append({"model": model, "compound": formula, **values})
     return pd.DataFrame(rows)
+
+
+def measured_call_costs(report_file, models: Sequence[str]) -> str:
+    """'0.41 s per 135-atom structure for sevennet-0 against 0.098 s for chgnet-0.3.0, measured on
+    <hardware>' from ``benchmarks/bench_real_models.py``'s JSON; a sentence naming the benchmark
+    where the file or a model is missing (the page never prints a number it did not read)."""
+    import json
+    from pathlib import Path
+
+    try:
+        report = json.loads(Path(report_file).read_text())
+        rows = [(name, report["models"][name]["per_structure_s"]) for name in models]
+    except (OSError, ValueError, KeyError):
+        return "measured by `benchmarks/bench_real_models.py`, README *Benchmarks*"
+    costs = " against ".join(f"{seconds:.2g} s for {name}" for name, seconds in rows)
+    return f"per 135-atom structure, {costs} ({report.get('hardware', 'this machine')}; `benchmarks/results/real_models_cpu.json`)"
