@@ -263,7 +263,7 @@ plt.show()
 
 # %%
 comparison = realdata.comparison_table({**stages, **isolated_stages})
-glue("rt_cost_per_call", analysis.measured_call_costs(paths.project_root() / "benchmarks" / "results" / "real_models_cpu.json", ["sevennet-0", "chgnet-0.3.0"]), display=False)
+glue("rt_cost_per_call", analysis.prose(analysis.measured_call_costs(paths.project_root() / "benchmarks" / "results" / "real_models_cpu.json", ["sevennet-0", "chgnet-0.3.0"])), display=False)
 glue("rt_isolated_models", analysis.prose(", ".join(display_name(m) for m in isolated_models)) if isolated_models else "no models", display=False)
 page.figure_data(comparison, "real_test", "model_comparison", folder=csv_folder)
 show(comparison[["model", "kind", *[c for c in comparison.columns if c.startswith("RMSE")]]])

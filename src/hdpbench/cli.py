@@ -1050,7 +1050,7 @@ def _check_device(device: str | None, option: str = "--device", *, available: bo
     """``device`` as torch reads it (cpu, cuda, cuda:N, ...), and, with ``available``, present on this
     machine: ``--device foo`` and ``--device cuda`` on a CPU-only torch were tracebacks, or a failure
     recorded per compound. A :class:`UsageError` (exit 2) otherwise."""
-    if device is None:
+    if device is None or not available:  # --estimate / --dry-run: a label for the cost model's rates (e.g. rocm)
         return
     from hdpbench.core.torch_setup import prepare_torch
 
@@ -1059,7 +1059,7 @@ def _check_device(device: str | None, option: str = "--device", *, available: bo
         parsed = torch.device(device)
     except (RuntimeError, ValueError, TypeError):
         raise UsageError(f"{option} {device!r}: not a device; expected cpu, cuda or cuda:N") from None
-    if not available or parsed.type == "cpu":
+    if parsed.type == "cpu":
         return
     if parsed.type != "cuda":
         raise UsageError(f"{option} {device!r}: only cpu and cuda devices are supported")
