@@ -253,8 +253,9 @@ plt.show()
 # family trained on MPtrj, like MACE-MP-0; its pretrained models ship inside the `sevenn` wheel. It
 # needs a newer e3nn than mace-torch allows, so it cannot be installed beside this book's packages: it
 # runs in an environment of its own, built on first use, behind a worker process (README, *A model in
-# its own environment*). Here {glue:md}`rt_isolated_models` are scored on what every model above has:
-# the phonons of the four systems and σ of the CsPbI3 AIMD frames (σ DFT = {glue:text}`rt_sigma_dft:.3f`).
+# its own environment*). The models of this section ({glue:md}`rt_isolated_models`) are scored on
+# what every model above has: the phonons of the four systems and σ of the CsPbI3 AIMD frames (σ DFT =
+# {glue:text}`rt_sigma_dft:.3f`).
 # They skip the model MD and KCl's 120 frames, which cost several times more per force call with
 # them here ({glue:md}`rt_cost_per_call`); `isolated_models` adds the other registered SevenNet models
 # (`sevennet-0-22may2024`, `sevennet-l3i5`; *Rerun it* below). The page
