@@ -442,7 +442,11 @@ def test_a_truncated_result_json_is_one_line_naming_it(tmp_path, capsys):
 
 
 def test_an_unreachable_scheduler_is_one_line(capsys):
+    # distributed's defaults must be in dask's config before set(): leaving the block deletes a section
+    # set() created, and with it every default distributed added inside, so later LocalClusters in this
+    # process failed with KeyError 'distributed'
     import dask
+    import distributed  # noqa: F401
 
     from hdpbench.cli import main
 
