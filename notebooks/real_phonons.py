@@ -60,12 +60,10 @@ results = None
 csv_dir = None
 
 # %%
-import re
 import time
 
 import matplotlib.pyplot as plt
 import pandas as pd
-from IPython.display import display
 from myst_nb import glue
 
 from hdpbench.book import analysis, figures, page
@@ -75,39 +73,16 @@ from hdpbench.models.registry import display_name, get_model_spec
 started = time.perf_counter()
 figures.use_book_style()
 
-def names(value):
-    """A list parameter: a list, or from BOOK_PARAMS one name or a comma- or space-separated list."""
-    return [n for n in re.split(r"[,\s]+", value) if n] if isinstance(value, str) else value
-
-
-phonondb_models, phonondb_all_models = names(phonondb_models), names(phonondb_all_models)
-phonondb_compounds, abx3_compounds = names(phonondb_compounds), names(abx3_compounds)
-full_run = phonondb_n_per_halide is None and phonondb_compounds is None
-models = list(dict.fromkeys(phonondb_models + (phonondb_all_models if full_run else [])))
-if phonondb_compounds is not None:
-    elpasolites = list(phonondb_compounds)
-elif full_run:
-    elpasolites = rp.elpasolites()
-else:
-    elpasolites = rp.stratified_choice(int(phonondb_n_per_halide))
-if abx3_compounds is None or full_run:
-    abx3 = [n for halide in rp.HALIDE_RANK for klass in (rp.STABLE, rp.UNSTABLE) for n in rp.ABX3_ORDER.get(halide, {}).get(klass, [])]
-else:
-    abx3 = list(abx3_compounds)
+models, elpasolites, abx3, full_run = rp.page_selection(
+    phonondb_models, phonondb_all_models, phonondb_n_per_halide, phonondb_compounds, abx3_compounds
+)
 label = analysis.dataset_label(rp.PHONONDB)
 csv_folder = csv_dir or (page.page_dir() / "real_phonons_data")
 common = {"device": device, "results_root": results}
 
 
-def show(table, **kwargs):
-    """A table as readers should see it: human column names, three significant digits, no row numbers."""
-    display(page.readable(table, **kwargs))
-
-
-def name(model):
-    return display_name(model)
-
-
+show = page.show  # a table as readers should see it
+name = display_name
 phonons = rp.phonon_rows(models, elpasolites, **common)
 cubic = rp.phonon_rows(models, abx3, **common) if abx3 else pd.DataFrame()
 seconds = time.perf_counter() - started

@@ -117,3 +117,11 @@ def readable(
     else:
         styler = styler.hide(axis="index")
     return styler
+
+
+def show(table: pd.DataFrame, **kwargs) -> None:
+    """Display a table as readers should see it (:func:`readable`: human column names, three
+    significant digits, no row numbers)."""
+    from IPython.display import display
+
+    display(readable(table, **kwargs))

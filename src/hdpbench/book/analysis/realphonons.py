@@ -323,3 +323,28 @@ def _abx3_literal() -> dict[str, dict[str, list[str]]]:
 STRATIFIED_ORDER = _stratified_literal()
 # the 30 cubic ABX3 (5-atom cell, 135-atom supercell) in the same way, by their own halide
 ABX3_ORDER = _abx3_literal()
+
+
+def list_parameter(value):
+    """A list page parameter: a list as is, or from BOOK_PARAMS one name or a comma- or space-separated list."""
+    return [n for n in re.split(r"[,\s]+", value) if n] if isinstance(value, str) else value
+
+
+def page_selection(models, all_models, n_per_halide, compounds, abx3_compounds):
+    """(models, elpasolites, ABX3, full run) the page computes from its parameters: an explicit compound
+    list, all 76 + 30 with every model (``n_per_halide`` None), or the stratified default subset."""
+    models, all_models = list_parameter(models), list_parameter(all_models)
+    compounds, abx3_compounds = list_parameter(compounds), list_parameter(abx3_compounds)
+    full_run = n_per_halide is None and compounds is None
+    chosen_models = list(dict.fromkeys(models + (all_models if full_run else [])))
+    if compounds is not None:
+        elpasolites_chosen = list(compounds)
+    elif full_run:
+        elpasolites_chosen = elpasolites()
+    else:
+        elpasolites_chosen = stratified_choice(int(n_per_halide))
+    if abx3_compounds is None or full_run:
+        abx3 = [n for halide in HALIDE_RANK for klass in (STABLE, UNSTABLE) for n in ABX3_ORDER.get(halide, {}).get(klass, [])]
+    else:
+        abx3 = list(abx3_compounds)
+    return chosen_models, elpasolites_chosen, abx3, full_run
